@@ -1,0 +1,99 @@
+# moonspeed — build, deps, data, run, test.
+#   make            engine library + the moonspeed executable in build/
+#   make deps       install the Debian packages the build needs (when missing)
+#   make data       prepare the default corpus (KJV, byte-level shards)
+#   make run        train recipes/default.lua and print a sample
+#   make test       build and run every spec; ends with "N passed, N failed"
+#   make install    PREFIX=/usr/local
+
+SHELL    := /bin/bash
+PREFIX   ?= /usr/local
+BUILD    := build
+CC       ?= cc
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+
+DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev libopenblas-dev \
+                libedit-dev libncurses-dev libbsd-dev lua-busted bible-kjv bible-kjv-text
+
+WARN     := -Wall -Wextra -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -march=x86-64-v2 $(WARN)
+INCLUDES := -Iengine/include -Iengine -Ikernels -I/usr/include/luajit-2.1 -I/usr/include/editline
+LIBDIR   := $(shell gcc -print-multiarch 2>/dev/null | sed 's|^|/usr/lib/|')
+# LuaJIT, libyaml and libedit are linked statically so the binary runs where they are absent.
+STATIC_LIBS := $(LIBDIR)/libluajit-5.1.a $(LIBDIR)/libyaml.a $(LIBDIR)/libedit.a \
+               $(LIBDIR)/libtinfo.a $(LIBDIR)/libbsd.a $(LIBDIR)/libmd.a
+LDLIBS   := -lopenblas -lgomp -lm -ldl -lpthread
+
+ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/model/*.c \
+                         engine/optim/*.c engine/data/*.c kernels/cpu/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
+SPEC_C_SRC := $(wildcard spec/c/*.c)
+SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)
+HEADERS    := $(wildcard engine/include/*.h engine/*/*.h kernels/cpu/*.h spec/c/*.h)
+
+ifeq ($(NVCC),)
+CUDA_NOTE := nvcc not found: building the CPU backend only (install the CUDA toolkit for the GPU backend)
+else
+CUDA_NOTE := nvcc found at $(NVCC): the CUDA backend has no sources yet, building the CPU backend
+endif
+
+.PHONY: all deps data run test spec-c install clean cuda-note
+all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
+
+cuda-note:
+	@echo "moonspeed: $(CUDA_NOTE)"
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libmoonspeed.so: $(ENGINE_OBJ)
+	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+
+# -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself.
+$(BUILD)/moonspeed: $(BUILD)/obj/engine/host/main.o $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -Wl,-E -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
+	      $(STATIC_LIBS) $(LDLIBS)
+
+# The FFI declarations are the public header minus its preprocessor lines.
+$(BUILD)/lua/moonspeed/cdef.lua: engine/include/moonspeed.h lua/gen_cdef.lua
+	@mkdir -p $(dir $@)
+	luajit lua/gen_cdef.lua $< $@
+
+$(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(LDLIBS)
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+data: all data/kjv/train.bin
+data/kjv/train.bin:
+	@mkdir -p data/kjv
+	bible -f gen1:1-rev22:21 | sed 's/^[^ ]* //' > data/kjv/kjv.txt.tmp && mv data/kjv/kjv.txt.tmp data/kjv/kjv.txt
+	$(BUILD)/moonspeed prepare-bytes data/kjv/kjv.txt --out data/kjv
+
+run: deps all data
+	$(BUILD)/moonspeed run recipes/default.lua
+
+test: deps all data $(BUILD)/spec-c
+	@set -o pipefail; busted --run=default -o TAP 2>&1 | tee $(BUILD)/test.log | grep -v '^ok '; \
+	  awk '/^ok /{p++} /^not ok /{f++} END{printf "%d passed, %d failed\n", p, f; exit f>0}' $(BUILD)/test.log
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/moonspeed/lua/moonspeed $(DESTDIR)$(PREFIX)/share/moonspeed/recipes
+	install -m 755 $(BUILD)/moonspeed $(DESTDIR)$(PREFIX)/bin/moonspeed
+	install -m 644 lua/moonspeed/*.lua $(BUILD)/lua/moonspeed/cdef.lua $(DESTDIR)$(PREFIX)/share/moonspeed/lua/moonspeed/
+	cp -r recipes/. $(DESTDIR)$(PREFIX)/share/moonspeed/recipes/
+
+clean:
+	rm -rf $(BUILD)

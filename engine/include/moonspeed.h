@@ -1,0 +1,228 @@
+/*
+ * moonspeed.h — the one public C API of the moonspeed training engine.
+ *
+ * Written in the subset of C that LuaJIT's FFI parses: the Lua declarations
+ * (build/lua/moonspeed/cdef.lua) are generated from this file at build time by
+ * dropping the preprocessor lines, so everything between the guards must be
+ * plain declarations — opaque handles, fixed-width integers, enums with explicit
+ * values, no macros, no bitfields.
+ *
+ * Conventions
+ *   - Every fallible call returns ms_status; on failure the sentence saying what
+ *     went wrong, where, and what would be right is in ms_last_error()
+ *     (thread-local, valid until the next failing call on that thread).
+ *   - Handles are created by *_create and released by *_free (NULL is a no-op).
+ *   - Sizes are bytes, counts are elements, steps count from 0.
+ */
+#ifndef MOONSPEED_H
+#define MOONSPEED_H
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ms_status {
+    MS_OK = 0,
+    MS_ERR_INVALID = 1,   /* a bad argument or configuration */
+    MS_ERR_IO = 2,        /* a file could not be opened, read or written */
+    MS_ERR_FORMAT = 3,    /* a file exists but its contents are wrong */
+    MS_ERR_NOMEM = 4,     /* a reservation failed */
+    MS_ERR_STATE = 5,     /* the call does not fit the object's state */
+    MS_ERR_INTERNAL = 6   /* a broken invariant: a bug in moonspeed */
+} ms_status;
+
+typedef enum ms_dtype {
+    MS_F32 = 0,
+    MS_BF16 = 1,
+    MS_I32 = 2,
+    MS_U32 = 3
+} ms_dtype;
+
+typedef enum ms_precision {
+    MS_PRECISION_FP32 = 0,   /* everything fp32 */
+    MS_PRECISION_BF16 = 1    /* bf16 params/activations for compute, fp32 master + optimizer */
+} ms_precision;
+
+typedef enum ms_device_kind {
+    MS_DEVICE_CPU = 0,
+    MS_DEVICE_CUDA = 1
+} ms_device_kind;
+
+typedef enum ms_schedule {
+    MS_SCHEDULE_CONSTANT = 0,
+    MS_SCHEDULE_LINEAR = 1,   /* linear decay from lr to min_lr after warmup */
+    MS_SCHEDULE_COSINE = 2    /* cosine decay from lr to min_lr after warmup */
+} ms_schedule;
+
+/* The Llama family: everything a model shape needs. */
+typedef struct ms_model_config {
+    int32_t vocab_size;
+    int32_t dim;             /* model width d */
+    int32_t n_layers;
+    int32_t n_heads;         /* query heads; head_dim = dim / n_heads */
+    int32_t n_kv_heads;      /* key/value heads (GQA); divides n_heads */
+    int32_t ffn_dim;         /* SwiGLU hidden width */
+    int32_t max_seq_len;
+    int32_t tie_embeddings;  /* 1: the LM head reuses the embedding matrix */
+    float rope_theta;
+    float norm_eps;
+    float init_std;          /* std of the normal init of weight matrices */
+} ms_model_config;
+
+typedef struct ms_train_config {
+    int32_t steps;           /* optimizer steps the schedule spans */
+    int32_t batch;           /* sequences per optimizer step */
+    int32_t micro_batch;     /* sequences per forward/backward; divides batch */
+    int32_t seq_len;         /* tokens per sequence; <= model.max_seq_len */
+    int32_t warmup;          /* linear warmup steps */
+    int32_t schedule;        /* ms_schedule */
+    float lr;                /* peak learning rate */
+    float min_lr;            /* floor of the decay */
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;      /* decoupled; not applied to norms and embeddings */
+    float clip;              /* global-norm clip threshold; 0 = off */
+    int32_t checkpoint_activations; /* 1: keep block inputs, recompute in backward */
+    int32_t eval_batches;    /* micro-batches per evaluation */
+    uint64_t seed;           /* init and data order */
+} ms_train_config;
+
+typedef struct ms_config {
+    ms_model_config model;
+    ms_train_config train;
+    int32_t precision;       /* ms_precision */
+    int32_t device;          /* ms_device_kind */
+    int32_t threads;         /* worker threads; 0 = all cores */
+    int32_t loss_chunk;      /* rows of logits per LM-head chunk; 0 = automatic */
+    const char *train_path;  /* token shard for training (NULL: none) */
+    const char *val_path;    /* token shard for evaluation (NULL: none) */
+} ms_config;
+
+/* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */
+typedef struct ms_memory {
+    int64_t params;          /* compute copy of the parameters */
+    int64_t grads;           /* parameter gradients */
+    int64_t master;          /* fp32 master weights (bf16 precision only) */
+    int64_t optimizer;       /* AdamW moments */
+    int64_t activations;     /* what forward keeps for backward */
+    int64_t workspace;       /* scratch for one op or one block at a time */
+    int64_t data;            /* token batches */
+    int64_t total;
+} ms_memory;
+
+typedef struct ms_plan {
+    int32_t device;          /* ms_device_kind the plan is for */
+    int32_t n_units;
+    int64_t n_params;        /* unpadded parameter count */
+    int64_t n_params_matmul; /* parameters in matmuls (LM head in, embedding lookup out) */
+    double flops_per_token;  /* training FLOPs/token, 6N + 6LTd (causal attention once) */
+    double flops_per_token_full; /* 6N + 12LTd (full attention) */
+    ms_memory device_bytes;  /* on the compute device */
+    ms_memory host_bytes;    /* on the host beside it (equal to nothing extra on CPU) */
+} ms_plan;
+
+typedef struct ms_step_stats {
+    int64_t step;            /* the step just taken (0-based) */
+    float loss;              /* mean cross-entropy over the step's tokens, nats */
+    float lr;
+    float grad_norm;         /* global norm before clipping */
+    int64_t tokens;
+    double seconds;          /* wall time of the step */
+    double flops;            /* model FLOPs of the step (6N + 6LTd convention) */
+} ms_step_stats;
+
+typedef struct ms_memory_report {
+    ms_memory reserved;      /* reserved at create: equals the plan */
+    ms_memory used;          /* carved out of the reservations */
+    int64_t reservations;    /* arena reservations made since create */
+} ms_memory_report;
+
+typedef struct ms_unit_info {
+    const char *name;        /* "embed", "block.0", ..., "head" */
+    int32_t n_tensors;
+    int32_t reserved;
+    int64_t numel;           /* parameters of this unit */
+    int64_t padded_numel;    /* length of its flat buffer */
+} ms_unit_info;
+
+typedef struct ms_tensor_info {
+    const char *name;        /* "block.3.attn.wq" */
+    int32_t unit;
+    int32_t dtype;           /* ms_dtype of the compute copy */
+    int32_t ndim;
+    int32_t decay;           /* 1 when weight decay applies */
+    int64_t shape[4];
+    int64_t numel;
+    int64_t offset;          /* elements from the start of the unit's flat buffer */
+} ms_tensor_info;
+
+typedef enum ms_view {
+    MS_VIEW_PARAM = 0,       /* compute copy (bf16-rounded under bf16) */
+    MS_VIEW_GRAD = 1,        /* gradient of the last step's last micro-batch accumulation */
+    MS_VIEW_MASTER = 2       /* fp32 master (the compute copy under fp32) */
+} ms_view;
+
+typedef struct ms_shard_info {
+    int32_t version;
+    int32_t vocab_size;
+    int64_t n_tokens;
+    char tokenizer[33];      /* tokenizer id, NUL-terminated */
+} ms_shard_info;
+
+typedef struct ms_engine ms_engine;
+
+/* --- errors and version ------------------------------------------------- */
+const char *ms_last_error(void);
+const char *ms_version(void);
+const char *ms_status_name(ms_status status);
+
+/* --- planning: pure arithmetic, allocates nothing ------------------------- */
+ms_status ms_config_defaults(ms_config *cfg);
+ms_status ms_config_check(const ms_config *cfg);
+ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out);
+
+/* --- the engine --------------------------------------------------------- */
+ms_status ms_engine_create(const ms_config *cfg, ms_engine **out);
+void ms_engine_free(ms_engine *e);
+ms_status ms_engine_step(ms_engine *e, ms_step_stats *out);
+ms_status ms_engine_eval(ms_engine *e, float *out_loss);
+int64_t ms_engine_get_step(const ms_engine *e);
+ms_status ms_engine_set_step(ms_engine *e, int64_t step);
+ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out);
+ms_status ms_engine_plan(const ms_engine *e, ms_plan *out);
+
+/* --- introspection ------------------------------------------------------ */
+int32_t ms_engine_unit_count(const ms_engine *e);
+ms_status ms_engine_unit(const ms_engine *e, int32_t unit, ms_unit_info *out);
+ms_status ms_engine_tensor(const ms_engine *e, int32_t unit, int32_t index, ms_tensor_info *out);
+ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index, int32_t view,
+                                int64_t offset, float *dst, int64_t n);
+ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index,
+                                 int64_t offset, const float *src, int64_t n);
+
+/* --- weights: the fp32 master parameters of every unit in one file ------ */
+ms_status ms_engine_save_weights(const ms_engine *e, const char *path);  /* atomic: temp + rename */
+ms_status ms_engine_load_weights(ms_engine *e, const char *path);        /* shapes must match */
+
+/* --- text generation: sampling from the model's next-token distribution -- */
+ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prompt,
+                             int32_t max_new, float temperature, int32_t top_k,
+                             uint64_t seed, int32_t stop_token,
+                             int32_t *out, int32_t *n_out);
+
+/* --- data: token shard files and the byte-level tokenizer --------------- */
+int32_t ms_bytes_vocab_size(void);      /* 258: bytes 0..255, BOS 256, EOS 257 */
+int32_t ms_bytes_bos(void);
+int32_t ms_bytes_eos(void);
+ms_status ms_shard_info_read(const char *path, ms_shard_info *out);
+ms_status ms_shard_write(const char *path, const uint32_t *tokens, int64_t n_tokens,
+                         int32_t vocab_size, const char *tokenizer);
+ms_status ms_bytes_prepare(const char *text_path, const char *train_path, const char *val_path,
+                           int32_t val_every, ms_shard_info *train_info, ms_shard_info *val_info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
