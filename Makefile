@@ -26,7 +26,7 @@ STATIC_LIBS := $(LIBDIR)/libluajit-5.1.a $(LIBDIR)/libyaml.a $(LIBDIR)/libedit.a
 LDLIBS   := -lopenblas -lgomp -lm -ldl -lpthread
 
 ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/model/*.c \
-                         engine/optim/*.c engine/data/*.c kernels/cpu/*.c)
+                         engine/optim/*.c engine/data/*.c engine/ckpt/*.c kernels/cpu/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 SPEC_C_SRC := $(wildcard spec/c/*.c)
 SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)

@@ -98,6 +98,7 @@ typedef struct ms_config {
     int32_t loss_chunk;      /* rows of logits per LM-head chunk; 0 = automatic */
     const char *train_path;  /* token shard for training (NULL: none) */
     const char *val_path;    /* token shard for evaluation (NULL: none) */
+    const char *tokenizer;   /* tokenizer id the shards must carry (NULL: any), e.g. "bytes" */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */

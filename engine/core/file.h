@@ -1,0 +1,24 @@
+/*
+ * core/file.h — atomic file writes: everything goes to PATH.tmp.<pid>, is
+ * fsync'ed, then renamed over PATH. A failure at any point leaves PATH as it
+ * was and removes the temporary, so nothing on disk is ever half-written.
+ */
+#ifndef MS_CORE_FILE_H
+#define MS_CORE_FILE_H
+#include <stdint.h>
+
+#include "include/moonspeed.h"
+
+typedef struct ms_span {
+    const void *data;
+    int64_t bytes;
+} ms_span;
+
+/* Write the spans one after another as the new content of path. `what` names
+ * the file in messages ("token shard", "weights"). */
+ms_status ms_write_atomic(const char *what, const char *path, const ms_span *spans, int n_spans);
+
+/* Read exactly `bytes` at the current position; a short read is a format error. */
+ms_status ms_read_exact(const char *what, const char *path, int fd, void *dst, int64_t bytes);
+
+#endif

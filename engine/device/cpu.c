@@ -1,0 +1,175 @@
+/*
+ * device/cpu.c — the CPU backend: kernels/cpu plus the bf16 rounding policy.
+ *
+ * Under bf16 every act output is rounded to bf16 right after the kernel that
+ * produced it — the place a bf16 GPU kernel would write it — while reductions
+ * inside kernels stay fp32 (as in a GPU kernel's registers) and fp32 buffers
+ * (master weights, parameter gradients, moments, rstd, lse, logits) are never
+ * rounded. That makes this backend the reference for the mixed-precision logic.
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "cpu/kernels.h"
+#include "device/device.h"
+
+void openblas_set_num_threads(int n);
+
+#define F(p) ((float *)(p))
+#define CF(p) ((const float *)(p))
+
+/* Round an act output when the policy says bf16. */
+static void act_out(ms_device *d, void *p, int64_t n) {
+    if (d->bf16) cpu_round_bf16(F(p), n);
+}
+
+static int64_t elem_bytes(const ms_device *d, int32_t dtype) {
+    (void)d;
+    (void)dtype;
+    return 4; /* bf16 is emulated in fp32 containers; int32/uint32 are 4 bytes */
+}
+
+static ms_status reserve(ms_device *d, int64_t bytes, void **out) {
+    (void)d;
+    *out = NULL;
+    if (bytes == 0) return MS_OK;
+    void *p = aligned_alloc(64, (size_t)bytes);
+    if (!p) return ms_fail(MS_ERR_NOMEM, "cpu: could not reserve %lld bytes of host memory", (long long)bytes);
+    *out = p;
+    return MS_OK;
+}
+
+static void release(ms_device *d, void *p) { (void)d; free(p); }
+static void copy(ms_device *d, void *dst, const void *src, int64_t n) { (void)d; memcpy(dst, src, (size_t)n); }
+static void zero(ms_device *d, void *p, int64_t n) { (void)d; memset(p, 0, (size_t)n); }
+static void sync(ms_device *d) { (void)d; }
+
+static ms_status start(ms_device *d) {
+    int n = d->threads > 0 ? d->threads : omp_get_num_procs();
+    d->threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+    return MS_OK;
+}
+
+static void stop(ms_device *d) { (void)d; }
+
+static void embedding_fwd(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim) {
+    (void)d;
+    cpu_embedding_fwd(F(y), tokens, CF(table), n, dim);
+    /* the table is already bf16-valued: a gather needs no rounding */
+}
+
+static void embedding_bwd(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim) {
+    (void)d;
+    cpu_embedding_bwd(dtable, CF(dy), tokens, n, dim);
+}
+
+static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int acc) {
+    cpu_matmul_fwd(F(y), CF(x), CF(w), n, in, out, acc);
+    act_out(d, y, n * out);
+}
+
+static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                       int64_t n, int in, int out, int acc) {
+    cpu_matmul_bwd(F(dx), dw, CF(dy), CF(x), CF(w), n, in, out, acc);
+    if (dx) act_out(d, dx, n * in);
+}
+
+static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps) {
+    cpu_rmsnorm_fwd(F(y), rstd, CF(x), CF(w), n, dim, eps);
+    act_out(d, y, n * dim);
+}
+
+static void rmsnorm_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                        const float *rstd, int64_t n, int dim) {
+    cpu_rmsnorm_bwd(F(dx), dw, CF(dy), CF(x), CF(w), rstd, n, dim);
+    act_out(d, dx, n * dim);
+}
+
+static void rope_fwd(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int hd) {
+    cpu_rope_fwd(F(x), cs, B, T, heads, hd);
+    act_out(d, x, B * T * heads * hd);
+}
+
+static void rope_bwd(ms_device *d, void *dx, const float *cs, int64_t B, int T, int heads, int hd) {
+    cpu_rope_bwd(F(dx), cs, B, T, heads, hd);
+    act_out(d, dx, B * T * heads * hd);
+}
+
+static void attention_fwd(ms_device *d, void *out, float *lse, const void *q, const void *k, const void *v,
+                          int B, int T, int H, int KV, int hd) {
+    cpu_attention_fwd(F(out), lse, CF(q), CF(k), CF(v), B, T, H, KV, hd);
+    act_out(d, out, (int64_t)B * T * H * hd);
+}
+
+static void attention_bwd(ms_device *d, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                          const void *k, const void *v, const void *out, const float *lse,
+                          int B, int T, int H, int KV, int hd) {
+    cpu_attention_bwd(F(dq), F(dk), F(dv), CF(dout), CF(q), CF(k), CF(v), CF(out), lse, B, T, H, KV, hd);
+    act_out(d, dq, (int64_t)B * T * H * hd);
+    act_out(d, dk, (int64_t)B * T * KV * hd);
+    act_out(d, dv, (int64_t)B * T * KV * hd);
+}
+
+static void swiglu_fwd(ms_device *d, void *h, const void *gate, const void *up, int64_t n) {
+    cpu_swiglu_fwd(F(h), CF(gate), CF(up), n);
+    act_out(d, h, n);
+}
+
+static void swiglu_bwd(ms_device *d, void *dgate, void *dup, const void *dh, const void *gate, const void *up, int64_t n) {
+    cpu_swiglu_bwd(F(dgate), F(dup), CF(dh), CF(gate), CF(up), n);
+    act_out(d, dgate, n);
+    act_out(d, dup, n);
+}
+
+static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale) {
+    double loss = cpu_lmhead_xent(F(dx), dw, logits, CF(x), CF(w), targets, n, dim, vocab, chunk,
+                                  grad_scale, d->bf16);
+    if (dx) act_out(d, dx, n * dim);
+    return loss;
+}
+
+static void logits(ms_device *d, float *y, const void *x, const void *w, int64_t n, int dim, int vocab) {
+    (void)d;
+    cpu_matmul_fwd(y, CF(x), CF(w), n, dim, vocab, 0);
+}
+
+static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
+    cpu_rope_table(cs, T, hd, theta);
+    /* a bf16 model reads cos/sin as bf16 (the Hugging Face implementation casts them) */
+    if (d->bf16) cpu_round_bf16(cs, (int64_t)T * hd);
+}
+
+static double sumsq(ms_device *d, const float *x, int64_t n) { (void)d; return cpu_sumsq(x, n); }
+
+static void adamw(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr,
+                  float b1, float b2, float eps, float wd, float scale, int64_t step) {
+    (void)d;
+    cpu_adamw(param, m, v, g, n, lr, b1, b2, eps, wd, scale, step);
+}
+
+static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {
+    if (d->bf16) cpu_copy_round_bf16(F(params), master, n);
+    else if (F(params) != master) memcpy(params, master, (size_t)n * sizeof(float));
+}
+
+void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads) {
+    *d = (ms_device){
+        .name = "cpu", .kind = MS_DEVICE_CPU, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
+        .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
+        .upload = copy, .download = copy, .copy = copy, .zero = zero, .sync = sync,
+        .start = start, .stop = stop,
+        .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,
+        .matmul_fwd = matmul_fwd, .matmul_bwd = matmul_bwd,
+        .rmsnorm_fwd = rmsnorm_fwd, .rmsnorm_bwd = rmsnorm_bwd,
+        .rope_fwd = rope_fwd, .rope_bwd = rope_bwd, .rope_table = rope_table,
+        .attention_fwd = attention_fwd, .attention_bwd = attention_bwd,
+        .swiglu_fwd = swiglu_fwd, .swiglu_bwd = swiglu_bwd,
+        .lmhead_xent = lmhead_xent, .logits = logits,
+        .sumsq = sumsq, .adamw = adamw, .cast_params = cast_params,
+    };
+}

@@ -1,0 +1,88 @@
+/*
+ * device/device.h — the backend interface: one struct of function pointers.
+ *
+ * The model calls these entries and never a kernel directly, so the same
+ * schedule runs on every backend and the CPU backend (cpu.c, over
+ * kernels/cpu) is the reference the others are tested against.
+ *
+ * Buffers are untyped device pointers. Their element type follows the
+ * precision policy the device was created with:
+ *   - "act" buffers (activations, their gradients, the compute copy of the
+ *     parameters) are bf16 under MS_PRECISION_BF16 and fp32 otherwise;
+ *   - "f32" buffers (master weights, gradients of parameters, Adam moments,
+ *     rstd, lse, logits) are always fp32;
+ *   - tokens are int32.
+ * A backend that cannot store bf16 (the CPU) stores it in fp32 containers and
+ * rounds every act output to bf16, exactly where a bf16 device would round.
+ * All entries are asynchronous on a device with streams; sync() waits.
+ */
+#ifndef MS_DEVICE_H
+#define MS_DEVICE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/moonspeed.h"
+
+typedef struct ms_device ms_device;
+
+struct ms_device {
+    const char *name;
+    int32_t kind;       /* ms_device_kind */
+    int32_t bf16;       /* act buffers hold bf16 values */
+    int32_t threads;
+    void *impl;         /* backend-private state */
+
+    /* memory */
+    int64_t (*elem_bytes)(const ms_device *d, int32_t dtype);   /* storage size of an ms_dtype */
+    ms_status (*reserve)(ms_device *d, int64_t bytes, void **out);
+    void (*release)(ms_device *d, void *p);
+    void (*upload)(ms_device *d, void *dst, const void *host_src, int64_t bytes);
+    void (*download)(ms_device *d, void *host_dst, const void *src, int64_t bytes);
+    void (*copy)(ms_device *d, void *dst, const void *src, int64_t bytes);
+    void (*zero)(ms_device *d, void *p, int64_t bytes);
+    void (*sync)(ms_device *d);
+    ms_status (*start)(ms_device *d);   /* take threads/streams; init only describes */
+    void (*stop)(ms_device *d);
+
+    /* parameters and activations: shapes as in kernels/cpu/kernels.h */
+    void (*embedding_fwd)(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
+    void (*embedding_bwd)(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim);
+    void (*matmul_fwd)(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int accumulate);
+    void (*matmul_bwd)(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                       int64_t n, int in, int out, int accumulate_dx);
+    void (*rmsnorm_fwd)(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps);
+    void (*rmsnorm_bwd)(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                        const float *rstd, int64_t n, int dim);
+    void (*rope_fwd)(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int head_dim);
+    void (*rope_bwd)(ms_device *d, void *dx, const float *cs, int64_t B, int T, int heads, int head_dim);
+    void (*attention_fwd)(ms_device *d, void *out, float *lse, const void *q, const void *k, const void *v,
+                          int B, int T, int H, int KV, int hd);
+    void (*attention_bwd)(ms_device *d, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                          const void *k, const void *v, const void *out, const float *lse,
+                          int B, int T, int H, int KV, int hd);
+    void (*swiglu_fwd)(ms_device *d, void *h, const void *gate, const void *up, int64_t n);
+    void (*swiglu_bwd)(ms_device *d, void *dgate, void *dup, const void *dh, const void *gate, const void *up, int64_t n);
+    /* LM head + cross-entropy, fused and chunked; returns the summed loss (host value). */
+    double (*lmhead_xent)(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale);
+    /* fp32 logits of n rows, for sampling. */
+    void (*logits)(ms_device *d, float *y, const void *x, const void *w, int64_t n, int dim, int vocab);
+    void (*rope_table)(ms_device *d, float *cs, int T, int head_dim, float theta);
+
+    /* optimizer */
+    double (*sumsq)(ms_device *d, const float *x, int64_t n);
+    void (*adamw)(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
+    /* compute copy of the parameters from the fp32 master (rounding to bf16 when bf16) */
+    void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
+};
+
+/* Describe a backend: fills the table, touches nothing (planning uses it too). */
+ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t threads);
+void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads);
+
+/* Storage bytes of an act buffer element on this device. */
+static inline int64_t ms_act_bytes(const ms_device *d) {
+    return d->elem_bytes(d, d->bf16 ? MS_BF16 : MS_F32);
+}
+#endif

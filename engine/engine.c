@@ -1,0 +1,349 @@
+/*
+ * engine.c — the composition root: implements the public API by wiring the
+ * device, the model, the optimizer and the data.
+ *
+ * Create reserves every byte the plan names (one arena per purpose) and
+ * nothing afterwards: step, eval and generate only use what was reserved.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "engine.h"
+#include "optim/optim.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *dup_or_null(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ---- create / free ------------------------------------------------------ */
+
+static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing) {
+    for (int p = 0; p < MS_MEM_COUNT; p++) {
+        void *base = NULL;
+        TRY(e->dev.reserve(&e->dev, sizing->bytes[p], &base));
+        e->arenas[p] = (ms_arena){.base = base, .capacity = sizing->bytes[p], .used = 0};
+        e->reservations++;
+    }
+    ms_layout carve = {.arenas = e->arenas};
+    ms_model_layout(&e->model, &e->dev, &carve);
+    for (int p = 0; p < MS_MEM_COUNT; p++)
+        if (e->arenas[p].used != e->arenas[p].capacity)
+            return ms_fail(MS_ERR_INTERNAL, "layout: purpose %d carved %lld of %lld planned bytes", p,
+                           (long long)e->arenas[p].used, (long long)e->arenas[p].capacity);
+    return MS_OK;
+}
+
+static ms_status open_data(ms_engine *e) {
+    const char *tok = e->tokenizer;
+    int T = e->cfg.train.seq_len, V = e->cfg.model.vocab_size;
+    if (e->train_path) {
+        TRY(ms_shard_open(&e->train, e->train_path, V, tok));
+        e->has_train = 1;
+        if (e->train.info.n_tokens < T + 1)
+            return ms_fail(MS_ERR_INVALID, "token shard %s: %lld tokens are fewer than train.seq_len + 1 = %d",
+                           e->train_path, (long long)e->train.info.n_tokens, T + 1);
+    }
+    if (e->val_path) {
+        TRY(ms_shard_open(&e->val, e->val_path, V, tok));
+        e->has_val = 1;
+        if (e->val.info.n_tokens < T + 1)
+            return ms_fail(MS_ERR_INVALID, "token shard %s: %lld tokens are fewer than train.seq_len + 1 = %d",
+                           e->val_path, (long long)e->val.info.n_tokens, T + 1);
+    }
+    return MS_OK;
+}
+
+static ms_status create(ms_engine *e, const ms_config *cfg) {
+    TRY(ms_config_check(cfg));
+    e->cfg = *cfg;
+    e->train_path = dup_or_null(cfg->train_path);
+    e->val_path = dup_or_null(cfg->val_path);
+    e->tokenizer = dup_or_null(cfg->tokenizer);
+    e->cfg.train_path = e->train_path;
+    e->cfg.val_path = e->val_path;
+    e->cfg.tokenizer = e->tokenizer;
+    TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, cfg->threads));
+    TRY(ms_model_build(&e->model, cfg));
+    TRY(open_data(e));
+
+    ms_layout sizing = {0};
+    ms_model_layout(&e->model, &e->dev, &sizing);
+    ms_plan_from_layout(cfg, &e->model, &sizing, &e->plan);
+    TRY(e->dev.start(&e->dev));
+    TRY(reserve_arenas(e, &sizing));
+
+    ms_model *m = &e->model;
+    e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
+    ms_model_init(m, &e->dev, cfg->train.seed);
+    return MS_OK;
+}
+
+ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
+    if (!cfg || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_create: cfg and out are required");
+    *out = NULL;
+    ms_engine *e = calloc(1, sizeof *e);
+    if (!e) return ms_fail(MS_ERR_NOMEM, "ms_engine_create: out of host memory");
+    ms_status st = create(e, cfg);
+    if (st != MS_OK) {
+        ms_engine_free(e);
+        return st;
+    }
+    *out = e;
+    return MS_OK;
+}
+
+void ms_engine_free(ms_engine *e) {
+    if (!e) return;
+    if (e->dev.release)
+        for (int p = 0; p < MS_MEM_COUNT; p++) e->dev.release(&e->dev, e->arenas[p].base);
+    if (e->dev.stop) e->dev.stop(&e->dev);
+    ms_shard_close(&e->train);
+    ms_shard_close(&e->val);
+    ms_model_free(&e->model);
+    free(e->train_path);
+    free(e->val_path);
+    free(e->tokenizer);
+    free(e);
+}
+
+/* ---- training ----------------------------------------------------------- */
+
+double ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale) {
+    ms_model_forward(&e->model, &e->dev, B, T);
+    return ms_model_loss(&e->model, &e->dev, B, T, grad_scale, 1);
+}
+
+ms_status ms_engine_step(ms_engine *e, ms_step_stats *out) {
+    if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_step: engine is NULL");
+    if (!e->has_train)
+        return ms_fail(MS_ERR_STATE, "ms_engine_step: the engine has no training data; set data.train");
+    double t0 = now_seconds();
+    const ms_train_config *t = &e->cfg.train;
+    ms_model *m = &e->model;
+    ms_device *d = &e->dev;
+    int B = m->B, T = m->T, accum = t->batch / t->micro_batch;
+    float scale = 1.0f / ((float)t->batch * (float)T);
+
+    for (int u = 0; u < m->n_units; u++) d->zero(d, m->units[u].grads, m->units[u].padded * 4);
+    double loss = 0;
+    for (int micro = 0; micro < accum; micro++) {
+        ms_batch_train(&e->train, t->seed, e->step, 0, micro, B, T, m->tokens, m->targets);
+        loss += ms_engine_forward_backward(e, B, T, scale);
+    }
+    double norm = ms_grad_norm(m, d);
+    float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
+    float lr = ms_schedule_lr(t, e->step);
+    ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
+    d->sync(d);
+
+    if (out) {
+        int64_t tokens = (int64_t)t->batch * T;
+        *out = (ms_step_stats){
+            .step = e->step, .loss = (float)(loss / (double)tokens), .lr = lr, .grad_norm = (float)norm,
+            .tokens = tokens, .seconds = now_seconds() - t0, .flops = e->plan.flops_per_token * (double)tokens,
+        };
+    }
+    e->step++;
+    return MS_OK;
+}
+
+ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
+    if (!e || !out_loss) return ms_fail(MS_ERR_INVALID, "ms_engine_eval: engine and out_loss are required");
+    if (!e->has_val)
+        return ms_fail(MS_ERR_STATE, "ms_engine_eval: the engine has no validation data; set data.val");
+    int n = e->cfg.train.eval_batches;
+    if (n < 1) return ms_fail(MS_ERR_STATE, "ms_engine_eval: train.eval_batches is 0; set it to at least 1");
+    ms_model *m = &e->model;
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        ms_batch_eval(&e->val, b, n, m->B, m->T, m->tokens, m->targets);
+        ms_model_forward(m, &e->dev, m->B, m->T);
+        loss += ms_model_loss(m, &e->dev, m->B, m->T, 0.0f, 0);
+    }
+    *out_loss = (float)(loss / ((double)n * m->B * m->T));
+    return MS_OK;
+}
+
+int64_t ms_engine_get_step(const ms_engine *e) { return e ? e->step : -1; }
+
+ms_status ms_engine_set_step(ms_engine *e, int64_t step) {
+    if (!e || step < 0) return ms_fail(MS_ERR_INVALID, "ms_engine_set_step: step must be >= 0");
+    e->step = step;
+    return MS_OK;
+}
+
+/* ---- memory and introspection -------------------------------------------- */
+
+ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out) {
+    if (!e || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_memory: engine and out are required");
+    int64_t reserved[MS_MEM_COUNT], used[MS_MEM_COUNT];
+    for (int p = 0; p < MS_MEM_COUNT; p++) {
+        reserved[p] = e->arenas[p].capacity;
+        used[p] = e->arenas[p].used;
+    }
+    ms_memory_from_bytes(&out->reserved, reserved);
+    ms_memory_from_bytes(&out->used, used);
+    out->reservations = e->reservations;
+    return MS_OK;
+}
+
+ms_status ms_engine_plan(const ms_engine *e, ms_plan *out) {
+    if (!e || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_plan: engine and out are required");
+    *out = e->plan;
+    return MS_OK;
+}
+
+int32_t ms_engine_unit_count(const ms_engine *e) { return e ? e->model.n_units : 0; }
+
+ms_status ms_engine_unit(const ms_engine *e, int32_t unit, ms_unit_info *out) {
+    if (!e || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_unit: engine and out are required");
+    if (unit < 0 || unit >= e->model.n_units)
+        return ms_fail(MS_ERR_INVALID, "unit %d does not exist; units are 0..%d", unit, e->model.n_units - 1);
+    const ms_unit *u = &e->model.units[unit];
+    *out = (ms_unit_info){.name = u->name, .n_tensors = u->count, .numel = u->numel, .padded_numel = u->padded};
+    return MS_OK;
+}
+
+static ms_status tensor_index(const ms_engine *e, int32_t unit, int32_t index, int *t) {
+    if (!e) return ms_fail(MS_ERR_INVALID, "engine is NULL");
+    if (unit < 0 || unit >= e->model.n_units)
+        return ms_fail(MS_ERR_INVALID, "unit %d does not exist; units are 0..%d", unit, e->model.n_units - 1);
+    const ms_unit *u = &e->model.units[unit];
+    if (index < 0 || index >= u->count)
+        return ms_fail(MS_ERR_INVALID, "unit %s has no tensor %d; its tensors are 0..%d", u->name, index,
+                       u->count - 1);
+    *t = u->first + index;
+    return MS_OK;
+}
+
+ms_status ms_engine_tensor(const ms_engine *e, int32_t unit, int32_t index, ms_tensor_info *out) {
+    int t;
+    TRY(tensor_index(e, unit, index, &t));
+    const ms_tensor *tt = &e->model.tensors[t];
+    *out = (ms_tensor_info){.name = tt->name, .unit = tt->unit, .dtype = e->dev.bf16 ? MS_BF16 : MS_F32,
+                            .ndim = tt->ndim, .decay = tt->decay, .numel = tt->numel, .offset = tt->offset};
+    memcpy(out->shape, tt->shape, sizeof out->shape);
+    return MS_OK;
+}
+
+static ms_status range_check(const ms_tensor *t, int64_t offset, int64_t n, const void *buf) {
+    if (!buf || offset < 0 || n < 0 || offset + n > t->numel)
+        return ms_fail(MS_ERR_INVALID, "tensor %s: elements [%lld, %lld) are outside 0..%lld (or no buffer)",
+                       t->name, (long long)offset, (long long)(offset + n), (long long)t->numel);
+    return MS_OK;
+}
+
+ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index, int32_t view, int64_t offset,
+                                float *dst, int64_t n) {
+    int t;
+    TRY(tensor_index(e, unit, index, &t));
+    const ms_tensor *tt = &e->model.tensors[t];
+    TRY(range_check(tt, offset, n, dst));
+    ms_device *d = (ms_device *)&e->dev;
+    switch (view) {
+    case MS_VIEW_PARAM:
+        d->download(d, dst, (const float *)ms_tensor_param(&e->model, d, t) + offset, n * 4);
+        return MS_OK;
+    case MS_VIEW_GRAD:
+        d->download(d, dst, ms_tensor_grad(&e->model, t) + offset, n * 4);
+        return MS_OK;
+    case MS_VIEW_MASTER:
+        d->download(d, dst, ms_tensor_master(&e->model, t) + offset, n * 4);
+        return MS_OK;
+    }
+    return ms_fail(MS_ERR_INVALID, "view %d is unknown; expected 0 (param), 1 (grad) or 2 (master)", view);
+}
+
+ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int64_t offset, const float *src,
+                                 int64_t n) {
+    int t;
+    TRY(tensor_index(e, unit, index, &t));
+    const ms_tensor *tt = &e->model.tensors[t];
+    TRY(range_check(tt, offset, n, src));
+    ms_unit *u = &e->model.units[tt->unit];
+    e->dev.upload(&e->dev, ms_tensor_master(&e->model, t) + offset, src, n * 4);
+    e->dev.cast_params(&e->dev, u->params, u->master, u->padded);
+    return MS_OK;
+}
+
+/* ---- generation --------------------------------------------------------- */
+
+/* Sample from softmax(logits / temperature) restricted to the top_k largest. */
+static int32_t sample(const float *logits, int V, float temperature, int top_k, float u) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (temperature <= 0 || top_k == 1) return best;
+    /* the k-th largest logit, by a bounded insertion list (k <= 256) */
+    float kth = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        float top[256];
+        int k = top_k < 256 ? top_k : 256, have = 0;
+        for (int i = 0; i < V; i++) {
+            float x = logits[i];
+            if (have == k && x <= top[k - 1]) continue;
+            int j = have < k ? have++ : k - 1;
+            while (j > 0 && top[j - 1] < x) {
+                top[j] = top[j - 1];
+                j--;
+            }
+            top[j] = x;
+        }
+        kth = top[k - 1];
+    }
+    double total = 0, inv_t = 1.0 / temperature, mx = logits[best];
+    for (int i = 0; i < V; i++)
+        if (logits[i] >= kth) total += exp((logits[i] - mx) * inv_t);
+    double target = u * total, acc = 0;
+    for (int i = 0; i < V; i++) {
+        if (logits[i] < kth) continue;
+        acc += exp((logits[i] - mx) * inv_t);
+        if (acc >= target) return i;
+    }
+    return best;
+}
+
+ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prompt, int32_t max_new,
+                             float temperature, int32_t top_k, uint64_t seed, int32_t stop_token, int32_t *out,
+                             int32_t *n_out) {
+    if (!e || !prompt || !out || !n_out || n_prompt < 1 || max_new < 0)
+        return ms_fail(MS_ERR_INVALID, "ms_engine_generate: needs an engine, a prompt of at least one token, "
+                       "max_new >= 0 and output buffers");
+    ms_model *m = &e->model;
+    int V = m->c.vocab_size, window = m->T;
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return ms_fail(MS_ERR_INVALID, "prompt token %d is %d, outside the vocabulary of %d", i, prompt[i], V);
+    uint64_t key = ms_rng_key(seed, MS_STREAM_SAMPLE);
+    *n_out = 0;
+    for (int k = 0; k < max_new; k++) {
+        /* the context is the last `window` tokens of prompt + generated */
+        int64_t len = (int64_t)n_prompt + k, start = len > window ? len - window : 0;
+        int T = (int)(len - start);
+        for (int t = 0; t < T; t++) {
+            int64_t i = start + t;
+            m->tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
+        }
+        ms_model_forward(m, &e->dev, 1, T);
+        ms_model_logits_at(m, &e->dev, T - 1, m->logits);
+        int32_t next = sample(m->logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
+        if (next == stop_token) break;
+        out[k] = next;
+        *n_out = k + 1;
+    }
+    return MS_OK;
+}

@@ -1,0 +1,397 @@
+/*
+ * model/llama.c — tables, layout, meta init, forward and backward of the
+ * Llama family, phrased entirely in device-interface calls.
+ *
+ * Backward is explicit: the head computes loss and the gradient of its input
+ * in one fused chunked pass; blocks then run in reverse, each reading the
+ * gradient of its output from `dres` and leaving the gradient of its input
+ * there (the residual path adds in place). Under activation checkpointing a
+ * block's forward is re-run from its kept input right before its backward.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "model/llama.h"
+
+/* ---- configuration ------------------------------------------------------ */
+
+static int divisors_near(int n, int around, char *buf, size_t len) {
+    /* up to three divisors of n closest to `around`, for "did you mean" hints */
+    int found = 0;
+    buf[0] = 0;
+    for (int delta = 0; delta <= n && found < 3; delta++) {
+        int cand[2] = {around - delta, around + delta};
+        for (int i = 0; i < (delta ? 2 : 1) && found < 3; i++) {
+            int c = cand[i];
+            if (c >= 1 && c <= n && n % c == 0) {
+                size_t used = strlen(buf);
+                snprintf(buf + used, len - used, "%s%d", found ? ", " : "", c);
+                found++;
+            }
+        }
+    }
+    return found;
+}
+
+ms_status ms_model_check(const ms_config *cfg) {
+    const ms_model_config *c = &cfg->model;
+    char hint[64];
+    if (c->vocab_size < 2)
+        return ms_fail(MS_ERR_INVALID, "model.vocab_size = %d: a vocabulary needs at least 2 tokens", c->vocab_size);
+    if (c->dim < 1 || c->n_layers < 1 || c->n_heads < 1 || c->n_kv_heads < 1 || c->ffn_dim < 1 || c->max_seq_len < 1)
+        return ms_fail(MS_ERR_INVALID,
+                       "model: dim = %d, n_layers = %d, n_heads = %d, n_kv_heads = %d, ffn_dim = %d and "
+                       "max_seq_len = %d must all be at least 1",
+                       c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->max_seq_len);
+    if (c->dim % c->n_heads != 0) {
+        divisors_near(c->dim, c->n_heads, hint, sizeof hint);
+        return ms_fail(MS_ERR_INVALID,
+                       "model.dim = %d is not divisible by model.n_heads = %d; every head needs dim/n_heads "
+                       "channels: choose n_heads among the divisors of %d (nearest: %s)",
+                       c->dim, c->n_heads, c->dim, hint);
+    }
+    if ((c->dim / c->n_heads) % 2 != 0)
+        return ms_fail(MS_ERR_INVALID,
+                       "model: head_dim = dim/n_heads = %d/%d = %d is odd; rotary embeddings rotate channel "
+                       "pairs, so head_dim must be even",
+                       c->dim, c->n_heads, c->dim / c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0) {
+        divisors_near(c->n_heads, c->n_kv_heads, hint, sizeof hint);
+        return ms_fail(MS_ERR_INVALID,
+                       "model.n_heads = %d is not a multiple of model.n_kv_heads = %d; grouped-query attention "
+                       "shares each kv head among n_heads/n_kv_heads query heads: choose n_kv_heads among "
+                       "the divisors of %d (nearest: %s)",
+                       c->n_heads, c->n_kv_heads, c->n_heads, hint);
+    }
+    if (!(c->rope_theta > 0) || !(c->norm_eps > 0) || !(c->init_std > 0))
+        return ms_fail(MS_ERR_INVALID,
+                       "model: rope_theta = %g, norm_eps = %g and init_std = %g must all be positive",
+                       c->rope_theta, c->norm_eps, c->init_std);
+    if (cfg->train.seq_len < 1 || cfg->train.seq_len > c->max_seq_len)
+        return ms_fail(MS_ERR_INVALID,
+                       "train.seq_len = %d is outside 1..model.max_seq_len = %d; lower seq_len or raise "
+                       "max_seq_len",
+                       cfg->train.seq_len, c->max_seq_len);
+    /* keep every per-op element count inside int64 and every row width inside int */
+    double rows = (double)cfg->train.micro_batch * cfg->train.seq_len;
+    double widest = fmax(fmax((double)c->ffn_dim, (double)c->vocab_size), (double)c->dim);
+    if (rows * widest > 9.0e15 || (double)c->vocab_size * c->dim > 9.0e15)
+        return ms_fail(MS_ERR_INVALID, "model and train sizes overflow 64-bit element counts");
+    return MS_OK;
+}
+
+/* ---- tables ------------------------------------------------------------- */
+
+static void add_tensor(ms_model *m, int unit, int index, const char *name, int ndim, int64_t d0, int64_t d1,
+                       int decay, float std, float value) {
+    ms_unit *u = &m->units[unit];
+    ms_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    if (snprintf(t->name, sizeof t->name, "%s.%s", u->name, name) >= (int)sizeof t->name)
+        t->name[sizeof t->name - 1] = 0; /* unit and tensor names are short: cannot happen */
+    t->unit = unit;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 0;
+    t->numel = ndim > 1 ? d0 * d1 : d0;
+    t->offset = u->numel;
+    t->decay = decay;
+    t->id = (uint32_t)(unit * 64 + index);
+    t->init_std = std;
+    t->init_value = value;
+    u->numel += t->numel;
+    u->count++;
+}
+
+static ms_unit *add_unit(ms_model *m, int kind, int layer, const char *name) {
+    ms_unit *u = &m->units[m->n_units++];
+    memset(u, 0, sizeof *u);
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->kind = kind;
+    u->layer = layer;
+    u->first = m->n_tensors;
+    return u;
+}
+
+ms_status ms_model_build(ms_model *m, const ms_config *cfg) {
+    memset(m, 0, sizeof *m);
+    TRY(ms_model_check(cfg));
+    const ms_model_config *c = &cfg->model;
+    m->c = *c;
+    m->B = cfg->train.micro_batch;
+    m->T = cfg->train.seq_len;
+    m->head_dim = c->dim / c->n_heads;
+    m->checkpoint = cfg->train.checkpoint_activations != 0;
+    int64_t rows = (int64_t)m->B * m->T;
+    int64_t auto_chunk = ((int64_t)1 << 24) / c->vocab_size; /* ~64 MiB of fp32 logits */
+    if (auto_chunk < 64) auto_chunk = 64;
+    int64_t chunk = cfg->loss_chunk > 0 ? cfg->loss_chunk : auto_chunk;
+    m->chunk = (int32_t)(chunk < rows ? chunk : rows);
+
+    int L = c->n_layers;
+    m->units = calloc((size_t)L + 2, sizeof *m->units);
+    m->tensors = calloc((size_t)L * B_COUNT + 3, sizeof *m->tensors);
+    m->acts = calloc((size_t)L, sizeof *m->acts);
+    if (!m->units || !m->tensors || !m->acts) {
+        ms_model_free(m);
+        return ms_fail(MS_ERR_NOMEM, "model tables for %d layers: out of host memory", L);
+    }
+    int D = c->dim, hd = m->head_dim, F = c->ffn_dim;
+    float std = c->init_std, out_std = c->init_std / sqrtf(2.0f * (float)L);
+
+    add_unit(m, UNIT_EMBED, -1, "embed");
+    add_tensor(m, 0, 0, "weight", 2, c->vocab_size, D, 0, std, 0);
+    for (int l = 0; l < L; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "block.%d", l);
+        add_unit(m, UNIT_BLOCK, l, name);
+        int u = m->n_units - 1;
+        add_tensor(m, u, B_ATTN_NORM, "attn_norm", 1, D, 0, 0, 0, 1.0f);
+        add_tensor(m, u, B_WQ, "attn.wq", 2, (int64_t)c->n_heads * hd, D, 1, std, 0);
+        add_tensor(m, u, B_WK, "attn.wk", 2, (int64_t)c->n_kv_heads * hd, D, 1, std, 0);
+        add_tensor(m, u, B_WV, "attn.wv", 2, (int64_t)c->n_kv_heads * hd, D, 1, std, 0);
+        add_tensor(m, u, B_WO, "attn.wo", 2, D, (int64_t)c->n_heads * hd, 1, out_std, 0);
+        add_tensor(m, u, B_MLP_NORM, "mlp_norm", 1, D, 0, 0, 0, 1.0f);
+        add_tensor(m, u, B_GATE, "mlp.w_gate", 2, F, D, 1, std, 0);
+        add_tensor(m, u, B_UP, "mlp.w_up", 2, F, D, 1, std, 0);
+        add_tensor(m, u, B_DOWN, "mlp.w_down", 2, D, F, 1, out_std, 0);
+    }
+    add_unit(m, UNIT_HEAD, -1, "head");
+    add_tensor(m, m->n_units - 1, 0, "norm", 1, D, 0, 0, 0, 1.0f);
+    if (!c->tie_embeddings) add_tensor(m, m->n_units - 1, 1, "weight", 2, c->vocab_size, D, 1, std, 0);
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        un->padded = (un->numel + MS_UNIT_PAD - 1) / MS_UNIT_PAD * MS_UNIT_PAD;
+    }
+    return MS_OK;
+}
+
+void ms_model_free(ms_model *m) {
+    free(m->units);
+    free(m->tensors);
+    free(m->acts);
+    m->units = NULL;
+    m->tensors = NULL;
+    m->acts = NULL;
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
+    const ms_model_config *c = &m->c;
+    int64_t ab = ms_act_bytes(d), i32 = d->elem_bytes(d, MS_I32);
+    int64_t N = (int64_t)m->B * m->T, D = c->dim, F = c->ffn_dim;
+    int64_t QD = (int64_t)c->n_heads * m->head_dim, KD = (int64_t)c->n_kv_heads * m->head_dim;
+#define ACT(purpose, count) ms_layout_take(l, purpose, count, ab)
+#define F32(purpose, count) ((float *)ms_layout_take(l, purpose, count, 4))
+
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        un->params = ACT(MS_MEM_PARAMS, un->padded);
+        un->master = d->bf16 ? F32(MS_MEM_MASTER, un->padded) : (float *)un->params;
+        un->grads = F32(MS_MEM_GRADS, un->padded);
+        un->m = F32(MS_MEM_OPTIMIZER, un->padded);
+        un->v = F32(MS_MEM_OPTIMIZER, un->padded);
+    }
+
+    /* activations: per block everything, or under checkpointing only the
+       block inputs plus one shared set for the recompute */
+    ms_block_acts shared = {0};
+    for (int b = 0; b < c->n_layers; b++) {
+        ms_block_acts *a = &m->acts[b];
+        a->x = ACT(MS_MEM_ACTIVATIONS, N * D);
+        if (m->checkpoint && b > 0) {
+            void *x = a->x;
+            *a = shared;
+            a->x = x;
+            continue;
+        }
+        a->xn1 = ACT(MS_MEM_ACTIVATIONS, N * D);
+        a->rstd1 = F32(MS_MEM_ACTIVATIONS, N);
+        a->q = ACT(MS_MEM_ACTIVATIONS, N * QD);
+        a->k = ACT(MS_MEM_ACTIVATIONS, N * KD);
+        a->v = ACT(MS_MEM_ACTIVATIONS, N * KD);
+        a->att = ACT(MS_MEM_ACTIVATIONS, N * QD);
+        a->lse = F32(MS_MEM_ACTIVATIONS, N * c->n_heads);
+        a->x1 = ACT(MS_MEM_ACTIVATIONS, N * D);
+        a->xn2 = ACT(MS_MEM_ACTIVATIONS, N * D);
+        a->rstd2 = F32(MS_MEM_ACTIVATIONS, N);
+        a->gate = ACT(MS_MEM_ACTIVATIONS, N * F);
+        a->up = ACT(MS_MEM_ACTIVATIONS, N * F);
+        a->h = ACT(MS_MEM_ACTIVATIONS, N * F);
+        if (m->checkpoint) shared = *a;
+    }
+    m->x_final = ACT(MS_MEM_ACTIVATIONS, N * D);
+    m->xnf = ACT(MS_MEM_ACTIVATIONS, N * D);
+    m->rstdf = F32(MS_MEM_ACTIVATIONS, N);
+
+    m->dres = ACT(MS_MEM_WORKSPACE, N * D);
+    m->dxn = ACT(MS_MEM_WORKSPACE, N * D);
+    m->dq = ACT(MS_MEM_WORKSPACE, N * QD);
+    m->datt = ACT(MS_MEM_WORKSPACE, N * QD);
+    m->dk = ACT(MS_MEM_WORKSPACE, N * KD);
+    m->dv = ACT(MS_MEM_WORKSPACE, N * KD);
+    m->dh = ACT(MS_MEM_WORKSPACE, N * F);
+    m->dgate = ACT(MS_MEM_WORKSPACE, N * F);
+    m->dup = ACT(MS_MEM_WORKSPACE, N * F);
+    m->rope_cs = F32(MS_MEM_WORKSPACE, (int64_t)m->T * m->head_dim);
+    m->logits = F32(MS_MEM_WORKSPACE, (int64_t)m->chunk * c->vocab_size);
+
+    m->tokens = ms_layout_take(l, MS_MEM_DATA, N, i32);
+    m->targets = ms_layout_take(l, MS_MEM_DATA, N, i32);
+#undef ACT
+#undef F32
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+void *ms_tensor_param(const ms_model *m, const ms_device *d, int t) {
+    const ms_tensor *tt = &m->tensors[t];
+    return (char *)m->units[tt->unit].params + tt->offset * ms_act_bytes(d);
+}
+
+float *ms_tensor_grad(const ms_model *m, int t) {
+    const ms_tensor *tt = &m->tensors[t];
+    return m->units[tt->unit].grads + tt->offset;
+}
+
+float *ms_tensor_master(const ms_model *m, int t) {
+    const ms_tensor *tt = &m->tensors[t];
+    return m->units[tt->unit].master + tt->offset;
+}
+
+float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
+    if (t->init_std == 0) return t->init_value;
+    return t->init_std * ms_rng_normal(ms_rng_key(seed, MS_STREAM_INIT), (uint64_t)index, t->id);
+}
+
+void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        memset(un->master + un->numel, 0, (size_t)(un->padded - un->numel) * sizeof(float));
+        for (int i = un->first; i < un->first + un->count; i++) {
+            const ms_tensor *t = &m->tensors[i];
+            float *dst = un->master + t->offset;
+            #pragma omp parallel for schedule(static)
+            for (int64_t e = 0; e < t->numel; e++) dst[e] = ms_tensor_init_value(t, seed, e);
+        }
+        d->cast_params(d, un->params, un->master, un->padded);
+        d->zero(d, un->m, un->padded * 4);
+        d->zero(d, un->v, un->padded * 4);
+        d->zero(d, un->grads, un->padded * 4);
+    }
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+/* Block index helpers: the tensor index of block l's tensor k. */
+static int bt(int l, int k) { return 1 + l * B_COUNT + k; }
+static int head_norm(const ms_model *m) { return 1 + m->c.n_layers * B_COUNT; }
+static int head_weight(const ms_model *m) { return m->c.tie_embeddings ? 0 : head_norm(m) + 1; }
+
+#define P(t) ms_tensor_param(m, d, (t))
+#define G(t) ms_tensor_grad(m, (t))
+
+static void *block_out(ms_model *m, int l) {
+    return l + 1 < m->c.n_layers ? m->acts[l + 1].x : m->x_final;
+}
+
+static void block_forward(ms_model *m, ms_device *d, int l, int B, int T) {
+    const ms_model_config *c = &m->c;
+    ms_block_acts *a = &m->acts[l];
+    int64_t N = (int64_t)B * T;
+    int D = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads, hd = m->head_dim;
+    void *out = block_out(m, l);
+
+    d->rmsnorm_fwd(d, a->xn1, a->rstd1, a->x, P(bt(l, B_ATTN_NORM)), N, D, c->norm_eps);
+    d->matmul_fwd(d, a->q, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0);
+    d->matmul_fwd(d, a->k, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, 0);
+    d->matmul_fwd(d, a->v, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 0);
+    d->rope_fwd(d, a->q, m->rope_cs, B, T, H, hd);
+    d->rope_fwd(d, a->k, m->rope_cs, B, T, KV, hd);
+    d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, B, T, H, KV, hd);
+    d->copy(d, a->x1, a->x, N * D * ms_act_bytes(d));
+    d->matmul_fwd(d, a->x1, a->att, P(bt(l, B_WO)), N, H * hd, D, 1);
+
+    d->rmsnorm_fwd(d, a->xn2, a->rstd2, a->x1, P(bt(l, B_MLP_NORM)), N, D, c->norm_eps);
+    d->matmul_fwd(d, a->gate, a->xn2, P(bt(l, B_GATE)), N, D, F, 0);
+    d->matmul_fwd(d, a->up, a->xn2, P(bt(l, B_UP)), N, D, F, 0);
+    d->swiglu_fwd(d, a->h, a->gate, a->up, N * F);
+    d->copy(d, out, a->x1, N * D * ms_act_bytes(d));
+    d->matmul_fwd(d, out, a->h, P(bt(l, B_DOWN)), N, F, D, 1);
+}
+
+void ms_model_forward(ms_model *m, ms_device *d, int B, int T) {
+    const ms_model_config *c = &m->c;
+    int64_t N = (int64_t)B * T;
+    d->embedding_fwd(d, m->acts[0].x, m->tokens, P(0), N, c->dim);
+    for (int l = 0; l < c->n_layers; l++) block_forward(m, d, l, B, T);
+    d->rmsnorm_fwd(d, m->xnf, m->rstdf, m->x_final, P(head_norm(m)), N, c->dim, c->norm_eps);
+}
+
+void ms_model_logits_at(ms_model *m, ms_device *d, int pos, float *out) {
+    int64_t row = (int64_t)pos * ms_act_bytes(d) * m->c.dim;
+    d->logits(d, out, (char *)m->xnf + row, P(head_weight(m)), 1, m->c.dim, m->c.vocab_size);
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* Reads the gradient of block l's output from dres, leaves its input's there. */
+static void block_backward(ms_model *m, ms_device *d, int l, int B, int T) {
+    const ms_model_config *c = &m->c;
+    ms_block_acts *a = &m->acts[l];
+    int64_t N = (int64_t)B * T;
+    int D = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads, hd = m->head_dim;
+
+    /* out = x1 + Wdown·h */
+    d->matmul_bwd(d, m->dh, G(bt(l, B_DOWN)), m->dres, a->h, P(bt(l, B_DOWN)), N, F, D, 0);
+    d->swiglu_bwd(d, m->dgate, m->dup, m->dh, a->gate, a->up, N * F);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_GATE)), m->dgate, a->xn2, P(bt(l, B_GATE)), N, D, F, 0);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_UP)), m->dup, a->xn2, P(bt(l, B_UP)), N, D, F, 1);
+    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_MLP_NORM)), m->dxn, a->x1, P(bt(l, B_MLP_NORM)), a->rstd2, N, D);
+
+    /* x1 = x + Wo·attention */
+    d->matmul_bwd(d, m->datt, G(bt(l, B_WO)), m->dres, a->att, P(bt(l, B_WO)), N, H * hd, D, 0);
+    d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->q, a->k, a->v, a->att, a->lse, B, T, H, KV, hd);
+    d->rope_bwd(d, m->dq, m->rope_cs, B, T, H, hd);
+    d->rope_bwd(d, m->dk, m->rope_cs, B, T, KV, hd);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WQ)), m->dq, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WK)), m->dk, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, 1);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WV)), m->dv, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 1);
+    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_ATTN_NORM)), m->dxn, a->x, P(bt(l, B_ATTN_NORM)), a->rstd1, N, D);
+}
+
+double ms_model_loss(ms_model *m, ms_device *d, int B, int T, float grad_scale, int backward) {
+    const ms_model_config *c = &m->c;
+    int64_t N = (int64_t)B * T;
+    int hw = head_weight(m);
+    int chunk = m->chunk < N ? m->chunk : (int)N;
+    if (!backward)
+        return d->lmhead_xent(d, NULL, NULL, m->logits, m->xnf, P(hw), m->targets, N, c->dim,
+                              c->vocab_size, chunk, 0.0f);
+
+    double loss = d->lmhead_xent(d, m->dxn, G(hw), m->logits, m->xnf, P(hw), m->targets, N, c->dim,
+                                 c->vocab_size, chunk, grad_scale);
+    d->zero(d, m->dres, N * c->dim * ms_act_bytes(d));
+    d->rmsnorm_bwd(d, m->dres, G(head_norm(m)), m->dxn, m->x_final, P(head_norm(m)), m->rstdf, N, c->dim);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        if (m->checkpoint) block_forward(m, d, l, B, T);
+        block_backward(m, d, l, B, T);
+    }
+    d->embedding_bwd(d, G(0), m->dres, m->tokens, N, c->dim);
+    return loss;
+}
+
+int64_t ms_model_matmul_params(const ms_model_config *c) {
+    int64_t hd = c->dim / c->n_heads, D = c->dim;
+    int64_t per_block = D * c->n_heads * hd * 2 + D * c->n_kv_heads * hd * 2 + 3 * D * (int64_t)c->ffn_dim;
+    return per_block * c->n_layers + (int64_t)c->vocab_size * D; /* blocks + LM head, tied or not */
+}
+
+double ms_model_flops_per_token(const ms_model_config *c, int T, int attn_factor) {
+    return 6.0 * (double)ms_model_matmul_params(c) + (double)attn_factor * c->n_layers * T * c->dim;
+}

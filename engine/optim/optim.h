@@ -1,0 +1,23 @@
+/*
+ * optim/optim.h — learning-rate schedules, global-norm clipping and AdamW over
+ * the units' flat buffers.
+ */
+#ifndef MS_OPTIM_H
+#define MS_OPTIM_H
+#include "device/device.h"
+#include "include/moonspeed.h"
+#include "model/llama.h"
+
+/* Learning rate of step `step` (0-based): linear warmup over `warmup` steps
+ * from lr/warmup to lr, then constant, linear or cosine decay to min_lr at
+ * the last step. */
+float ms_schedule_lr(const ms_train_config *t, int64_t step);
+
+/* Global L2 norm of every unit's gradient (fp32 values, double sum). */
+double ms_grad_norm(const ms_model *m, ms_device *d);
+
+/* One AdamW step on every tensor with gradients scaled by grad_scale, then
+ * refresh the compute copy from the master weights. step counts from 1. */
+void ms_optimizer_step(ms_model *m, ms_device *d, const ms_train_config *t, float lr, float grad_scale,
+                       int64_t step);
+#endif
