@@ -1,0 +1,125 @@
+-- lua/moonspeed/metrics.lua — the metrics file of a run and the progress line.
+--
+-- metrics.jsonl holds one JSON object per optimizer step, flushed as written:
+--   step          optimizer steps done (1 after the first step)
+--   loss          mean training cross-entropy of the step, nats/token
+--   val_loss      held-out loss, on the steps where it was evaluated
+--   lr            learning rate of the step
+--   grad_norm     global gradient norm before clipping
+--   tokens        tokens in the step
+--   tokens_per_s  tokens / wall time of the step
+--   gflops        model GFLOP/s (6N + 6LTd FLOPs per token)
+--   mfu           gflops / log.peak_gflops
+--   memory_bytes  bytes the engine reserved (all arenas)
+--   seconds       wall time of the step; elapsed: since the first step began
+--
+-- The progress line: on a terminal one live line rewritten in place
+-- (step/total, loss, lr, tokens/s, ETA); otherwise a plain line every
+-- log.every steps, on the first and the last step, and on every evaluation.
+
+local json = require "moonspeed.json"
+local fmt = require "moonspeed.fmt"
+
+local M = {}
+
+M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_per_s",
+             "gflops", "mfu", "memory_bytes", "seconds", "elapsed" }
+
+local Writer = {}
+Writer.__index = Writer
+
+-- Opens (creates) a metrics file for writing.
+function M.writer(path)
+  local f, err = io.open(path, "wb")
+  if not f then error("cannot write metrics: " .. tostring(err), 2) end
+  return setmetatable({ f = f, path = path }, Writer)
+end
+
+function Writer:write(rec)
+  self.f:write(json.encode(rec, M.fields), "\n")
+  self.f:flush()
+end
+
+function Writer:close()
+  if self.f then self.f:close(); self.f = nil end
+end
+
+-- Reads a metrics file into a list of records; bad lines are errors with line numbers.
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local recs, n = {}, 0
+  for line in f:lines() do
+    n = n + 1
+    if line:match("%S") then
+      local v, jerr = json.decode(line)
+      if not v then
+        f:close()
+        return nil, ("%s:%d: %s"):format(path, n, jerr)
+      end
+      recs[#recs + 1] = v
+    end
+  end
+  f:close()
+  return recs
+end
+
+---------------------------------------------------------------------------
+
+local Progress = {}
+Progress.__index = Progress
+
+-- opts: total (steps), tty (bool), every (plain-line period), out (file)
+function M.progress(opts)
+  return setmetatable({
+    total = opts.total, tty = opts.tty, every = opts.every or 10,
+    out = opts.out or io.stdout, times = 0, timed = 0, live = false,
+  }, Progress)
+end
+
+-- Seconds left, from the mean step time (the first step, which warms caches, excluded).
+function Progress:eta(step)
+  if self.timed == 0 then return nil end
+  return self.times / self.timed * (self.total - step)
+end
+
+function Progress:line(rec)
+  local eta = self:eta(rec.step)
+  local w = #tostring(self.total)
+  return ("step %" .. w .. "d/%d  loss %.4f  lr %.2e  %s tok/s  ETA %s"):format(
+    rec.step, self.total, rec.loss, rec.lr, fmt.si(rec.tokens_per_s),
+    eta and fmt.duration(eta) or "?")
+end
+
+function Progress:step(rec)
+  if rec.step > 1 then
+    self.times = self.times + rec.seconds
+    self.timed = self.timed + 1
+  end
+  if self.tty then
+    self.out:write("\r", self:line(rec), "\27[K")
+    self.live = true
+  elseif rec.step == 1 or rec.step % self.every == 0 or rec.step == self.total then
+    self.out:write(self:line(rec), "\n")
+  end
+  self.out:flush()
+end
+
+-- A line that must stay (evaluations, the end): clears the live line first.
+function Progress:say(text)
+  if self.live then self.out:write("\r\27[K") end
+  self.out:write(text, "\n")
+  self.live = false
+  self.out:flush()
+end
+
+function Progress:eval(step, val_loss)
+  self:say(("step %d/%d  val_loss %.4f"):format(step, self.total, val_loss))
+end
+
+function Progress:finish()
+  if self.live then self.out:write("\n"); self.live = false end
+  self.out:flush()
+end
+
+return M

@@ -1,0 +1,743 @@
+-- lua/moonspeed/recipe.lua — load, merge, override and validate recipes.
+--
+-- A recipe is a Lua file that returns a table, or `extend(base, overrides)`.
+-- It runs in a sandbox: no io, os, require, load, dofile, debug, ffi ... Only
+-- plain Lua (math, string, table, pairs, ...) and these helpers:
+--
+--   extend(base, overrides)  base: a recipe file (relative to this file, then to
+--                            the recipes/ folder) or a table; returns the merge.
+--   env(name, default)       the environment variable, converted to the type of
+--                            `default` (number, boolean or string); default when unset.
+--   remove                   a sentinel: `train = { warmup = remove }` deletes the
+--                            key from the merge, so its default applies again.
+--
+-- Merge rules (extend, and the schema defaults beneath every recipe):
+--   * maps (tables with string keys) merge deeply, key by key;
+--   * lists (tables with keys 1..n) and scalars are replaced whole;
+--   * `remove` deletes a key; assigning nil cannot (Lua drops nil fields).
+-- A value may be a function where it must be computed: it receives the resolved
+-- recipe and returns the value, e.g. `warmup = function(r) return r.train.steps // 20 end`
+-- (written math.floor(r.train.steps / 20) in LuaJIT). It runs after every merge and override.
+--
+-- Validation: every key must be in schema.lua. An unknown key is an error with
+-- file:line and the closest valid key; so is a key set twice in one table
+-- constructor. A wrong type or range names the key and what is allowed. Cross-key
+-- rules (batch divisible by micro_batch, ...) are checked on the resolved recipe.
+--
+-- Command-line overrides `section.key=value` go through the same checks. A key
+-- whose name is unique across sections may drop its section: `lr=3e-4` is
+-- `train.lr=3e-4`. Values are parsed by the key's type (true/false/yes/no/1/0
+-- for booleans; strings as written, quotes optional).
+
+local schema = require "moonspeed.schema"
+
+local M = {}
+
+-- The `remove` sentinel: a unique table with a readable name.
+M.remove = setmetatable({}, { __tostring = function() return "remove" end })
+
+local function fail(where, msg)
+  error(where and (where .. ": " .. msg) or msg, 0)
+end
+
+---------------------------------------------------------------------------
+-- Source index: where each key of each table constructor is (file:line), and
+-- duplicate keys inside one constructor. A small Lua lexer; it never executes.
+---------------------------------------------------------------------------
+
+local function lex(src)
+  local toks, i, line, n = {}, 1, 1, #src
+  local function count_lines(a, b)
+    local _, k = src:sub(a, b):gsub("\n", "")
+    line = line + k
+  end
+  while i <= n do
+    local c = src:sub(i, i)
+    if c == "\n" then
+      line = line + 1; i = i + 1
+    elseif c:match("%s") then
+      i = i + 1
+    elseif src:sub(i, i + 1) == "--" then
+      local lvl = src:match("^%[(=*)%[", i + 2)
+      if lvl then
+        local close = "]" .. lvl .. "]"
+        local j = src:find(close, i, true) or n
+        count_lines(i, j)
+        i = j + #close
+      else
+        i = src:find("\n", i, true) or n + 1
+      end
+    elseif c == '"' or c == "'" then
+      local j, start, buf = i + 1, line, {}
+      while j <= n do
+        local d = src:sub(j, j)
+        if d == "\\" then
+          buf[#buf + 1] = src:sub(j, j + 1)
+          if src:sub(j + 1, j + 1) == "\n" then line = line + 1 end
+          j = j + 2
+        elseif d == c or d == "\n" then
+          break
+        else
+          buf[#buf + 1] = d; j = j + 1
+        end
+      end
+      toks[#toks + 1] = { t = "string", v = table.concat(buf), line = start }
+      i = j + 1
+    elseif c == "[" and src:match("^%[=*%[", i) then
+      local lvl = src:match("^%[(=*)%[", i)
+      local close = "]" .. lvl .. "]"
+      local j = src:find(close, i, true) or n
+      local start = line
+      count_lines(i, j)
+      toks[#toks + 1] = { t = "string", v = src:sub(i + #lvl + 2, j - 1), line = start }
+      i = j + #close
+    elseif c:match("[%a_]") then
+      local name = src:match("^[%w_]+", i)
+      toks[#toks + 1] = { t = "name", v = name, line = line }
+      i = i + #name
+    elseif c:match("%d") or (c == "." and src:sub(i + 1, i + 1):match("%d")) then
+      local num = src:match("^[%w_%.]+", i)
+      if num:match("[eEpP]$") and src:sub(i + #num, i + #num):match("[%+%-]") then
+        num = num .. src:match("^[%+%-][%w_%.]*", i + #num)
+      end
+      toks[#toks + 1] = { t = "number", v = num, line = line }
+      i = i + #num
+    else
+      local op = c
+      for _, o in ipairs({ "...", "..", "==", "~=", "<=", ">=", "::", "<<", ">>", "//" }) do
+        if src:sub(i, i + #o - 1) == o then op = o break end
+      end
+      toks[#toks + 1] = { t = "op", v = op, line = line }
+      i = i + #op
+    end
+  end
+  return toks
+end
+
+local function join(a, b)
+  if a == nil or a == "" then return b end
+  return a .. "." .. b
+end
+
+-- Returns { lines = { ["train.lr"] = 12, ... } }; errors on a duplicate key.
+function M.index(src, file)
+  local toks = lex(src)
+  local lines = {}
+  local stack = { { kind = "chunk", path = "" } }
+  local function enclosing_table_path()
+    for k = #stack, 1, -1 do
+      if stack[k].kind == "{" then return stack[k].path end
+    end
+    return ""
+  end
+  local k = 1
+  while k <= #toks do
+    local tok, prev = toks[k], toks[k - 1]
+    local top = stack[#stack]
+    local at_key = top.kind == "{" and prev and prev.t == "op"
+      and (prev.v == "{" or prev.v == "," or prev.v == ";")
+    local key, key_line, skip
+    if at_key and tok.t == "name" and toks[k + 1] and toks[k + 1].t == "op" and toks[k + 1].v == "=" then
+      key, key_line, skip = tok.v, tok.line, 1
+    elseif at_key and tok.t == "op" and tok.v == "[" and toks[k + 1] and toks[k + 1].t == "string"
+      and toks[k + 2] and toks[k + 2].v == "]" and toks[k + 3] and toks[k + 3].v == "=" then
+      key, key_line, skip = toks[k + 1].v, tok.line, 3
+    end
+    if key then
+      local path = join(top.path, key)
+      if top.keys[key] then
+        fail(("%s:%d"):format(file, key_line),
+          ("duplicate key %s (first set at line %d)"):format(path, top.keys[key]))
+      end
+      top.keys[key] = key_line
+      if not lines[path] then lines[path] = key_line end
+      k = k + skip
+    elseif tok.t == "op" and tok.v == "{" then
+      local path = enclosing_table_path()
+      local eq, name = toks[k - 1], toks[k - 2]
+      if eq and eq.t == "op" and eq.v == "=" and name and (name.t == "name" or name.t == "string") then
+        path = join(path, name.v)
+      elseif eq and eq.t == "op" and eq.v == "=" and name and name.v == "]" and toks[k - 3]
+        and toks[k - 3].t == "string" then
+        path = join(path, toks[k - 3].v)
+      end
+      stack[#stack + 1] = { kind = "{", path = path, keys = {} }
+    elseif tok.t == "op" and (tok.v == "(" or tok.v == "[") then
+      stack[#stack + 1] = { kind = tok.v, path = top.path }
+    elseif tok.t == "op" and (tok.v == "}" or tok.v == ")" or tok.v == "]") then
+      if #stack > 1 then stack[#stack] = nil end
+    end
+    k = k + 1
+  end
+  return { lines = lines }
+end
+
+-- file:line of a key path in an indexed source (or just the file).
+local function where_in(file, idx, path)
+  local line = idx and idx.lines[path]
+  if not line and idx then  -- e.g. a table built in a local and assigned later
+    local best
+    for p, l in pairs(idx.lines) do
+      if p:sub(-#path - 1) == "." .. path and (not best or l < best) then best = l end
+    end
+    line = best
+  end
+  if line then return ("%s:%d"):format(file, line) end
+  return file
+end
+
+---------------------------------------------------------------------------
+-- "did you mean"
+---------------------------------------------------------------------------
+
+-- Optimal string alignment distance (Levenshtein plus adjacent transposition).
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+M.distance = distance
+
+-- The closest valid key to an unknown path, or nil.
+function M.suggest(path)
+  local last = path:match("([^.]+)$")
+  local best, best_d
+  for _, cand in ipairs(schema.all_paths()) do
+    local d = distance(path, cand)
+    local cand_last = cand:match("([^.]+)$")
+    if cand_last == last and cand ~= path then d = math.min(d, 1) end
+    if not best_d or d < best_d then best, best_d = cand, d end
+  end
+  if best_d and best_d <= math.max(2, math.floor(#path / 4)) then return best end
+  return nil
+end
+
+local function unknown_key_msg(path)
+  local s = M.suggest(path)
+  if s then return ("unknown key %s; did you mean %s?"):format(path, s) end
+  local section = path:match("^([^.]+)%.")
+  local sec = section and schema.section_by_name[section]
+  if sec then
+    local keys = {}
+    for _, f in ipairs(sec.fields) do keys[#keys + 1] = f.key end
+    return ("unknown key %s; %s has: %s"):format(path, section, table.concat(keys, ", "))
+  end
+  return ("unknown key %s; see `moonspeed keys` for every key"):format(path)
+end
+
+---------------------------------------------------------------------------
+-- Layer checks: one table as written in one file (before merging)
+---------------------------------------------------------------------------
+
+local function is_list(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n > 0 and n == #t
+end
+
+local function value_problem(f, v)
+  if v == M.remove or type(v) == "function" then return nil end
+  local problem = schema.check(f, v)
+  if problem and f.type == "enum" and type(v) == "string" then
+    local best, best_d
+    for _, x in ipairs(f.values) do
+      local d = distance(v, x)
+      if not best_d or d < best_d then best, best_d = x, d end
+    end
+    if best_d <= math.max(2, math.floor(#v / 3)) then
+      problem = problem .. ("; did you mean %q?"):format(best)
+    end
+  end
+  return problem
+end
+
+local function reserved_msg(name, key)
+  return ("%s.%s: the %s section is reserved for a later release; leave it empty (this release accepts `%s = {}` only)")
+    :format(name, key, name, name)
+end
+
+-- Checks keys and value types of table t written in `file` (indexed by idx).
+-- origin (path -> "file:line") receives the position of every leaf t sets.
+local function check_layer(t, file, idx, origin)
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then
+      fail(file, ("a recipe is a table of named keys; found a value at index %s (%s)"):format(
+        tostring(k), schema.describe(v)))
+    end
+    local field = schema.root.by_key[k]
+    local sec = schema.section_by_name[k]
+    local res = schema.reserved_by_name[k]
+    if field then
+      local p = value_problem(field, v)
+      if p then fail(where_in(file, idx, k), p) end
+      origin[k] = where_in(file, idx, k)
+    elseif sec then
+      if v ~= M.remove then
+        if type(v) ~= "table" or getmetatable(v) then
+          fail(where_in(file, idx, k), ("%s must be a table of keys (a section), got %s"):format(k, schema.describe(v)))
+        end
+        for kk, vv in pairs(v) do
+          local path = type(kk) == "string" and (k .. "." .. kk) or (k .. "[" .. tostring(kk) .. "]")
+          local f = type(kk) == "string" and sec.by_key[kk]
+          if not f then
+            fail(where_in(file, idx, path), unknown_key_msg(path))
+          end
+          local p = value_problem(f, vv)
+          if p then fail(where_in(file, idx, path), p) end
+          origin[path] = where_in(file, idx, path)
+        end
+      end
+    elseif res then
+      if v ~= M.remove then
+        if type(v) ~= "table" then
+          fail(where_in(file, idx, k), ("%s must be an empty table: the section is reserved for a later release"):format(k))
+        end
+        local kk = next(v)
+        if kk ~= nil then
+          local path = k .. "." .. tostring(kk)
+          fail(where_in(file, idx, path), reserved_msg(k, tostring(kk)))
+        end
+      end
+    else
+      fail(where_in(file, idx, k), unknown_key_msg(k))
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Merging
+---------------------------------------------------------------------------
+
+local function deepcopy(v)
+  if type(v) ~= "table" or v == M.remove then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = deepcopy(x) end
+  return c
+end
+M.deepcopy = deepcopy
+
+-- Merges `over` into a copy of `base` by the rules above; returns the result.
+function M.merge(base, over)
+  if over == M.remove then return nil end
+  if type(over) ~= "table" or type(base) ~= "table" or is_list(over) or is_list(base)
+    or getmetatable(over) or getmetatable(base) then
+    return deepcopy(over)
+  end
+  local out = deepcopy(base)
+  for k, v in pairs(over) do
+    if v == M.remove then
+      out[k] = nil
+    else
+      out[k] = M.merge(out[k], v)
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- Loading files in the sandbox
+---------------------------------------------------------------------------
+
+local layered = setmetatable({}, { __mode = "k" })  -- table -> origin, for extend results
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function dirname(p)
+  return p:match("^(.*)/[^/]*$") or "."
+end
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function recipes_dir()
+  local root = rawget(_G, "MOONSPEED_ROOT")
+  return root and (root .. "/recipes") or "recipes"
+end
+
+-- Finds the file a recipe's extend("x.lua") names.
+local function resolve_base(name, from_file)
+  if name:sub(1, 1) == "/" then return name end
+  local cands = { dirname(from_file) .. "/" .. name, recipes_dir() .. "/" .. name }
+  if not name:match("%.lua$") then
+    table.insert(cands, 2, dirname(from_file) .. "/" .. name .. ".lua")
+    cands[#cands + 1] = recipes_dir() .. "/" .. name .. ".lua"
+  end
+  for _, c in ipairs(cands) do
+    if exists(c) then return (c:gsub("^%./", "")) end
+  end
+  return nil, cands
+end
+
+local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
+  "tostring", "type", "unpack", "rawget", "rawset", "rawequal", "setmetatable", "getmetatable",
+  "xpcall" }
+
+local load_file
+
+local function sandbox(file, idx, stack)
+  local env = {}
+  for _, name in ipairs(SAFE) do env[name] = _G[name] end
+  for _, lib in ipairs({ "math", "string", "table" }) do
+    local c = {}
+    for k, v in pairs(_G[lib]) do c[k] = v end
+    env[lib] = c
+  end
+  env.string.dump = nil
+  env.remove = M.remove
+  env._VERSION = _VERSION
+
+  function env.env(name, default)
+    if type(name) ~= "string" then error("env(name, default): name must be a string", 2) end
+    local v = os.getenv(name)
+    if v == nil then return default end
+    if type(default) == "number" then
+      local x = tonumber(v)
+      if not x then error(("env(%q): %q is not a number"):format(name, v), 2) end
+      return x
+    elseif type(default) == "boolean" then
+      local b = ({ ["true"] = true, ["1"] = true, yes = true, ["false"] = false, ["0"] = false, no = false })[v:lower()]
+      if b == nil then error(("env(%q): %q is not a boolean (true/false/yes/no/1/0)"):format(name, v), 2) end
+      return b
+    end
+    return v
+  end
+
+  function env.extend(base, over)
+    over = over or {}
+    if type(over) ~= "table" then
+      error(("extend(base, overrides): overrides must be a table, got %s"):format(schema.describe(over)), 2)
+    end
+    local base_t, origin
+    if type(base) == "string" then
+      local path, tried = resolve_base(base, file)
+      if not path then
+        error(("extend: cannot find the base recipe %q (tried %s)"):format(base, table.concat(tried, ", ")), 2)
+      end
+      base_t, origin = load_file(path, stack)
+    elseif type(base) == "table" then
+      origin = {}
+      check_layer(base, file, idx, origin)
+      base_t = base
+    else
+      error(("extend(base, overrides): base must be a recipe file name or a table, got %s"):format(
+        schema.describe(base)), 2)
+    end
+    check_layer(over, file, idx, origin)
+    local merged = M.merge(base_t, over)
+    layered[merged] = origin
+    return merged
+  end
+
+  return setmetatable(env, {
+    __index = function(_, k)
+      error(("%s is not available in recipes (recipes are data; helpers: extend, env, remove)"):format(tostring(k)), 2)
+    end,
+  })
+end
+
+-- Loads one recipe file; returns its table (merged with its bases) and origins.
+function load_file(path, stack)
+  stack = stack or {}
+  for _, p in ipairs(stack) do
+    if p == path then
+      stack[#stack + 1] = path
+      fail(path, "extend cycle: " .. table.concat(stack, " -> "))
+    end
+  end
+  local src, err = read_file(path)
+  if not src then fail(nil, ("cannot read recipe %s"):format(err or path)) end
+  local idx = M.index(src, path)
+  local sub = {}
+  for i, p in ipairs(stack) do sub[i] = p end
+  sub[#sub + 1] = path
+  local env = sandbox(path, idx, sub)
+  local chunk, perr = load(src, "@" .. path, "t", env)
+  if not chunk then fail(nil, perr) end
+  local ok, t = pcall(chunk)
+  if not ok then
+    if type(t) ~= "string" then t = tostring(t) end
+    fail(nil, t)
+  end
+  if type(t) ~= "table" then
+    fail(path, ("a recipe must return a table (or extend(base, overrides)), got %s"):format(schema.describe(t)))
+  end
+  local origin = {}
+  for k, v in pairs(layered[t] or {}) do origin[k] = v end
+  local own = {}
+  check_layer(t, path, idx, own)
+  for k, v in pairs(own) do
+    if not origin[k] then origin[k] = v end
+  end
+  return t, origin
+end
+
+---------------------------------------------------------------------------
+-- Overrides: "train.lr=3e-4"
+---------------------------------------------------------------------------
+
+local function parse_value(f, text)
+  if f.type == "int" or f.type == "number" then
+    local x = tonumber(text)
+    if x then return x end
+    return text
+  elseif f.type == "bool" then
+    local b = ({ ["true"] = true, ["1"] = true, yes = true, on = true,
+                 ["false"] = false, ["0"] = false, no = false, off = false })[text:lower()]
+    if b == nil then return text end
+    return b
+  end
+  local unq = text:match('^"(.*)"$') or text:match("^'(.*)'$")
+  return unq or text
+end
+
+-- Parses one override; returns field, value (checked) or raises.
+function M.parse_override(text)
+  local where = "override " .. text
+  local key, value = text:match("^%s*([%w_%.]+)%s*=(.*)$")
+  if not key then
+    fail(where, "expected section.key=value (e.g. train.lr=3e-4)")
+  end
+  local f = schema.field_by_path[key]
+  if not f and not key:find(".", 1, true) then
+    local named = schema.fields_named(key)
+    if #named == 1 then
+      f = named[1]
+    elseif #named > 1 then
+      local paths = {}
+      for i, g in ipairs(named) do paths[i] = g.path end
+      fail(where, ("%s is ambiguous: write one of %s"):format(key, table.concat(paths, ", ")))
+    end
+  end
+  if not f then
+    local sec = key:match("^([^.]+)")
+    if schema.reserved_by_name[sec] and key:find(".", 1, true) then
+      fail(where, reserved_msg(sec, key:match("^[^.]+%.(.*)$")))
+    end
+    if schema.section_by_name[key] or schema.reserved_by_name[key] then
+      fail(where, ("%s is a section; set one of its keys, e.g. %s"):format(key,
+        schema.section_by_name[key] and (key .. "." .. schema.section_by_name[key].fields[1].key .. "=...") or (key .. ".KEY=...")))
+    end
+    fail(where, unknown_key_msg(key))
+  end
+  local v = parse_value(f, value)
+  local p = value_problem(f, v)
+  if p then fail(where, p) end
+  return f, v
+end
+
+---------------------------------------------------------------------------
+-- Resolution: defaults, computed values, cross-key rules
+---------------------------------------------------------------------------
+
+local function get(r, f)
+  if f.section then return r[f.section] and r[f.section][f.key] end
+  return r[f.key]
+end
+
+local function set(r, f, v)
+  if f.section then r[f.section][f.key] = v else r[f.key] = v end
+end
+
+-- Calls the function values with a view of the recipe in which every other
+-- value is already resolved (computed on first use; cycles are errors).
+local function resolve_functions(r, origin)
+  local state = {}
+  local resolve
+  local function view_section(sec)
+    return setmetatable({}, {
+      __index = function(_, k)
+        local f = sec.by_key[k]
+        if not f then error(("the recipe has no key %s.%s"):format(sec.name, tostring(k)), 2) end
+        return resolve(f)
+      end,
+      __newindex = function() error("the recipe is read-only inside a computed value", 2) end,
+    })
+  end
+  local view = setmetatable({}, {
+    __index = function(_, k)
+      local sec = schema.section_by_name[k]
+      if sec then return view_section(sec) end
+      local f = schema.root.by_key[k]
+      if f then return resolve(f) end
+      return nil
+    end,
+    __newindex = function() error("the recipe is read-only inside a computed value", 2) end,
+  })
+  function resolve(f)
+    local v = get(r, f)
+    if type(v) ~= "function" then return v end
+    if state[f.path] == "busy" then
+      fail(origin[f.path], ("%s: computed values refer to each other in a cycle"):format(f.path))
+    end
+    state[f.path] = "busy"
+    local ok, x = pcall(v, view)
+    if not ok then
+      if type(x) == "string" and x:match("^[^:]*:%d+: ") then fail(nil, x) end
+      fail(origin[f.path], ("%s: computing the value failed: %s"):format(f.path, tostring(x)))
+    end
+    local p = value_problem(f, x)
+    if p or type(x) == "function" then
+      fail(origin[f.path], ("%s (computed)"):format(p or (f.path .. " must not compute a function")))
+    end
+    set(r, f, x)
+    state[f.path] = "done"
+    return x
+  end
+  for _, f in ipairs(schema.fields) do resolve(f) end
+end
+
+-- The cross-key rules. `at(path)` is where a key was set.
+local function cross_check(r, at)
+  local m, t = r.model, r.train
+  local function need(ok, path, msg) if not ok then fail(at(path), msg) end end
+  need(m.dim % m.n_heads == 0, "model.dim",
+    ("model.dim (%d) must be divisible by model.n_heads (%d)"):format(m.dim, m.n_heads))
+  local head_dim = m.dim / m.n_heads
+  need(head_dim % 2 == 0, "model.dim",
+    ("head_dim = model.dim / model.n_heads = %d must be even (RoPE rotates pairs)"):format(head_dim))
+  need(m.n_kv_heads <= m.n_heads, "model.n_kv_heads",
+    ("model.n_kv_heads (%d) must not exceed model.n_heads (%d)"):format(m.n_kv_heads, m.n_heads))
+  need(m.n_heads % m.n_kv_heads == 0, "model.n_kv_heads",
+    ("model.n_heads (%d) must be a multiple of model.n_kv_heads (%d)"):format(m.n_heads, m.n_kv_heads))
+  need(t.seq_len <= m.max_seq_len, "train.seq_len",
+    ("train.seq_len (%d) must be <= model.max_seq_len (%d)"):format(t.seq_len, m.max_seq_len))
+  need(t.micro_batch <= t.batch, "train.micro_batch",
+    ("train.micro_batch (%d) must be <= train.batch (%d)"):format(t.micro_batch, t.batch))
+  need(t.batch % t.micro_batch == 0, "train.batch",
+    ("train.batch (%d) must be a multiple of train.micro_batch (%d)"):format(t.batch, t.micro_batch))
+  need(t.min_lr <= t.lr, "train.min_lr",
+    ("train.min_lr (%s) must be <= train.lr (%s)"):format(schema.fmtnum(t.min_lr), schema.fmtnum(t.lr)))
+  need(t.warmup <= t.steps, "train.warmup",
+    ("train.warmup (%d) must be <= train.steps (%d)"):format(t.warmup, t.steps))
+  if r.data.tokenizer == "bytes" then
+    need(m.vocab_size >= 258, "model.vocab_size",
+      ("model.vocab_size (%d) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)")
+        :format(m.vocab_size))
+  end
+  need(r.device == "cpu", "device",
+    ('device = "%s" is not available in this release; use device = "cpu"'):format(r.device))
+end
+
+-- Resolves a merged recipe table: defaults, functions, checks. Returns a fresh table.
+function M.resolve(t, origin, default_where)
+  local r = M.merge(schema.defaults(), t)
+  for _, res in ipairs(schema.reserved) do r[res.name] = nil end
+  for _, s in ipairs(schema.sections) do
+    if s.name and type(r[s.name]) ~= "table" then r[s.name] = M.merge(schema.defaults()[s.name], {}) end
+  end
+  for _, f in ipairs(schema.fields) do
+    if get(r, f) == nil then set(r, f, f.default) end
+  end
+  local function at(path) return origin[path] or default_where end
+  resolve_functions(r, setmetatable({}, { __index = function(_, k) return at(k) end }))
+  for _, f in ipairs(schema.fields) do
+    local p = schema.check(f, get(r, f))
+    if p then fail(at(f.path), p) end
+  end
+  cross_check(r, at)
+  return r
+end
+
+-- Loads a recipe file with command-line overrides (a list of "key=value").
+-- Returns the resolved recipe and info { file, name, overrides, origin }.
+function M.load(path, overrides)
+  overrides = overrides or {}
+  local t, origin = load_file(path)
+  t = M.merge({}, t)
+  for _, text in ipairs(overrides) do
+    local f, v = M.parse_override(text)
+    if f.section then
+      t[f.section] = type(t[f.section]) == "table" and t[f.section] or {}
+      t[f.section][f.key] = v
+    else
+      t[f.key] = v
+    end
+    origin[f.path] = "override " .. text
+  end
+  local r = M.resolve(t, origin, path)
+  local name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
+  if name == "recipe" then  -- a run directory's resolved recipe: name it after the run's model
+    name = r.model.name
+  end
+  return r, { file = path, name = name, overrides = overrides, origin = origin }
+end
+
+-- Loads a recipe given as a table (the REPL, specs): same checks, no file.
+function M.from_table(t, overrides, label)
+  label = label or "recipe"
+  local origin = {}
+  check_layer(t, label, nil, origin)
+  t = M.merge({}, t)
+  for _, text in ipairs(overrides or {}) do
+    local f, v = M.parse_override(text)
+    if f.section then
+      t[f.section] = t[f.section] or {}
+      t[f.section][f.key] = v
+    else
+      t[f.key] = v
+    end
+    origin[f.path] = "override " .. text
+  end
+  return M.resolve(t, origin, label), { file = label, name = label, overrides = overrides or {}, origin = origin }
+end
+
+---------------------------------------------------------------------------
+-- Writing a resolved recipe back as a loadable file
+---------------------------------------------------------------------------
+
+local function lua_number(x)
+  if x == math.floor(x) and math.abs(x) < 2^53 then return ("%d"):format(x) end
+  for prec = 6, 17 do
+    local s = ("%." .. prec .. "g"):format(x)
+    if tonumber(s) == x then return s end
+  end
+  return ("%.17g"):format(x)
+end
+
+local function lua_value(v)
+  if type(v) == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end
+  if type(v) == "number" then return lua_number(v) end
+  return tostring(v)
+end
+
+-- Lua source for a resolved recipe; `header` lines become comments.
+function M.serialize(r, header)
+  local out = {}
+  for line in ((header or "") .. "\n"):gmatch("([^\n]*)\n") do
+    if line ~= "" then out[#out + 1] = "-- " .. line end
+  end
+  out[#out + 1] = "return {"
+  for _, s in ipairs(schema.sections) do
+    if s.name then out[#out + 1] = ("  %s = {"):format(s.name) end
+    local indent = s.name and "    " or "  "
+    for _, f in ipairs(s.fields) do
+      out[#out + 1] = ("%s%s = %s,"):format(indent, f.key, lua_value(get(r, f)))
+    end
+    if s.name then out[#out + 1] = "  }," end
+  end
+  out[#out + 1] = "}"
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M

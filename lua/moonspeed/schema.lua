@@ -1,0 +1,298 @@
+-- lua/moonspeed/schema.lua — every recipe key: type, default, range, one-line doc.
+--
+-- This is the one description of a recipe. The loader (recipe.lua) validates
+-- against it, engine.lua maps it onto ms_config, and `moonspeed keys` prints
+-- the reference from it. A new key is added here and nowhere else (plus its
+-- ms_config field in engine.lua when the engine needs it).
+--
+-- A field is { key, type, default, doc, ... } with type one of
+--   "int"    an integer; optional min / max
+--   "number" a number;   optional min / max, gt (exclusive lower bound), lt
+--   "bool"   true or false
+--   "string" a string;   optional nonempty
+--   "enum"   a string from `values`
+-- Sections are tables of fields; top-level scalars are fields of the root.
+-- Reserved sections are accepted only empty: their keys arrive in later releases.
+
+local M = {}
+
+local function section(name, doc, fields)
+  local s = { name = name, doc = doc, fields = fields, by_key = {} }
+  for _, f in ipairs(fields) do
+    f.section = name
+    f.path = name and (name .. "." .. f.key) or f.key
+    s.by_key[f.key] = f
+  end
+  return s
+end
+
+-- The order here is the order of `moonspeed keys` and of resolved recipe files.
+M.sections = {
+  section(nil, "Top-level keys", {
+    { key = "precision", type = "enum", values = { "fp32", "bf16" }, default = "fp32",
+      doc = "fp32: everything fp32; bf16: bf16 parameters and activations, fp32 master weights and optimizer state" },
+    { key = "device", type = "enum", values = { "cpu", "cuda" }, default = "cpu",
+      doc = "where the model computes (this release: cpu)" },
+    { key = "threads", type = "int", min = 0, max = 1024, default = 0,
+      doc = "worker threads for the CPU backend; 0 = all cores" },
+  }),
+  section("model", "The network shape (Llama family)", {
+    { key = "name", type = "string", default = "tiny",
+      doc = "a name for humans (plots, the plan, the run summary)" },
+    { key = "vocab_size", type = "int", min = 1, max = 16777216, default = 258,
+      doc = "tokens in the vocabulary (the bytes tokenizer has 258: bytes, BOS, EOS)" },
+    { key = "dim", type = "int", min = 2, max = 65536, default = 128,
+      doc = "model width d" },
+    { key = "n_layers", type = "int", min = 1, max = 1024, default = 4,
+      doc = "transformer blocks" },
+    { key = "n_heads", type = "int", min = 1, max = 1024, default = 4,
+      doc = "query heads; head_dim = dim / n_heads must be even (RoPE)" },
+    { key = "n_kv_heads", type = "int", min = 1, max = 1024, default = 4,
+      doc = "key/value heads (grouped-query attention); divides n_heads" },
+    { key = "ffn_dim", type = "int", min = 1, max = 1048576, default = 384,
+      doc = "hidden width of the SwiGLU MLP" },
+    { key = "max_seq_len", type = "int", min = 1, max = 1048576, default = 256,
+      doc = "longest sequence the model is built for (RoPE tables); train.seq_len <= max_seq_len" },
+    { key = "tie_embeddings", type = "bool", default = true,
+      doc = "the LM head reuses the embedding matrix" },
+    { key = "rope_theta", type = "number", gt = 0, default = 10000,
+      doc = "RoPE base frequency (Llama 3: 500000)" },
+    { key = "norm_eps", type = "number", gt = 0, lt = 1, default = 1e-5,
+      doc = "epsilon of RMSNorm" },
+    { key = "init_std", type = "number", gt = 0, lt = 10, default = 0.02,
+      doc = "standard deviation of the normal init of weight matrices" },
+  }),
+  section("train", "The optimization", {
+    { key = "steps", type = "int", min = 1, max = 1e9, default = 1000,
+      doc = "optimizer steps; the LR schedule spans them" },
+    { key = "batch", type = "int", min = 1, max = 16777216, default = 16,
+      doc = "sequences per optimizer step" },
+    { key = "micro_batch", type = "int", min = 1, max = 16777216, default = 16,
+      doc = "sequences per forward/backward pass; divides batch (gradient accumulation)" },
+    { key = "seq_len", type = "int", min = 1, max = 1048576, default = 128,
+      doc = "tokens per training sequence; <= model.max_seq_len" },
+    { key = "lr", type = "number", gt = 0, lt = 10, default = 1e-3,
+      doc = "peak learning rate" },
+    { key = "min_lr", type = "number", min = 0, lt = 10, default = 1e-4,
+      doc = "learning rate at the end of a linear or cosine decay; <= lr" },
+    { key = "schedule", type = "enum", values = { "constant", "linear", "cosine" }, default = "cosine",
+      doc = "learning-rate decay after warmup, from lr to min_lr" },
+    { key = "warmup", type = "int", min = 0, max = 1e9, default = 50,
+      doc = "steps of linear warmup from 0 to lr; <= steps" },
+    { key = "clip", type = "number", min = 0, default = 1.0,
+      doc = "clip the global gradient norm to this; 0 = no clipping" },
+    { key = "weight_decay", type = "number", min = 0, lt = 10, default = 0.1,
+      doc = "decoupled AdamW weight decay (not applied to norms and embeddings)" },
+    { key = "beta1", type = "number", min = 0, lt = 1, default = 0.9,
+      doc = "AdamW first-moment decay" },
+    { key = "beta2", type = "number", min = 0, lt = 1, default = 0.95,
+      doc = "AdamW second-moment decay" },
+    { key = "eps", type = "number", gt = 0, lt = 1, default = 1e-8,
+      doc = "AdamW epsilon" },
+    { key = "eval_every", type = "int", min = 0, max = 1e9, default = 100,
+      doc = "evaluate held-out loss every this many steps (and after the last); 0 = only after the last" },
+    { key = "eval_batches", type = "int", min = 1, max = 1e6, default = 8,
+      doc = "micro-batches per evaluation" },
+    { key = "seed", type = "int", min = 0, max = 2^53, default = 1,
+      doc = "seed of the initialization and the data order" },
+    { key = "checkpoint_activations", type = "bool", default = false,
+      doc = "keep only each block's input and recompute its forward in backward (less memory, ~1/3 more compute)" },
+    { key = "loss_chunk", type = "int", min = 0, max = 16777216, default = 0,
+      doc = "rows of logits per LM-head chunk; 0 = automatic" },
+  }),
+  section("data", "Where the tokens come from", {
+    { key = "tokenizer", type = "enum", values = { "bytes" }, default = "bytes",
+      doc = "bytes: one token per byte, BOS 256, EOS 257" },
+    { key = "train", type = "string", nonempty = true, default = "data/kjv/train.bin",
+      doc = "training token shard (relative paths are relative to the working directory)" },
+    { key = "val", type = "string", nonempty = true, default = "data/kjv/val.bin",
+      doc = "held-out token shard for evaluation" },
+  }),
+  section("log", "What a run reports", {
+    { key = "every", type = "int", min = 1, max = 1e9, default = 10,
+      doc = "steps between progress lines when the output is not a terminal" },
+    { key = "sample_tokens", type = "int", min = 0, max = 1048576, default = 200,
+      doc = "tokens of the sample generated after training; 0 = no sample" },
+    { key = "sample_prompt", type = "string", default = "In the beginning",
+      doc = "prompt of that sample" },
+    { key = "sample_temperature", type = "number", min = 0, max = 100, default = 0.8,
+      doc = "sampling temperature; 0 = greedy" },
+    { key = "sample_top_k", type = "int", min = 0, max = 16777216, default = 40,
+      doc = "sample among the k most likely tokens; 0 = all" },
+    { key = "peak_gflops", type = "number", min = 0, default = 0,
+      doc = "peak GFLOP/s of the hardware, for MFU; 0 = automatic (CPU: 32 fp32 FLOP/cycle per core, the AVX2/AVX-512 FMA rate, x clock x threads)" },
+    { key = "dir", type = "string", nonempty = true, default = "runs",
+      doc = "parent folder of run directories (runs/<recipe>-<YYYYmmdd-HHMMSS>)" },
+  }),
+}
+
+-- Sections accepted only empty in this release.
+M.reserved = {
+  { name = "zero", doc = "ZeRO sharding stage and its knobs" },
+  { name = "offload", doc = "moving optimizer state and parameters to host memory" },
+  { name = "checkpoint", doc = "periodic sharded checkpoints and resuming" },
+  { name = "cluster", doc = "nodes, GPUs per node and the Kubernetes layout" },
+}
+
+M.section_by_name = {}
+M.reserved_by_name = {}
+M.fields = {}          -- every field, in reference order
+M.field_by_path = {}   -- "train.lr" -> field
+local leaf_count = {}
+for _, s in ipairs(M.sections) do
+  if s.name then M.section_by_name[s.name] = s end
+  for _, f in ipairs(s.fields) do
+    M.fields[#M.fields + 1] = f
+    M.field_by_path[f.path] = f
+    leaf_count[f.key] = (leaf_count[f.key] or 0) + 1
+  end
+end
+M.root = M.sections[1]
+for _, r in ipairs(M.reserved) do M.reserved_by_name[r.name] = r end
+
+-- Candidate fields for a short override key (`lr` for `train.lr`).
+function M.fields_named(key)
+  local found = {}
+  for _, f in ipairs(M.fields) do
+    if f.key == key then found[#found + 1] = f end
+  end
+  return found
+end
+
+-- Every valid key path, for "did you mean" suggestions.
+function M.all_paths()
+  local paths = {}
+  for _, f in ipairs(M.fields) do paths[#paths + 1] = f.path end
+  for _, s in ipairs(M.sections) do if s.name then paths[#paths + 1] = s.name end end
+  for _, r in ipairs(M.reserved) do paths[#paths + 1] = r.name end
+  return paths
+end
+
+local function fmtnum(x)
+  if x == math.huge then return "inf" end
+  if x == math.floor(x) and math.abs(x) < 2^53 then
+    if x >= 2^20 and x == 2^math.floor(math.log(x) / math.log(2) + 0.5) then
+      return ("2^%d"):format(math.floor(math.log(x) / math.log(2) + 0.5))
+    end
+    return ("%d"):format(x)
+  end
+  return ("%.10g"):format(x)
+end
+M.fmtnum = fmtnum
+
+-- What a field allows, in words: `a number > 0`, `one of "fp32", "bf16"`.
+function M.allowed(f)
+  if f.type == "enum" then
+    local q = {}
+    for i, v in ipairs(f.values) do q[i] = ("%q"):format(v) end
+    return #q == 1 and q[1] or ("one of " .. table.concat(q, ", "))
+  elseif f.type == "bool" then
+    return "true or false"
+  elseif f.type == "string" then
+    return f.nonempty and "a non-empty string" or "a string"
+  end
+  local what = f.type == "int" and "an integer" or "a number"
+  local lo, hi
+  if f.min then lo = ">= " .. fmtnum(f.min) end
+  if f.gt then lo = "> " .. fmtnum(f.gt) end
+  if f.max then hi = "<= " .. fmtnum(f.max) end
+  if f.lt then hi = "< " .. fmtnum(f.lt) end
+  if lo and hi then
+    if f.min and f.max then return ("%s in [%s, %s]"):format(what, fmtnum(f.min), fmtnum(f.max)) end
+    return ("%s %s and %s"):format(what, lo, hi)
+  end
+  if lo or hi then return what .. " " .. (lo or hi) end
+  return what
+end
+
+-- Describes a value for messages: `"3e-4" (a string)`, `-1`, `a table`.
+function M.describe(v)
+  local t = type(v)
+  if t == "string" then return ("%q (a string)"):format(v) end
+  if t == "number" then return fmtnum(v) end
+  if t == "boolean" then return tostring(v) end
+  if t == "nil" then return "nothing" end
+  return "a " .. t
+end
+
+-- Checks one value against its field. Returns nil when fine, else the reason.
+function M.check(f, v)
+  local t = type(v)
+  local ok
+  if f.type == "int" then
+    ok = t == "number" and v == math.floor(v) and v == v
+  elseif f.type == "number" then
+    ok = t == "number" and v == v
+  elseif f.type == "bool" then
+    ok = t == "boolean"
+  elseif f.type == "string" then
+    ok = t == "string" and (not f.nonempty or v ~= "")
+  elseif f.type == "enum" then
+    ok = false
+    if t == "string" then
+      for _, x in ipairs(f.values) do if x == v then ok = true end end
+    end
+  end
+  if ok and t == "number" then
+    ok = (not f.min or v >= f.min) and (not f.max or v <= f.max)
+      and (not f.gt or v > f.gt) and (not f.lt or v < f.lt)
+  end
+  if ok then return nil end
+  return ("%s must be %s, got %s"):format(f.path, M.allowed(f), M.describe(v))
+end
+
+-- The defaults as a fresh recipe table.
+function M.defaults()
+  local r = {}
+  for _, s in ipairs(M.sections) do
+    local into = r
+    if s.name then into = {}; r[s.name] = into end
+    for _, f in ipairs(s.fields) do into[f.key] = f.default end
+  end
+  return r
+end
+
+local function fmtdefault(f)
+  local v = f.default
+  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "number" then return fmtnum(v) end
+  return tostring(v)
+end
+M.fmtdefault = fmtdefault
+
+-- The key reference (`moonspeed keys`); markdown = true for a README table.
+function M.reference(markdown)
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  if markdown then
+    add("| key | type | default | allowed | meaning |")
+    add("|---|---|---|---|---|")
+    for _, f in ipairs(M.fields) do
+      add(("| `%s` | %s | `%s` | %s | %s |"):format(f.path, f.type, fmtdefault(f),
+        M.allowed(f):gsub("|", "\\|"), f.doc))
+    end
+    for _, r in ipairs(M.reserved) do
+      add(("| `%s` | section | `{}` | empty | reserved for a later release: %s |"):format(r.name, r.doc))
+    end
+    return table.concat(out, "\n") .. "\n"
+  end
+  add("Recipe keys (type, default, allowed values, meaning). Set them in a recipe file,")
+  add("or on the command line as section.key=value (or key=value when the key name is unique).")
+  for _, s in ipairs(M.sections) do
+    add("")
+    add(s.name and (s.name .. " — " .. s.doc) or s.doc)
+    for _, f in ipairs(s.fields) do
+      add(("  %-30s %-7s default %s"):format(f.path, f.type, fmtdefault(f)))
+      add(("  %-30s %s"):format("", f.doc))
+      add(("  %-30s allowed: %s"):format("", M.allowed(f)))
+    end
+  end
+  add("")
+  add("Reserved sections (accepted only empty in this release)")
+  for _, r in ipairs(M.reserved) do
+    add(("  %-30s %s"):format(r.name, r.doc))
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M
