@@ -59,7 +59,7 @@ function M.columns(rows, right, indent)
       local pad = (" "):rep(widths[i] - #cell)
       cells[i] = right[i] and (pad .. cell) or (i < #row and (cell .. pad) or cell)
     end
-    out[#out + 1] = (indent or "") .. table.concat(cells, "  ")
+    out[#out + 1] = ((indent or "") .. table.concat(cells, "  ")):gsub("%s+$", "")
   end
   return table.concat(out, "\n")
 end

@@ -35,8 +35,15 @@ function M.writer(path)
   return setmetatable({ f = f, path = path }, Writer)
 end
 
+-- Numbers keep 9 significant digits: exact for the engine's float32 values,
+-- and plenty for timings.
 function Writer:write(rec)
-  self.f:write(json.encode(rec, M.fields), "\n")
+  local out = {}
+  for k, v in pairs(rec) do
+    if type(v) == "number" and v == v and v ~= math.floor(v) then v = tonumber(("%.9g"):format(v)) end
+    out[k] = v
+  end
+  self.f:write(json.encode(out, M.fields), "\n")
   self.f:flush()
 end
 

@@ -1,0 +1,533 @@
+-- lua/moonspeed/cli.lua — the `moonspeed` command line.
+--
+--   moonspeed run [RECIPE] [overrides] [--run-dir DIR]
+--   moonspeed plan [RECIPE] [overrides]
+--   moonspeed sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+--   moonspeed repl [RECIPE] [overrides]
+--   moonspeed plot RUN_DIR [-o FILE]
+--   moonspeed keys [--markdown]
+--   moonspeed check [RECIPE] [overrides]
+--   moonspeed prepare-bytes TEXT --out DIR [--val-every N]
+--   moonspeed version
+--
+-- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
+-- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
+-- adds a Lua traceback. The training loop lives here (run), so that the REPL
+-- can drive the very same engine calls one step at a time.
+
+local M = {}
+
+local PROG = "moonspeed"
+
+---------------------------------------------------------------------------
+-- Errors and argument parsing
+---------------------------------------------------------------------------
+
+local Usage = {}
+Usage.__index = Usage
+Usage.__tostring = function(u) return u.msg end
+
+local function usage(msg) error(setmetatable({ msg = msg }, Usage), 0) end
+
+local function closest(word, list)
+  local distance = require("moonspeed.recipe").distance
+  local best, best_d
+  for _, w in ipairs(list) do
+    local d = distance(word, w)
+    if not best_d or d < best_d then best, best_d = w, d end
+  end
+  if best_d and best_d <= math.max(2, math.floor(#word / 3)) then return best end
+end
+
+-- Parses args by spec = { flags = { ["--out"] = "string" | "int" | "number" | "bool" },
+-- short = { ["-o"] = "--out" }, max_positional = n, overrides = bool }.
+local function parse(args, spec)
+  local opts, pos, overrides = {}, {}, {}
+  local i = 1
+  local names = {}
+  for k in pairs(spec.flags or {}) do names[#names + 1] = k end
+  table.sort(names)
+  while i <= #args do
+    local a = args[i]
+    if a == "--" then
+      for j = i + 1, #args do pos[#pos + 1] = args[j] end
+      break
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      local name, value = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      name = (spec.short or {})[name] or name
+      local kind = (spec.flags or {})[name]
+      if not kind then
+        local s = closest(name, names)
+        usage(("unknown option %s%s"):format(name, s and ("; did you mean " .. s .. "?") or ""))
+      end
+      if kind == "bool" then
+        opts[name:sub(3)] = true
+      else
+        if not value then
+          i = i + 1
+          value = args[i]
+          if value == nil then usage(("option %s needs a value"):format(name)) end
+        end
+        if kind == "int" or kind == "number" then
+          local x = tonumber(value)
+          if not x or (kind == "int" and x ~= math.floor(x)) then
+            usage(("option %s needs %s, got %q"):format(name, kind == "int" and "an integer" or "a number", value))
+          end
+          value = x
+        end
+        opts[name:sub(3)] = value
+      end
+    elseif spec.overrides and a:find("=", 1, true) and not a:match("^[^=]*/") then
+      overrides[#overrides + 1] = a
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  if #pos > (spec.max_positional or 0) then
+    usage(("unexpected argument %q"):format(pos[(spec.max_positional or 0) + 1]))
+  end
+  return opts, pos, overrides
+end
+
+-- recipes/default.lua of the Lua root (spelled relative when that is the working directory).
+local function default_recipe()
+  local root = rawget(_G, "MOONSPEED_ROOT")
+  if not root or root == os.getenv("PWD") then return "recipes/default.lua" end
+  return root .. "/recipes/default.lua"
+end
+
+local function say(...) io.stdout:write(...) io.stdout:write("\n") io.stdout:flush() end
+
+---------------------------------------------------------------------------
+-- Commands
+---------------------------------------------------------------------------
+
+local commands, order = {}, {}
+local function command(name, c)
+  c.name = name
+  commands[name] = c
+  order[#order + 1] = name
+end
+
+-- Loads and checks a recipe: schema, cross-key rules, then the engine's own check.
+local function load_recipe(path, overrides)
+  local recipe = require "moonspeed.recipe"
+  local sys = require "moonspeed.sys"
+  if not sys.exists(path) then
+    error(("recipe %s does not exist"):format(path), 0)
+  end
+  local r, info = recipe.load(path, overrides)
+  local engine = require "moonspeed.engine"
+  local problem = engine.config_problem(r)
+  if problem then error(("%s: the engine rejects this recipe: %s"):format(path, problem), 0) end
+  return r, info
+end
+
+local function check_data(r, info)
+  local sys = require "moonspeed.sys"
+  for _, k in ipairs({ "train", "val" }) do
+    local p = r.data[k]
+    if not sys.exists(p) then
+      error(("%s: data.%s = %q does not exist; run `make data`, or point data.%s at a token shard")
+        :format(info.origin["data." .. k] or info.file, k, p, k), 0)
+    end
+  end
+end
+
+local function new_run_dir(r, info, wanted)
+  local sys = require "moonspeed.sys"
+  if wanted then
+    if sys.exists(wanted .. "/metrics.jsonl") then
+      error(("run directory %s already holds a run (metrics.jsonl); choose another --run-dir"):format(wanted), 0)
+    end
+    local ok, err = sys.mkdir_p(wanted)
+    if not ok then error(err, 0) end
+    return wanted
+  end
+  local ok, err = sys.mkdir_p(r.log.dir)
+  if not ok then error(err, 0) end
+  local base = ("%s/%s-%s"):format(r.log.dir, info.name, os.date("%Y%m%d-%H%M%S"))
+  local dir = base
+  for n = 2, 1000 do
+    local made, merr, existed = sys.mkdir_new(dir)
+    if made then return dir end
+    if not existed then error(merr, 0) end
+    dir = ("%s-%d"):format(base, n)
+  end
+  error("cannot find a free run directory name under " .. r.log.dir, 0)
+end
+
+command("run", {
+  summary = "train a recipe: progress, metrics, weights and a sample in a run directory",
+  help = [[
+usage: moonspeed run [RECIPE] [section.key=value ...] [--run-dir DIR]
+
+Trains RECIPE (default: recipes/default.lua) for train.steps steps, evaluating the
+held-out loss every train.eval_every steps and after the last. Overrides set recipe
+keys with the same checks as the file (e.g. train.steps=100 lr=3e-4).
+
+Before anything is allocated the memory plan is checked against this machine; a plan
+that does not fit is refused with the numbers. Nothing is written for a bad recipe.
+
+The run directory (runs/<recipe>-<YYYYmmdd-HHMMSS>/ unless --run-dir) holds:
+  recipe.lua      the resolved recipe (every key; loadable as a recipe)
+  metrics.jsonl   one JSON object per step (step, loss, val_loss, lr, grad_norm,
+                  tokens_per_s, gflops, mfu, memory_bytes, seconds, elapsed)
+  model.bin       the final weights (moonspeed sample RUN_DIR uses them)
+  sample.txt      a sample from the final model
+
+options:
+  --run-dir DIR   write the run here instead (must not hold a run already)
+]],
+  spec = { flags = { ["--run-dir"] = "string" }, max_positional = 1, overrides = true },
+  run = function(opts, pos, overrides)
+    local engine_mod = require "moonspeed.engine"
+    local plan = require "moonspeed.plan"
+    local metrics = require "moonspeed.metrics"
+    local sys = require "moonspeed.sys"
+    local fmt = require "moonspeed.fmt"
+    local recipe = require "moonspeed.recipe"
+    local path = pos[1] or default_recipe()
+    local r, info = load_recipe(path, overrides)
+    check_data(r, info)
+    local p = plan.compute(r)
+    local fits, need, have = plan.fits(p)
+    if not fits then
+      io.stderr:write(plan.format(p, path), "\n")
+      error(("the plan for %s does not fit this machine: it needs %s, %s is available; nothing was started")
+        :format(path, fmt.bytes(need), fmt.bytes(have)), 0)
+    end
+    local e = engine_mod.new(r, nil, { info = info })
+    local ok, err = pcall(function()
+      local dir = new_run_dir(r, info, opts["run-dir"])
+      local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
+        #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
+      assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header)))
+      local w = metrics.writer(dir .. "/metrics.jsonl")
+      local mem = e:memory().reserved.total
+      local steps = r.train.steps
+      local threads = r.threads > 0 and r.threads or sys.nproc()
+      say(("run %s: %s, %s parameters, %s on %s (%d threads); %d steps of %d x %d tokens -> %s"):format(
+        info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, steps,
+        r.train.batch, r.train.seq_len, dir))
+      local prog = metrics.progress({ total = steps, tty = sys.isatty(1), every = r.log.every })
+      local t0 = sys.now()
+      local last, last_val = nil, nil
+      local tok_sum, time_sum, flop_sum = 0, 0, 0
+      for s = 1, steps do
+        local st = e:step()
+        if st.loss ~= st.loss then
+          prog:finish()
+          error(("the loss became NaN at step %d (lr %.3g, grad_norm %s); try a lower train.lr or train.clip")
+            :format(st.step, st.lr, tostring(st.grad_norm)), 0)
+        end
+        local rec = {
+          step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
+          tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = mem,
+          seconds = st.seconds,
+        }
+        if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or s == steps then
+          rec.val_loss = e:eval()
+          last_val = rec.val_loss
+        end
+        rec.elapsed = sys.now() - t0
+        w:write(rec)
+        prog:step(rec)
+        if rec.val_loss then prog:eval(rec.step, rec.val_loss) end
+        tok_sum, time_sum, flop_sum = tok_sum + st.tokens, time_sum + st.seconds, flop_sum + st.flops
+        last = rec
+      end
+      prog:finish()
+      w:close()
+      e:save(dir .. "/model.bin")
+      local elapsed = sys.now() - t0
+      say(("done: %d steps in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %.4f"):format(
+        steps, fmt.duration(elapsed), fmt.si(tok_sum / time_sum), flop_sum / time_sum / 1e9,
+        100 * flop_sum / time_sum / 1e9 / engine_mod.peak_gflops(r), last.loss, last_val))
+      if r.log.sample_tokens > 0 then
+        local text = e:generate(r.log.sample_prompt, { tokens = r.log.sample_tokens,
+          temperature = r.log.sample_temperature, top_k = r.log.sample_top_k, seed = r.train.seed })
+        local sample = r.log.sample_prompt .. text
+        assert(sys.write_file(dir .. "/sample.txt", sample .. "\n"))
+        say("sample:")
+        say(sample)
+      end
+      say("run directory: " .. dir)
+    end)
+    e:free()
+    if not ok then error(err, 0) end
+    return 0
+  end,
+})
+
+command("plan", {
+  summary = "the memory plan of a recipe, and whether it fits this machine",
+  help = [[
+usage: moonspeed plan [RECIPE] [section.key=value ...]
+
+Prints the bytes the engine would reserve for RECIPE (default: recipes/default.lua),
+by purpose (parameters, gradients, master weights, optimizer state, activations,
+workspace, data) on the device and on the host beside it, and whether that fits this
+machine (MemAvailable in /proc/meminfo). Allocates nothing. `moonspeed run` refuses
+a plan that does not fit. Exit status 0 either way; 1 for a bad recipe.
+]],
+  spec = { flags = {}, max_positional = 1, overrides = true },
+  run = function(_, pos, overrides)
+    local plan = require "moonspeed.plan"
+    local path = pos[1] or default_recipe()
+    local r = load_recipe(path, overrides)
+    local p = plan.compute(r)
+    say(plan.format(p, path))
+    return 0
+  end,
+})
+
+command("sample", {
+  summary = "generate text from a finished run",
+  help = [[
+usage: moonspeed sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+
+Rebuilds the model from RUN_DIR/recipe.lua, loads RUN_DIR/model.bin and prints the
+prompt followed by up to N sampled tokens (bytes; stops at end-of-text).
+
+options (defaults from the recipe's log section):
+  --prompt TEXT       the text to continue (log.sample_prompt)
+  --tokens N          tokens to generate (log.sample_tokens)
+  --temperature T     0 = greedy (log.sample_temperature)
+  --top-k K           sample among the K most likely; 0 = all (log.sample_top_k)
+  --seed S            the sampling seed (1)
+]],
+  spec = { flags = { ["--prompt"] = "string", ["--tokens"] = "int", ["--temperature"] = "number",
+                     ["--top-k"] = "int", ["--seed"] = "int" }, max_positional = 1 },
+  run = function(opts, pos)
+    local sys = require "moonspeed.sys"
+    local dir = pos[1]
+    if not dir then usage("missing RUN_DIR (a directory written by moonspeed run)") end
+    dir = dir:gsub("/+$", "")
+    for _, f in ipairs({ "recipe.lua", "model.bin" }) do
+      if not sys.exists(dir .. "/" .. f) then
+        error(("%s has no %s: is it a finished run directory of moonspeed run?"):format(dir, f), 0)
+      end
+    end
+    local recipe = require "moonspeed.recipe"
+    local engine = require "moonspeed.engine"
+    local r, info = recipe.load(dir .. "/recipe.lua")
+    if opts.tokens and opts.tokens < 0 then usage("--tokens must be >= 0") end
+    if opts.temperature and opts.temperature < 0 then usage("--temperature must be >= 0") end
+    if opts["top-k"] and opts["top-k"] < 0 then usage("--top-k must be >= 0") end
+    if opts.seed and opts.seed < 0 then usage("--seed must be >= 0") end
+    local e = engine.new(r, nil, { data = false, info = info })
+    local ok, err = pcall(function()
+      e:load(dir .. "/model.bin")
+      local prompt = opts.prompt or r.log.sample_prompt
+      local text = e:generate(prompt, { tokens = opts.tokens or r.log.sample_tokens,
+        temperature = opts.temperature, top_k = opts["top-k"], seed = opts.seed or 1 })
+      say(prompt .. text)
+    end)
+    e:free()
+    if not ok then error(err, 0) end
+    return 0
+  end,
+})
+
+command("repl", {
+  summary = "an interactive LuaJIT prompt with the engine loaded",
+  help = [[
+usage: moonspeed repl [RECIPE] [section.key=value ...]
+
+A LuaJIT prompt with the engine for RECIPE (default: recipes/default.lua) already
+created. Preloaded: e (the engine), recipe (the resolved recipe), moonspeed (the module).
+  e:step()                       one optimizer step (the same call `run` makes)
+  e:eval()                       held-out loss
+  e:memory(), e:plan()           bytes reserved and used; the plan
+  e:units(), e:tensor(u, i)      units; a tensor (shape, dtype, values)
+  e:param("block.0.attn.wq")     a tensor by name
+  e:generate("In the beginning", {tokens = 200})
+Expressions print without `return`; incomplete input continues on the next line.
+Line editing and history (~/.moonspeed_history) on a terminal. Ctrl-D or exit() leaves.
+]],
+  spec = { flags = {}, max_positional = 1, overrides = true },
+  run = function(_, pos, overrides)
+    local path = pos[1] or default_recipe()
+    local r, info = load_recipe(path, overrides)
+    return require("moonspeed.repl").start(r, info)
+  end,
+})
+
+command("plot", {
+  summary = "loss and throughput curves of a run, as SVG",
+  help = [[
+usage: moonspeed plot RUN_DIR [-o FILE]
+
+Draws the training and held-out loss and tokens/s from RUN_DIR/metrics.jsonl into an
+SVG (default RUN_DIR/plot.svg) with axes, labels and a legend. Works while the run
+is still going.
+
+options:
+  -o, --output FILE   where to write the SVG
+]],
+  spec = { flags = { ["--output"] = "string" }, short = { ["-o"] = "--output" }, max_positional = 1 },
+  run = function(opts, pos)
+    local metrics = require "moonspeed.metrics"
+    local plot = require "moonspeed.plot"
+    local sys = require "moonspeed.sys"
+    local dir = pos[1]
+    if not dir then usage("missing RUN_DIR (a directory written by moonspeed run)") end
+    dir = dir:gsub("/+$", "")
+    local recs, err = metrics.read(dir .. "/metrics.jsonl")
+    if not recs then error(("cannot read %s/metrics.jsonl: %s"):format(dir, tostring(err)), 0) end
+    if #recs == 0 then error(("%s/metrics.jsonl has no steps yet"):format(dir), 0) end
+    local out = opts.output or (dir .. "/plot.svg")
+    local ok, werr = sys.write_file(out, plot.svg(recs, dir:match("([^/]+)$")))
+    if not ok then error(("cannot write %s: %s"):format(out, tostring(werr)), 0) end
+    say(("wrote %s (%d steps)"):format(out, #recs))
+    return 0
+  end,
+})
+
+command("keys", {
+  summary = "every recipe key: type, default, allowed values, meaning",
+  help = [[
+usage: moonspeed keys [--markdown]
+
+Prints the reference of every recipe key, generated from the schema.
+  --markdown   as a Markdown table
+]],
+  spec = { flags = { ["--markdown"] = "bool" }, max_positional = 0 },
+  run = function(opts)
+    io.stdout:write(require("moonspeed.schema").reference(opts.markdown))
+    return 0
+  end,
+})
+
+command("prepare-bytes", {
+  summary = "turn a text file into byte-level train/val token shards",
+  help = [[
+usage: moonspeed prepare-bytes TEXT --out DIR [--val-every N]
+
+Writes DIR/train.bin and DIR/val.bin: the bytes of TEXT as tokens (BOS 256 first),
+every N-th chunk (default 20) held out for validation. Prints the token counts.
+]],
+  spec = { flags = { ["--out"] = "string", ["--val-every"] = "int" }, max_positional = 1 },
+  run = function(opts, pos)
+    local sys = require "moonspeed.sys"
+    local text = pos[1]
+    if not text then usage("missing TEXT (a text file)") end
+    if not opts.out then usage("missing --out DIR") end
+    local every = opts["val-every"] or 20
+    if every < 2 then usage("--val-every must be >= 2") end
+    if not sys.exists(text) then error(("%s does not exist"):format(text), 0) end
+    local ok, err = sys.mkdir_p(opts.out)
+    if not ok then error(err, 0) end
+    local engine = require "moonspeed.engine"
+    local ti, vi = engine.prepare_bytes(text, opts.out .. "/train.bin", opts.out .. "/val.bin", every)
+    say(("train: %d tokens -> %s/train.bin"):format(ti.n_tokens, opts.out))
+    say(("val:   %d tokens -> %s/val.bin"):format(vi.n_tokens, opts.out))
+    return 0
+  end,
+})
+
+command("check", {
+  summary = "validate a recipe and print it resolved (every key)",
+  help = [[
+usage: moonspeed check [RECIPE] [section.key=value ...]
+
+Loads RECIPE (default: recipes/default.lua) with the overrides, validates it exactly
+as `run` does, and prints the resolved recipe: every key, defaults filled in.
+]],
+  spec = { flags = {}, max_positional = 1, overrides = true },
+  run = function(_, pos, overrides)
+    local path = pos[1] or default_recipe()
+    local r = load_recipe(path, overrides)
+    io.stdout:write(require("moonspeed.recipe").serialize(r, "resolved from " .. path ..
+      (#overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")))
+    return 0
+  end,
+})
+
+command("version", {
+  summary = "the engine and LuaJIT versions",
+  help = "usage: moonspeed version\n",
+  spec = { flags = {}, max_positional = 0 },
+  run = function()
+    local engine = require "moonspeed.engine"
+    say(("moonspeed %s (%s)"):format(engine.version(), jit and jit.version or _VERSION))
+    return 0
+  end,
+})
+
+local function overview()
+  local lines = { "usage: moonspeed COMMAND [ARGS]", "", "commands:" }
+  for _, name in ipairs(order) do
+    local c = commands[name]
+    if not c.hidden then lines[#lines + 1] = ("  %-14s %s"):format(name, c.summary) end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "moonspeed COMMAND --help tells more. Start with: moonspeed run"
+  return table.concat(lines, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
+
+-- Strips "…/moonspeed/x.lua:12: " positions from messages meant for users.
+local function clean(msg)
+  return (msg:gsub("^[^:\n]*moonspeed/[%w_]+%.lua:%d+: ", ""))
+end
+
+function M.main(argv)
+  argv = argv or {}
+  local args = {}
+  for i = 1, #argv do args[i] = argv[i] end
+  local name = table.remove(args, 1)
+  if name == nil or name == "--help" or name == "-h" or name == "help" then
+    local topic = name == "help" and args[1]
+    if topic and commands[topic] then
+      io.stdout:write(commands[topic].help)
+      return 0
+    end
+    local out = name == nil and io.stderr or io.stdout
+    out:write(overview())
+    return name == nil and 2 or 0
+  end
+  if name == "--version" then name = "version" end
+  local c = commands[name]
+  if not c then
+    local s = closest(name, order)
+    io.stderr:write(("%s: unknown command %q%s\n"):format(PROG, name, s and ("; did you mean %s?"):format(s) or ""))
+    io.stderr:write(("run `%s --help` for the list of commands\n"):format(PROG))
+    return 2
+  end
+  for _, a in ipairs(args) do
+    if a == "--" then break end
+    if a == "--help" or a == "-h" then
+      io.stdout:write(c.help)
+      return 0
+    end
+  end
+  local debug_on = os.getenv("MOONSPEED_DEBUG")
+  debug_on = debug_on and debug_on ~= "" and debug_on ~= "0"
+  local ok, res = xpcall(function()
+    local opts, pos, overrides = parse(args, c.spec)
+    return c.run(opts, pos, overrides)
+  end, function(err)
+    if getmetatable(err) == Usage then return err end
+    if debug_on then return debug.traceback(tostring(err), 2) end
+    return err
+  end)
+  io.stdout:flush()
+  if ok then return res or 0 end
+  if getmetatable(res) == Usage then
+    io.stderr:write(("%s %s: %s\n"):format(PROG, name, res.msg))
+    io.stderr:write(("run `%s %s --help` for usage\n"):format(PROG, name))
+    return 2
+  end
+  io.stderr:write(("%s: %s\n"):format(PROG, debug_on and tostring(res) or clean(tostring(res))))
+  return 1
+end
+
+M.parse = parse
+M.commands = commands
+
+return M

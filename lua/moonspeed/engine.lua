@@ -1,0 +1,551 @@
+-- lua/moonspeed/engine.lua — the engine as Lua objects, through LuaJIT's FFI.
+--
+--   local engine = require "moonspeed.engine"
+--   local e = engine.new("recipes/default.lua", { "train.steps=10" })
+--   local s = e:step()             -- { step, loss, lr, grad_norm, tokens_per_s, ... }
+--   print(e:eval())                -- held-out loss
+--   print(e:generate("In the beginning", { tokens = 100 }))
+--   e:free()
+--
+-- The declarations come from the public header (build/lua/moonspeed/cdef.lua,
+-- generated from engine/include/moonspeed.h). Inside the moonspeed executable
+-- the library is the executable itself (ffi.C); under a plain luajit (busted)
+-- it is build/libmoonspeed.so beside the Lua root, or $MOONSPEED_LIB.
+--
+-- Indices on the Lua side are 1-based: units 1..n (unit 1 is "embed"),
+-- tensors 1..n within a unit. Names ("block.0.attn.wq") are the engine's.
+-- Caller mistakes raise error(msg, 2), pointing at the caller's line; engine
+-- failures raise "<C function> failed: <ms_last_error()>".
+
+local ffi = require "ffi"
+local sys = require "moonspeed.sys"
+local fmt = require "moonspeed.fmt"
+
+if not pcall(ffi.typeof, "ms_config") then ffi.cdef(require "moonspeed.cdef") end
+if not pcall(ffi.typeof, "ms_lua_engine") then
+  ffi.cdef "typedef struct ms_lua_engine { ms_engine *h; } ms_lua_engine;"
+end
+
+local M = {}
+
+-- The Lua root: MOONSPEED_ROOT (set by the executable) or two folders above this file.
+local function root()
+  local r = rawget(_G, "MOONSPEED_ROOT")
+  if r then return r end
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  return src:match("^(.*)/lua/moonspeed/engine%.lua$") or (src:match("^lua/moonspeed/engine%.lua$") and ".") or "."
+end
+M.root = root
+
+local function load_library()
+  if pcall(function() return ffi.C.ms_version end) then return ffi.C, "the moonspeed executable" end
+  local path = os.getenv("MOONSPEED_LIB") or (root() .. "/build/libmoonspeed.so")
+  local ok, lib = pcall(ffi.load, path)
+  if not ok then
+    error(("cannot load the engine library %s: %s (build it with `make`)"):format(path, tostring(lib)), 0)
+  end
+  return lib, path
+end
+
+local C, library_path = load_library()
+M.C = C
+M.library = library_path
+
+local function last_error() return ffi.string(C.ms_last_error()) end
+
+-- Engine failure: op and the engine's sentence, raised at the caller of the method.
+local function check(status, op)
+  if status ~= 0 then
+    local msg = last_error()
+    if msg:sub(1, #op + 1) == op .. ":" then msg = msg:sub(#op + 3) end
+    error(("%s failed: %s"):format(op, msg), 3)
+  end
+end
+
+function M.version() return ffi.string(C.ms_version()) end
+function M.last_error() return last_error() end
+
+---------------------------------------------------------------------------
+-- Recipes -> ms_config
+---------------------------------------------------------------------------
+
+local SCHEDULES = { constant = 0, linear = 1, cosine = 2 }
+local PRECISIONS = { fp32 = 0, bf16 = 1 }
+local DEVICES = { cpu = 0, cuda = 1 }
+
+-- Fills an ms_config from a resolved recipe. opts.data = false leaves the shard
+-- paths NULL (sampling needs no data). Returns the cdata and the Lua strings it
+-- points to (keep them alive as long as the config is used).
+function M.config(r, opts)
+  opts = opts or {}
+  local cfg = ffi.new("ms_config")
+  check(C.ms_config_defaults(cfg), "ms_config_defaults")
+  local m, t = cfg.model, cfg.train
+  local rm, rt = r.model, r.train
+  m.vocab_size, m.dim, m.n_layers = rm.vocab_size, rm.dim, rm.n_layers
+  m.n_heads, m.n_kv_heads, m.ffn_dim = rm.n_heads, rm.n_kv_heads, rm.ffn_dim
+  m.max_seq_len, m.tie_embeddings = rm.max_seq_len, rm.tie_embeddings and 1 or 0
+  m.rope_theta, m.norm_eps, m.init_std = rm.rope_theta, rm.norm_eps, rm.init_std
+  t.steps, t.batch, t.micro_batch, t.seq_len = rt.steps, rt.batch, rt.micro_batch, rt.seq_len
+  t.warmup, t.schedule = rt.warmup, SCHEDULES[rt.schedule]
+  t.lr, t.min_lr, t.beta1, t.beta2, t.eps = rt.lr, rt.min_lr, rt.beta1, rt.beta2, rt.eps
+  t.weight_decay, t.clip = rt.weight_decay, rt.clip
+  t.checkpoint_activations = rt.checkpoint_activations and 1 or 0
+  t.eval_batches, t.seed = rt.eval_batches, rt.seed
+  cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
+  cfg.loss_chunk = rt.loss_chunk
+  local anchors = { r.data.tokenizer }
+  cfg.tokenizer = anchors[1]
+  if opts.data ~= false then
+    anchors[2], anchors[3] = r.data.train, r.data.val
+    cfg.train_path, cfg.val_path = anchors[2], anchors[3]
+  end
+  return cfg, anchors
+end
+
+-- Runs ms_config_check on a resolved recipe; returns nil or the engine's sentence.
+function M.config_problem(r)
+  local cfg, anchors = M.config(r, { data = false })
+  local st = C.ms_config_check(cfg)
+  local _ = anchors
+  if st ~= 0 then return last_error() end
+  return nil
+end
+
+-- Peak GFLOP/s for MFU: log.peak_gflops, or 32 fp32 FLOP/cycle per core x clock x threads.
+function M.peak_gflops(r)
+  if r.log.peak_gflops and r.log.peak_gflops > 0 then return r.log.peak_gflops end
+  local threads = (r.threads and r.threads > 0) and r.threads or sys.nproc()
+  local mhz = sys.cpu_mhz() or 2500
+  return 32 * mhz / 1000 * threads
+end
+
+---------------------------------------------------------------------------
+-- Pretty objects: step stats, memory reports, units, tensors
+---------------------------------------------------------------------------
+
+local Stats = {}
+Stats.__index = Stats
+Stats.__tostring = function(s)
+  return ("step %d  loss %.4f  lr %.3e  grad_norm %.3f  %s tok/s  %.2f GFLOP/s  mfu %.1f%%  (%s)"):format(
+    s.step, s.loss, s.lr, s.grad_norm, fmt.si(s.tokens_per_s), s.gflops, s.mfu * 100, fmt.duration(s.seconds))
+end
+M.Stats = Stats
+
+local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "total" }
+M.MEM_FIELDS = MEM_FIELDS
+
+local function memory_table(m)
+  local t = {}
+  for _, k in ipairs(MEM_FIELDS) do t[k] = tonumber(m[k]) end
+  return t
+end
+M.memory_table = memory_table
+
+local Memory = {}
+Memory.__index = Memory
+Memory.__tostring = function(r)
+  local rows = { { "", "reserved", "used" } }
+  for _, k in ipairs(MEM_FIELDS) do
+    rows[#rows + 1] = { k, fmt.bytes(r.reserved[k]), fmt.bytes(r.used[k]) }
+  end
+  return "memory (" .. r.reservations .. " reservations since create)\n" .. fmt.columns(rows, { [2] = true, [3] = true }, "  ")
+end
+M.Memory = Memory
+
+local Units = {}
+Units.__index = Units
+Units.__tostring = function(us)
+  local rows = { { "#", "unit", "tensors", "params", "padded" } }
+  local total = 0
+  for i, u in ipairs(us) do
+    rows[#rows + 1] = { tostring(i), u.name, tostring(u.n_tensors), tostring(u.numel), tostring(u.padded_numel) }
+    total = total + u.numel
+  end
+  rows[#rows + 1] = { "", "total", "", tostring(total), "" }
+  return fmt.columns(rows, { [1] = true, [3] = true, [4] = true, [5] = true }, "  ")
+end
+M.Units = Units
+
+local DTYPES = { [0] = "f32", [1] = "bf16", [2] = "i32", [3] = "u32" }
+local VIEWS = { param = 0, grad = 1, master = 2 }
+
+local Tensor = {}
+M.Tensor = Tensor
+
+local function shape_string(shape)
+  local s = {}
+  for i, d in ipairs(shape) do s[i] = tostring(d) end
+  return "(" .. table.concat(s, ", ") .. (#s == 1 and ",)" or ")")
+end
+
+Tensor.__index = function(t, k)
+  if k == "values" or k == "grad" or k == "master" then
+    local v = Tensor.read(t, k == "values" and "param" or k)
+    rawset(t, k, v)
+    return v
+  end
+  return Tensor[k]
+end
+
+Tensor.__len = function(t) return t.numel end
+
+Tensor.__tostring = function(t)
+  local v = t.values
+  local n = math.min(#v, 6)
+  local first = {}
+  for i = 1, n do first[i] = ("%.4g"):format(v[i]) end
+  local st = t:stats()
+  return ("tensor %s %s %s  mean %.4g  std %.4g  min %.4g  max %.4g\n  [%s%s]"):format(
+    t.name, shape_string(t.shape), t.dtype, st.mean, st.std, st.min, st.max,
+    table.concat(first, ", "), #v > n and (", ... (%d values)"):format(#v) or "")
+end
+
+-- Reads a view ("param", "grad" or "master") as a fresh Lua list.
+function Tensor.read(t, view)
+  local code = VIEWS[view or "param"]
+  if not code then error(("tensor:read: view %q is unknown; use param, grad or master"):format(tostring(view)), 2) end
+  local e = t.engine
+  if e.h == nil then error("tensor:read: the engine has been freed", 2) end
+  local buf = ffi.new("float[?]", math.max(t.numel, 1))
+  check(C.ms_engine_tensor_read(e.h, t.unit - 1, t.index - 1, code, 0, buf, t.numel), "ms_engine_tensor_read")
+  local out = {}
+  for i = 1, t.numel do out[i] = buf[i - 1] end
+  return out
+end
+
+-- Re-reads the values (after steps).
+function Tensor.refresh(t)
+  rawset(t, "values", nil); rawset(t, "grad", nil); rawset(t, "master", nil)
+  return t
+end
+
+-- Writes new master values: a list of numel numbers, or a function(i) -> value.
+function Tensor.set(t, values)
+  local e = t.engine
+  if e.h == nil then error("tensor:set: the engine has been freed", 2) end
+  local buf = ffi.new("float[?]", math.max(t.numel, 1))
+  if type(values) == "function" then
+    for i = 1, t.numel do buf[i - 1] = values(i) end
+  elseif type(values) == "table" then
+    if #values ~= t.numel then
+      error(("tensor:set: %s has %d values, got %d"):format(t.name, t.numel, #values), 2)
+    end
+    for i = 1, t.numel do buf[i - 1] = values[i] end
+  else
+    error("tensor:set: expected a list of numbers or a function(i)", 2)
+  end
+  check(C.ms_engine_tensor_write(e.h, t.unit - 1, t.index - 1, 0, buf, t.numel), "ms_engine_tensor_write")
+  return t:refresh()
+end
+
+function Tensor.stats(t)
+  local v = t.values
+  local sum, sq, lo, hi = 0, 0, math.huge, -math.huge
+  for i = 1, #v do
+    local x = v[i]
+    sum, sq = sum + x, sq + x * x
+    if x < lo then lo = x end
+    if x > hi then hi = x end
+  end
+  local n = math.max(#v, 1)
+  local mean = sum / n
+  return { mean = mean, std = math.sqrt(math.max(sq / n - mean * mean, 0)), min = lo, max = hi, n = #v }
+end
+
+---------------------------------------------------------------------------
+-- The engine object
+---------------------------------------------------------------------------
+
+local Engine = {}
+local side = setmetatable({}, { __mode = "k" })  -- engine cdata -> Lua-side fields
+
+local function state(e) return side[e] end
+
+local mt = {
+  __index = function(e, k)
+    local m = Engine[k]
+    if m ~= nil then return m end
+    local s = side[e]
+    return s and s[k]
+  end,
+  __tostring = function(e)
+    local s = side[e]
+    if e.h == nil then return "engine (freed)" end
+    return ("engine %s: %s parameters, %d units, step %d, %s on %s"):format(
+      s.recipe.model.name, fmt.count(s.n_params), tonumber(C.ms_engine_unit_count(e.h)),
+      tonumber(C.ms_engine_get_step(e.h)), s.recipe.precision, s.recipe.device)
+  end,
+  __gc = function(e)
+    if e.h ~= nil then C.ms_engine_free(e.h); e.h = nil end
+  end,
+}
+local EngineBox = ffi.metatype("ms_lua_engine", mt)
+
+local function live(e, what)
+  if e.h == nil then error(("%s: the engine has been freed"):format(what), 3) end
+  return e.h
+end
+
+-- Creates an engine from a resolved recipe (or a recipe file / table, with
+-- overrides). opts.data = false: no training or validation data (sampling).
+function M.new(r, overrides, opts)
+  local recipe = require "moonspeed.recipe"
+  local info
+  if type(r) == "string" then
+    local ok, res, inf = pcall(recipe.load, r, overrides)
+    if not ok then error(res, 0) end
+    r, info = res, inf
+  elseif type(r) == "table" then
+    local ok, res, inf = pcall(recipe.from_table, r, overrides)
+    if not ok then error(res, 0) end
+    r, info = res, inf
+  else
+    error("engine.new: expected a recipe (file name or table)", 2)
+  end
+  opts = opts or {}
+  info = opts.info or info
+  local cfg, anchors = M.config(r, opts)
+  local out = ffi.new("ms_engine *[1]")
+  check(C.ms_engine_create(cfg, out), "ms_engine_create")
+  local e = EngineBox(out[0])
+  local p = ffi.new("ms_plan")
+  C.ms_engine_plan(e.h, p)
+  side[e] = {
+    recipe = r, info = info, anchors = anchors, peak = M.peak_gflops(r),
+    n_params = tonumber(p.n_params), stats = ffi.new("ms_step_stats"), lossbuf = ffi.new("float[1]"),
+  }
+  return e
+end
+
+-- Frees the engine now; calling it again is harmless.
+function Engine:free()
+  if self.h ~= nil then
+    C.ms_engine_free(self.h)
+    self.h = nil
+  end
+end
+
+function Engine:alive() return self.h ~= nil end
+
+-- One optimizer step; returns its stats (step counts steps done: 1 after the first).
+function Engine:step()
+  local h = live(self, "e:step()")
+  local s = state(self)
+  check(C.ms_engine_step(h, s.stats), "ms_engine_step")
+  local st = s.stats
+  local seconds = tonumber(st.seconds)
+  local flops = tonumber(st.flops)
+  local gflops = seconds > 0 and flops / seconds / 1e9 or 0
+  return setmetatable({
+    step = tonumber(st.step) + 1,
+    loss = tonumber(st.loss),
+    lr = tonumber(st.lr),
+    grad_norm = tonumber(st.grad_norm),
+    tokens = tonumber(st.tokens),
+    seconds = seconds,
+    flops = flops,
+    tokens_per_s = seconds > 0 and tonumber(st.tokens) / seconds or 0,
+    gflops = gflops,
+    mfu = gflops / s.peak,
+  }, Stats)
+end
+
+-- Mean held-out loss over train.eval_batches micro-batches (nats/token).
+function Engine:eval()
+  local h = live(self, "e:eval()")
+  local buf = state(self).lossbuf
+  check(C.ms_engine_eval(h, buf), "ms_engine_eval")
+  return tonumber(buf[0])
+end
+
+-- Steps done so far; e:set_step(n) moves the schedule and the data order.
+function Engine:get_step() return tonumber(C.ms_engine_get_step(live(self, "e:get_step()"))) end
+
+function Engine:set_step(n)
+  if type(n) ~= "number" or n < 0 or n ~= math.floor(n) then
+    error("e:set_step(n): n must be an integer >= 0", 2)
+  end
+  check(C.ms_engine_set_step(live(self, "e:set_step()"), n), "ms_engine_set_step")
+end
+
+-- Bytes reserved and used, by purpose.
+function Engine:memory()
+  local r = ffi.new("ms_memory_report")
+  check(C.ms_engine_memory(live(self, "e:memory()"), r), "ms_engine_memory")
+  return setmetatable({ reserved = memory_table(r.reserved), used = memory_table(r.used),
+                        reservations = tonumber(r.reservations) }, Memory)
+end
+
+-- The memory plan the engine was created with (see moonspeed.plan).
+function Engine:plan()
+  local p = ffi.new("ms_plan")
+  check(C.ms_engine_plan(live(self, "e:plan()"), p), "ms_engine_plan")
+  local plan = require "moonspeed.plan"
+  return plan.from_struct(p, state(self).recipe)
+end
+
+-- The units: { name, n_tensors, numel, padded_numel, index, tensors = {names} }.
+function Engine:units()
+  local h = live(self, "e:units()")
+  local n = tonumber(C.ms_engine_unit_count(h))
+  local info, ti = ffi.new("ms_unit_info"), ffi.new("ms_tensor_info")
+  local list = {}
+  for u = 0, n - 1 do
+    check(C.ms_engine_unit(h, u, info), "ms_engine_unit")
+    local names = {}
+    for i = 0, info.n_tensors - 1 do
+      check(C.ms_engine_tensor(h, u, i, ti), "ms_engine_tensor")
+      names[#names + 1] = ffi.string(ti.name)
+    end
+    list[#list + 1] = { index = u + 1, name = ffi.string(info.name), n_tensors = tonumber(info.n_tensors),
+                        numel = tonumber(info.numel), padded_numel = tonumber(info.padded_numel), tensors = names }
+  end
+  return setmetatable(list, Units)
+end
+
+local function unit_index(self, unit)
+  if type(unit) == "string" then
+    for _, u in ipairs(self:units()) do
+      if u.name == unit then return u.index end
+    end
+    return nil, ("no unit named %q (see e:units())"):format(unit)
+  elseif type(unit) == "number" then
+    return unit
+  end
+  return nil, "unit must be a 1-based index or a unit name"
+end
+
+local function make_tensor(self, u, i)
+  local h = self.h
+  local ti = ffi.new("ms_tensor_info")
+  check(C.ms_engine_tensor(h, u - 1, i - 1, ti), "ms_engine_tensor")
+  local shape = {}
+  for d = 0, ti.ndim - 1 do shape[#shape + 1] = tonumber(ti.shape[d]) end
+  return setmetatable({
+    engine = self, name = ffi.string(ti.name), unit = u, index = i, shape = shape,
+    dtype = DTYPES[ti.dtype] or tostring(ti.dtype), numel = tonumber(ti.numel),
+    decay = ti.decay ~= 0, offset = tonumber(ti.offset),
+  }, Tensor)
+end
+
+-- Tensor i (1-based) of a unit (1-based index or name): shape, dtype, values.
+function Engine:tensor(unit, i)
+  local h = live(self, "e:tensor()")
+  local u, err = unit_index(self, unit)
+  if not u then error("e:tensor(unit, i): " .. err, 2) end
+  if type(i) ~= "number" then error("e:tensor(unit, i): i must be a 1-based tensor index", 2) end
+  local n = tonumber(C.ms_engine_unit_count(h))
+  if u < 1 or u > n then error(("e:tensor(unit, i): unit %d does not exist; units are 1..%d"):format(u, n), 2) end
+  local info = ffi.new("ms_unit_info")
+  check(C.ms_engine_unit(h, u - 1, info), "ms_engine_unit")
+  if i < 1 or i > info.n_tensors then
+    error(("e:tensor(unit, i): unit %s has tensors 1..%d, not %s"):format(ffi.string(info.name), info.n_tensors, tostring(i)), 2)
+  end
+  return make_tensor(self, u, i)
+end
+
+-- A tensor by its full name, e.g. e:param("block.0.attn.wq").
+function Engine:param(name)
+  live(self, "e:param()")
+  if type(name) ~= "string" then error("e:param(name): name must be a string like \"block.0.attn.wq\"", 2) end
+  local all = {}
+  for _, u in ipairs(self:units()) do
+    for i, tn in ipairs(u.tensors) do
+      if tn == name then return make_tensor(self, u.index, i) end
+      all[#all + 1] = tn
+    end
+  end
+  local best, best_d
+  local distance = require("moonspeed.recipe").distance
+  for _, tn in ipairs(all) do
+    local d = distance(name, tn)
+    if not best_d or d < best_d then best, best_d = tn, d end
+  end
+  error(("e:param: no tensor named %q%s"):format(name,
+    best and best_d <= 3 and ("; did you mean %q?"):format(best) or " (see e:units())"), 2)
+end
+
+-- Every tensor name, in order.
+function Engine:params()
+  local names = {}
+  for _, u in ipairs(self:units()) do
+    for _, tn in ipairs(u.tensors) do names[#names + 1] = tn end
+  end
+  return names
+end
+
+-- Text from the byte-level model: BOS, the prompt's bytes, then up to
+-- opts.tokens sampled tokens (stops at EOS). Returns the continuation (not
+-- the prompt) and the number of tokens generated.
+function Engine:generate(prompt, opts)
+  local h = live(self, "e:generate()")
+  if type(prompt) ~= "string" then error("e:generate(prompt, opts): prompt must be a string", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("e:generate(prompt, opts): opts must be a table", 2) end
+  local log = state(self).recipe.log
+  local tokens = opts.tokens or 200
+  local temperature = opts.temperature or log.sample_temperature
+  local top_k = opts.top_k or log.sample_top_k
+  local seed = opts.seed or 1
+  local function bad(cond, msg) if cond then error("e:generate: " .. msg, 3) end end
+  bad(type(tokens) ~= "number" or tokens < 0 or tokens ~= math.floor(tokens), "tokens must be an integer >= 0")
+  bad(type(temperature) ~= "number" or temperature < 0, "temperature must be a number >= 0 (0 = greedy)")
+  bad(type(top_k) ~= "number" or top_k < 0 or top_k ~= math.floor(top_k), "top_k must be an integer >= 0 (0 = all)")
+  bad(type(seed) ~= "number" or seed < 0 or seed ~= math.floor(seed), "seed must be an integer >= 0")
+  local n = #prompt + 1
+  local ids = ffi.new("int32_t[?]", n)
+  ids[0] = C.ms_bytes_bos()
+  for i = 1, #prompt do ids[i] = prompt:byte(i) end
+  local out = ffi.new("int32_t[?]", math.max(tokens, 1))
+  local n_out = ffi.new("int32_t[1]")
+  check(C.ms_engine_generate(h, ids, n, tokens, temperature, top_k, seed, C.ms_bytes_eos(), out, n_out),
+    "ms_engine_generate")
+  local bytes = {}
+  for i = 0, n_out[0] - 1 do
+    local id = out[i]
+    if id >= 0 and id < 256 then bytes[#bytes + 1] = string.char(id) end
+  end
+  return table.concat(bytes), tonumber(n_out[0])
+end
+
+-- Writes the fp32 master weights to path (atomically).
+function Engine:save(path)
+  local h = live(self, "e:save()")
+  if type(path) ~= "string" then error("e:save(path): path must be a string", 2) end
+  check(C.ms_engine_save_weights(h, path), "ms_engine_save_weights")
+  return path
+end
+
+-- Loads weights saved by e:save (the shapes must match).
+function Engine:load(path)
+  local h = live(self, "e:load()")
+  if type(path) ~= "string" then error("e:load(path): path must be a string", 2) end
+  check(C.ms_engine_load_weights(h, path), "ms_engine_load_weights")
+  return self
+end
+
+---------------------------------------------------------------------------
+-- Data helpers
+---------------------------------------------------------------------------
+
+local function shard_table(info)
+  return { version = tonumber(info.version), vocab_size = tonumber(info.vocab_size),
+           n_tokens = tonumber(info.n_tokens), tokenizer = ffi.string(info.tokenizer) }
+end
+
+-- Byte-level shards from a text file: every val_every-th chunk goes to validation.
+function M.prepare_bytes(text_path, train_path, val_path, val_every)
+  local ti, vi = ffi.new("ms_shard_info"), ffi.new("ms_shard_info")
+  check(C.ms_bytes_prepare(text_path, train_path, val_path, val_every or 20, ti, vi), "ms_bytes_prepare")
+  return shard_table(ti), shard_table(vi)
+end
+
+-- The header of a token shard, or nil and the engine's message.
+function M.shard_info(path)
+  local info = ffi.new("ms_shard_info")
+  if C.ms_shard_info_read(path, info) ~= 0 then return nil, last_error() end
+  return shard_table(info)
+end
+
+return M

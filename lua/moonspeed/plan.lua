@@ -1,0 +1,163 @@
+-- lua/moonspeed/plan.lua — the memory plan of a recipe, and whether it fits here.
+--
+-- The bytes come from the engine (ms_plan_compute runs the model's layout in
+-- sizing mode; the engine later reserves exactly that), so `moonspeed plan`
+-- and `moonspeed run` can never disagree. This module turns the plan into a
+-- table, prints it, and compares it with this machine: on the CPU the device
+-- is the host, so the plan must fit in MemAvailable (/proc/meminfo).
+
+local ffi = require "ffi"
+local fmt = require "moonspeed.fmt"
+local sys = require "moonspeed.sys"
+
+local M = {}
+
+local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "total" }
+M.MEM_FIELDS = MEM_FIELDS
+
+local WHAT = {
+  params = "the compute copy of the parameters",
+  grads = "parameter gradients",
+  master = "fp32 master weights (bf16 precision)",
+  optimizer = "AdamW moments (2 fp32 numbers per parameter)",
+  activations = "activations kept for the backward pass",
+  workspace = "scratch for one op or block at a time",
+  data = "token batches",
+}
+
+local Plan = {}
+Plan.__index = Plan
+M.Plan = Plan
+
+local function memory_table(m)
+  local t = {}
+  for _, k in ipairs(MEM_FIELDS) do t[k] = tonumber(m[k]) end
+  return t
+end
+
+-- A Lua table from an ms_plan struct; r (the recipe) adds context for printing.
+function M.from_struct(p, r)
+  local devices = { [0] = "cpu", [1] = "cuda" }
+  return setmetatable({
+    device = devices[tonumber(p.device)] or tostring(p.device),
+    n_units = tonumber(p.n_units),
+    n_params = tonumber(p.n_params),
+    n_params_matmul = tonumber(p.n_params_matmul),
+    flops_per_token = tonumber(p.flops_per_token),
+    flops_per_token_full = tonumber(p.flops_per_token_full),
+    device_bytes = memory_table(p.device_bytes),
+    host_bytes = memory_table(p.host_bytes),
+    recipe = r,
+  }, Plan)
+end
+
+-- The plan of a resolved recipe (allocates nothing).
+function M.compute(r)
+  local engine = require "moonspeed.engine"
+  local cfg, anchors = engine.config(r, { data = false })
+  local p = ffi.new("ms_plan")
+  if engine.C.ms_plan_compute(cfg, p) ~= 0 then
+    error("ms_plan_compute failed: " .. engine.last_error(), 2)
+  end
+  local _ = anchors
+  return M.from_struct(p, r)
+end
+
+-- This machine: { available = bytes, total = bytes, source = "..." }.
+function M.machine()
+  local info = sys.meminfo() or {}
+  return { available = info.MemAvailable or 0, total = info.MemTotal or 0,
+           source = "MemAvailable in /proc/meminfo" }
+end
+
+-- Bytes the plan needs on this machine (CPU: device and host share the RAM).
+function M.need(p)
+  return p.device_bytes.total + p.host_bytes.total
+end
+
+-- fits (bool), need, available.
+function M.fits(p, machine)
+  machine = machine or M.machine()
+  local need = M.need(p)
+  return need <= machine.available, need, machine.available
+end
+
+-- The largest parts of the plan, as "optimizer 59.80 GiB".
+function M.largest(p, n)
+  local parts = {}
+  for _, k in ipairs(MEM_FIELDS) do
+    if k ~= "total" then
+      local b = p.device_bytes[k] + p.host_bytes[k]
+      if b > 0 then parts[#parts + 1] = { k, b } end
+    end
+  end
+  table.sort(parts, function(a, b) return a[2] > b[2] end)
+  local out = {}
+  for i = 1, math.min(n or 3, #parts) do
+    out[i] = ("%s %s"):format(parts[i][1], fmt.bytes(parts[i][2]))
+  end
+  return out
+end
+
+-- The verdict lines: whether it fits, and why not.
+function M.verdict(p, machine)
+  machine = machine or M.machine()
+  local ok, need, have = M.fits(p, machine)
+  local lines = {}
+  lines[#lines + 1] = ("this machine: %s available of %s (%s)"):format(
+    fmt.bytes(have), fmt.bytes(machine.total), machine.source)
+  if ok then
+    lines[#lines + 1] = ("fits: the plan needs %s, %s to spare"):format(fmt.bytes(need), fmt.bytes(have - need))
+  else
+    lines[#lines + 1] = ("does not fit: the plan needs %s (%d bytes), %s more than the %s available"):format(
+      fmt.bytes(need), need, fmt.bytes(need - have), fmt.bytes(have))
+    lines[#lines + 1] = "  largest parts: " .. table.concat(M.largest(p, 3), ", ")
+    local r = p.recipe
+    local hints = {}
+    if r and p.device_bytes.activations > 0.25 * need then
+      if not r.train.checkpoint_activations then hints[#hints + 1] = "train.checkpoint_activations = true" end
+      if r.train.micro_batch > 1 then hints[#hints + 1] = "a smaller train.micro_batch" end
+      hints[#hints + 1] = "a shorter train.seq_len"
+    end
+    if p.device_bytes.params + p.device_bytes.grads + p.device_bytes.master + p.device_bytes.optimizer > have then
+      hints[#hints + 1] = "the weights, gradients and optimizer state alone exceed this machine: "
+        .. "shard them over more devices (zero) or offload them (later releases), or train a smaller model"
+    end
+    if #hints > 0 then lines[#lines + 1] = "  to shrink it: " .. table.concat(hints, "; ") end
+  end
+  return table.concat(lines, "\n")
+end
+
+-- The plan as a table for humans (what `moonspeed plan` prints).
+function M.format(p, title, machine)
+  local r = p.recipe
+  local out = {}
+  local head = title or "plan"
+  if r then
+    head = ("%s: %s, %s parameters (%d layers, d %d, %d heads, %d kv heads, vocab %d), %s on %s"):format(
+      head, r.model.name, fmt.count(p.n_params), r.model.n_layers, r.model.dim, r.model.n_heads,
+      r.model.n_kv_heads, r.model.vocab_size, r.precision, p.device)
+  else
+    head = ("%s: %s parameters on %s"):format(head, fmt.count(p.n_params), p.device)
+  end
+  out[#out + 1] = head
+  if r then
+    local tokens = r.train.batch * r.train.seq_len
+    out[#out + 1] = ("  %d units; %s training FLOP/token; %d tokens/step (batch %d x seq_len %d, micro_batch %d%s)"):format(
+      p.n_units, fmt.si(p.flops_per_token), tokens, r.train.batch, r.train.seq_len, r.train.micro_batch,
+      r.train.checkpoint_activations and ", activation checkpointing" or "")
+  end
+  out[#out + 1] = ""
+  local rows = { { "", ("device (%s)"):format(p.device), "host", "" } }
+  for _, k in ipairs(MEM_FIELDS) do
+    rows[#rows + 1] = { k, fmt.bytes(p.device_bytes[k]), fmt.bytes(p.host_bytes[k]), k ~= "total" and WHAT[k] or "" }
+  end
+  out[#out + 1] = fmt.columns(rows, { [2] = true, [3] = true }, "  ")
+  out[#out + 1] = ""
+  out[#out + 1] = M.verdict(p, machine)
+  return table.concat(out, "\n")
+end
+
+Plan.__tostring = function(p) return M.format(p) end
+
+return M
