@@ -191,7 +191,6 @@ options:
     local recipe = require "moonspeed.recipe"
     local path = pos[1] or default_recipe()
     local r, info = load_recipe(path, overrides)
-    check_data(r, info)
     local p = plan.compute(r)
     local fits, need, have = plan.fits(p)
     if not fits then
@@ -199,6 +198,7 @@ options:
       error(("the plan for %s does not fit this machine: it needs %s, %s is available; nothing was started")
         :format(path, fmt.bytes(need), fmt.bytes(have)), 0)
     end
+    check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
     local ok, err = pcall(function()
       local dir = new_run_dir(r, info, opts["run-dir"])

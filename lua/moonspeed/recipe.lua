@@ -130,6 +130,10 @@ function M.index(src, file)
     end
     return ""
   end
+  local calls = {}
+  for j, tok in ipairs(toks) do
+    if tok.t == "name" and toks[j + 1] and toks[j + 1].v == "(" and not calls[tok.v] then calls[tok.v] = tok.line end
+  end
   local k = 1
   while k <= #toks do
     local tok, prev = toks[k], toks[k - 1]
@@ -169,7 +173,7 @@ function M.index(src, file)
     end
     k = k + 1
   end
-  return { lines = lines }
+  return { lines = lines, calls = calls }
 end
 
 -- file:line of a key path in an indexed source (or just the file).
@@ -256,7 +260,7 @@ local function value_problem(f, v)
       local d = distance(v, x)
       if not best_d or d < best_d then best, best_d = x, d end
     end
-    if best_d <= math.max(2, math.floor(#v / 3)) then
+    if best_d <= math.max(1, math.floor(#v / 3)) then
       problem = problem .. ("; did you mean %q?"):format(best)
     end
   end
@@ -423,16 +427,31 @@ local function sandbox(file, idx, stack)
     return v
   end
 
+  -- file:line of the extend call (a `return extend(...)` is a tail call: no frame to ask).
+  local function call_site()
+    local info = debug.getinfo(3, "l")
+    local line = info and info.currentline and info.currentline > 0 and info.currentline or idx.calls.extend
+    return line and ("%s:%d"):format(file, line) or file
+  end
+
   function env.extend(base, over)
     over = over or {}
     if type(over) ~= "table" then
-      error(("extend(base, overrides): overrides must be a table, got %s"):format(schema.describe(over)), 2)
+      fail(call_site(), ("extend(base, overrides): overrides must be a table, got %s"):format(schema.describe(over)))
     end
     local base_t, origin
     if type(base) == "string" then
-      local path, tried = resolve_base(base, file)
+      local path = resolve_base(base, file)
       if not path then
-        error(("extend: cannot find the base recipe %q (tried %s)"):format(base, table.concat(tried, ", ")), 2)
+        fail(call_site(), ("extend: cannot find the base recipe %q next to this file or in the recipes folder"):format(base))
+      end
+      for _, p in ipairs(stack) do
+        if p == path then
+          local chain = {}
+          for i, q in ipairs(stack) do chain[i] = q end
+          chain[#chain + 1] = path
+          fail(call_site(), "extend cycle: " .. table.concat(chain, " -> "))
+        end
       end
       base_t, origin = load_file(path, stack)
     elseif type(base) == "table" then
@@ -440,8 +459,8 @@ local function sandbox(file, idx, stack)
       check_layer(base, file, idx, origin)
       base_t = base
     else
-      error(("extend(base, overrides): base must be a recipe file name or a table, got %s"):format(
-        schema.describe(base)), 2)
+      fail(call_site(), ("extend(base, overrides): base must be a recipe file name or a table, got %s"):format(
+        schema.describe(base)))
     end
     check_layer(over, file, idx, origin)
     local merged = M.merge(base_t, over)
@@ -607,10 +626,29 @@ local function resolve_functions(r, origin)
   for _, f in ipairs(schema.fields) do resolve(f) end
 end
 
--- The cross-key rules. `at(path)` is where a key was set.
-local function cross_check(r, at)
+-- The cross-key rules. `at(path)` is where a key was set; a rule that fails is
+-- reported where one of its keys was set last (an override beats the file).
+local function cross_check(r, at, explicit)
   local m, t = r.model, r.train
-  local function need(ok, path, msg) if not ok then fail(at(path), msg) end end
+  local related = {
+    ["model.dim"] = { "model.dim", "model.n_heads" },
+    ["model.n_kv_heads"] = { "model.n_kv_heads", "model.n_heads" },
+    ["train.seq_len"] = { "train.seq_len", "model.max_seq_len" },
+    ["train.micro_batch"] = { "train.micro_batch", "train.batch" },
+    ["train.batch"] = { "train.batch", "train.micro_batch" },
+    ["train.min_lr"] = { "train.min_lr", "train.lr" },
+    ["model.vocab_size"] = { "model.vocab_size", "data.tokenizer" },
+  }
+  local function blame(path)
+    local best
+    for _, p in ipairs(related[path] or { path }) do
+      local o = explicit[p]
+      if o and o:match("^override ") then return o end
+      best = best or o
+    end
+    return best or at(path)
+  end
+  local function need(ok, path, msg) if not ok then fail(blame(path), msg) end end
   need(m.dim % m.n_heads == 0, "model.dim",
     ("model.dim (%d) must be divisible by model.n_heads (%d)"):format(m.dim, m.n_heads))
   local head_dim = m.dim / m.n_heads
@@ -628,8 +666,6 @@ local function cross_check(r, at)
     ("train.batch (%d) must be a multiple of train.micro_batch (%d)"):format(t.batch, t.micro_batch))
   need(t.min_lr <= t.lr, "train.min_lr",
     ("train.min_lr (%s) must be <= train.lr (%s)"):format(schema.fmtnum(t.min_lr), schema.fmtnum(t.lr)))
-  need(t.warmup <= t.steps, "train.warmup",
-    ("train.warmup (%d) must be <= train.steps (%d)"):format(t.warmup, t.steps))
   if r.data.tokenizer == "bytes" then
     need(m.vocab_size >= 258, "model.vocab_size",
       ("model.vocab_size (%d) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)")
@@ -655,7 +691,7 @@ function M.resolve(t, origin, default_where)
     local p = schema.check(f, get(r, f))
     if p then fail(at(f.path), p) end
   end
-  cross_check(r, at)
+  cross_check(r, at, origin)
   return r
 end
 

@@ -129,14 +129,14 @@ function M.start(r, info, opts)
     if chunk:match("^%s*$") then
       buffer = nil
     else
-      local fn = load("return " .. chunk, "=repl", "t", env)
+      local fn, xerr = load("return " .. chunk, "=repl", "t", env)
       local err
       if not fn then fn, err = load(chunk, "=repl", "t", env) end
       if fn then
         buffer = nil
         reader.add(chunk)
         run_chunk(fn, out)
-      elseif err:match("<eof>$") or err:match("<eof>'?$") then
+      elseif err:match("<eof>'?$") or xerr:match("<eof>'?$") then
         buffer = chunk
       else
         buffer = nil

@@ -78,7 +78,7 @@ M.sections = {
     { key = "schedule", type = "enum", values = { "constant", "linear", "cosine" }, default = "cosine",
       doc = "learning-rate decay after warmup, from lr to min_lr" },
     { key = "warmup", type = "int", min = 0, max = 1e9, default = 0,
-      doc = "steps of linear warmup from 0 to lr; <= steps" },
+      doc = "steps of linear warmup from 0 to lr" },
     { key = "clip", type = "number", min = 0, default = 1.0,
       doc = "clip the global gradient norm to this; 0 = no clipping" },
     { key = "weight_decay", type = "number", min = 0, lt = 10, default = 0.1,
