@@ -44,6 +44,11 @@ local function load_library()
   if not ok then
     error(("cannot load the engine library %s: %s (build it with `make`)"):format(path, tostring(lib)), 0)
   end
+  -- Pin the library for the life of the process: when the Lua state closes,
+  -- LuaJIT unloads it, and the worker threads of its BLAS and OpenMP pools
+  -- would then run unmapped code. RTLD_NODELETE (0x1000) | RTLD_NOW (2).
+  pcall(ffi.cdef, "void *dlopen(const char *file, int mode);")
+  pcall(function() return ffi.C.dlopen(path, 0x1002) end)
   return lib, path
 end
 

@@ -184,6 +184,12 @@ local function where_in(file, idx, path)
     for p, l in pairs(idx.lines) do
       if p:sub(-#path - 1) == "." .. path and (not best or l < best) then best = l end
     end
+    local last = path:match("([^.]+)$")
+    if not best and last ~= path then
+      for p, l in pairs(idx.lines) do
+        if (p == last or p:sub(-#last - 1) == "." .. last) and (not best or l < best) then best = l end
+      end
+    end
     line = best
   end
   if line then return ("%s:%d"):format(file, line) end
