@@ -114,6 +114,7 @@ function M.start(r, info, opts)
     help = function() out:write(M.help, "\n") end,
   }, { __index = _G })
   env.quit = env.exit
+  env.__repl_pack = pack
   local reader = make_reader(opts.input, out)
   out:write(("moonspeed repl: %s (%s parameters, %s on %s) from %s\n"):format(
     r.model.name, fmt.count(e:plan().n_params), r.precision, r.device, info and info.file or "a table"))
@@ -129,7 +130,12 @@ function M.start(r, info, opts)
     if chunk:match("^%s*$") then
       buffer = nil
     else
-      local fn, xerr = load("return " .. chunk, "=repl", "t", env)
+      -- as an argument, the user's call is not a tail call: errors keep "repl:1:"
+      local fn, xerr = load("return __repl_pack(" .. chunk .. "\n)", "=repl", "t", env)
+      if fn then
+        local packed = fn
+        fn = function() local r = packed() return unpack(r, 1, r.n) end
+      end
       local err
       if not fn then fn, err = load(chunk, "=repl", "t", env) end
       if fn then
@@ -141,6 +147,9 @@ function M.start(r, info, opts)
       else
         buffer = nil
         reader.add(chunk)
+        -- "1 +* 2" fails as a statement at its first token; the expression's error says more
+        local first = chunk:match("^%s*([%w_%.]+)") or chunk:match("^%s*(%S)")
+        if first and err:find("unexpected symbol near '" .. first .. "'", 1, true) then err = xerr end
         out:write("error: ", err, "\n")
       end
     end

@@ -1,7 +1,7 @@
 /*
  * spec/c/check.h — a tiny C test harness.
  *
- * Each spec/c/*.c file declares tests with TEST(name) { ... }. They are linked
+ * Each C file in spec/c declares tests with TEST(name) { ... }. They are linked
  * into one program, build/spec-c: `spec-c --list` prints the names and
  * `spec-c NAME` runs one (exit 0 = pass). spec/c_spec.lua runs each in its own
  * process, so a crash is a red test, not a dead runner.

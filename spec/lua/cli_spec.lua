@@ -1,0 +1,266 @@
+-- spec/lua/cli_spec.lua — the moonspeed command line, end to end on a tiny model.
+
+local support = require "support"
+local json = require "moonspeed.json"
+local recipe = require "moonspeed.recipe"
+
+local TINY = "spec/fixtures/recipes/tiny.lua"
+
+local function lines(s)
+  local out = {}
+  for l in s:gmatch("[^\n]+") do out[#out + 1] = l end
+  return out
+end
+
+local function read_metrics(path)
+  local recs = {}
+  for _, l in ipairs(lines(assert(support.read(path)))) do recs[#recs + 1] = assert(json.decode(l)) end
+  return recs
+end
+
+describe("moonspeed run", function()
+  assert.is_nil(support.missing_build())
+  assert.is_nil(support.missing_data())
+
+  local dir, res
+  setup(function()
+    dir = support.tmpdir()
+    res = support.moonspeed({ "run", TINY, "--run-dir", dir .. "/run" })
+  end)
+  teardown(function() support.cleanup() end)
+
+  it("succeeds and writes the run directory", function()
+    assert.are.equal("", res.stderr)
+    assert.are.equal(0, res.code)
+    assert.are.same({ "metrics.jsonl", "model.bin", "recipe.lua", "sample.txt" }, support.ls(dir .. "/run"))
+  end)
+
+  it("prints plain progress lines when the output is not a terminal", function()
+    local out = lines(res.stdout)
+    assert.matches("^run tiny: spec%-tiny, [%d.]+ K parameters, fp32 on cpu %(1 threads%); 6 steps of 4 x 32 tokens %-> .*/run$", out[1])
+    assert.matches("^step 1/6  loss %d%.%d%d%d%d  lr %d%.%d%de%-0%d  [%d.]+k? tok/s  ETA %?$", out[2])
+    assert.matches("^step 2/6  loss ", out[3])
+    assert.matches("^step 3/6  val_loss %d%.%d%d%d%d$", out[4])
+    assert.matches("^step 4/6  loss .* ETA [%d.]+s$", out[5])
+    assert.matches("^step 6/6  loss ", out[6])
+    assert.matches("^step 6/6  val_loss ", out[7])
+    assert.matches("^done: 6 steps in [%d.]+s, [%d.]+k? tok/s, [%d.]+ GFLOP/s %(mfu [%d.]+%%%); loss %d%.%d+, val_loss %d%.%d+$", out[8])
+    assert.are.equal("sample:", out[9])
+    assert.matches("^And God said", out[10])
+    assert.matches("^run directory: .*/run$", out[#out])
+    assert.is_nil(res.stdout:find("\r", 1, true))
+  end)
+
+  it("writes one metrics line per step with every field", function()
+    local recs = read_metrics(dir .. "/run/metrics.jsonl")
+    assert.are.equal(6, #recs)
+    for i, r in ipairs(recs) do
+      assert.are.equal(i, r.step)
+      for _, k in ipairs({ "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gflops", "mfu", "memory_bytes",
+                           "seconds", "elapsed" }) do
+        assert.is_number(r[k], k)
+      end
+      assert.are.equal(4 * 32, r.tokens)
+      assert.is_true(r.tokens_per_s > 0 and r.mfu > 0 and r.mfu < 1 and r.seconds > 0)
+      assert.are.equal(recs[1].memory_bytes, r.memory_bytes)
+      if i == 3 or i == 6 then assert.is_number(r.val_loss) else assert.is_nil(r.val_loss) end
+    end
+    assert.is_true(recs[6].loss < recs[1].loss)
+    assert.is_true(recs[6].val_loss < recs[3].val_loss)
+    assert.is_true(recs[6].elapsed >= recs[5].elapsed)
+    assert.is_true(math.abs(recs[1].loss - math.log(258)) < 0.3)
+    -- the first line, as written
+    local first = support.read(dir .. "/run/metrics.jsonl"):match("^[^\n]+")
+    assert.matches('^{"step":1,"loss":[%d.]+,"lr":[%d.e-]+,"grad_norm":[%d.]+,"tokens":128,"tokens_per_s":', first)
+  end)
+
+  it("reports the engine's reserved bytes, which equal the plan", function()
+    local recs = read_metrics(dir .. "/run/metrics.jsonl")
+    local child = support.luajit(([[
+      local recipe = require "moonspeed.recipe"
+      local plan = require "moonspeed.plan"
+      print(plan.compute(recipe.load(%q)).device_bytes.total)
+    ]]):format(TINY))
+    assert.are.equal(tostring(recs[1].memory_bytes), child.stdout:match("%d+"))
+  end)
+
+  it("writes the resolved recipe, which loads back as the same recipe", function()
+    local text = support.read(dir .. "/run/recipe.lua")
+    assert.matches("^%-%- resolved recipe of the run in .*/run\n%-%- from spec/fixtures/recipes/tiny%.lua\nreturn {", text)
+    assert.are.same(recipe.load(TINY), recipe.load(dir .. "/run/recipe.lua"))
+  end)
+
+  it("writes the sample", function()
+    local s = support.read(dir .. "/run/sample.txt")
+    assert.matches("^And God said", s)
+    assert.is_true(#s <= #"And God said" + 24 + 1)
+  end)
+
+  it("samples from the run directory, reproducibly", function()
+    local args = { "sample", dir .. "/run", "--prompt", "In the beginning", "--tokens", "20", "--seed", "3" }
+    local a, b = support.moonspeed(args), support.moonspeed(args)
+    assert.are.equal(0, a.code)
+    assert.are.equal("", a.stderr)
+    assert.matches("^In the beginning", a.stdout)
+    assert.are.equal(a.stdout, b.stdout)
+    local g = support.moonspeed({ "sample", dir .. "/run", "--prompt=And", "--tokens=12", "--temperature=0" })
+    assert.are.equal(0, g.code)
+    assert.matches("^And", g.stdout)
+    assert.is_true(#g.stdout <= 3 + 12 + 1)
+  end)
+
+  it("plots the run", function()
+    local p = support.moonspeed({ "plot", dir .. "/run" })
+    assert.are.equal(0, p.code)
+    assert.are.equal(("wrote %s/run/plot.svg (6 steps)\n"):format(dir), p.stdout)
+    assert.matches("^<svg ", support.read(dir .. "/run/plot.svg"))
+  end)
+
+  it("refuses a run directory that holds a run already", function()
+    local again = support.moonspeed({ "run", TINY, "--run-dir", dir .. "/run" })
+    assert.are.equal(1, again.code)
+    assert.are.equal(("moonspeed: run directory %s/run already holds a run (metrics.jsonl); choose another --run-dir\n")
+      :format(dir), again.stderr)
+  end)
+
+  it("names run directories after the recipe and the time, under log.dir", function()
+    local r = support.moonspeed({ "run", TINY, "train.steps=2", "log.sample_tokens=0", "log.dir=" .. dir .. "/runs" })
+    assert.are.equal(0, r.code)
+    local made = support.ls(dir .. "/runs")
+    assert.are.equal(1, #made)
+    assert.matches("^tiny%-%d%d%d%d%d%d%d%d%-%d%d%d%d%d%d$", made[1])
+    assert.are.same({ "metrics.jsonl", "model.bin", "recipe.lua" }, support.ls(dir .. "/runs/" .. made[1]))
+    assert.are.equal(2, #read_metrics(dir .. "/runs/" .. made[1] .. "/metrics.jsonl"))
+    assert.matches("from spec/fixtures/recipes/tiny%.lua with train%.steps=2 log%.sample_tokens=0 log%.dir=",
+      support.read(dir .. "/runs/" .. made[1] .. "/recipe.lua"))
+  end)
+
+  it("draws a live progress line on a terminal", function()
+    local cmd = ("script -qfec %s /dev/null"):format(support.quote(("%s run %s train.steps=3 log.sample_tokens=0 --run-dir %s")
+      :format(support.exe, TINY, dir .. "/tty")))
+    local t = support.sh(cmd)
+    assert.are.equal(0, t.code)
+    assert.truthy(t.stdout:find("\rstep 1/3  loss ", 1, true))
+    assert.truthy(t.stdout:find("\rstep 2/3  loss [%d.]+  lr [%d.e-]+  [%d.]+k? tok/s  ETA [%d.]+s\27%[K"))
+    assert.truthy(t.stdout:find("\r\27[K", 1, true))
+    assert.truthy(t.stdout:find("step 3/3  val_loss", 1, true))
+  end)
+end)
+
+describe("moonspeed plan", function()
+  after_each(function() support.cleanup() end)
+
+  it("shows that llama-3-8b does not fit this machine, and why", function()
+    local res = support.moonspeed({ "plan", "recipes/llama-3-8b.lua" })
+    assert.are.equal(0, res.code)
+    local out = res.stdout
+    assert.matches("^recipes/llama%-3%-8b%.lua: llama%-3%-8b, 8%.03 B parameters %(32 layers, d 4096, 32 heads, 8 kv heads, vocab 128256%), bf16 on cpu\n", out)
+    for _, row in ipairs({ "params", "grads", "master", "optimizer", "activations", "workspace", "data", "total" }) do
+      assert.matches("\n  " .. row .. " +[%d.]+ [KMGT]?i?B +0 B", out)
+    end
+    assert.matches("\nthis machine: [%d.]+ GiB available of [%d.]+ GiB %(MemAvailable in /proc/meminfo%)\n", out)
+    assert.matches("\ndoes not fit: the plan needs [%d.]+ GiB %(%d+ bytes%), [%d.]+ GiB more than the [%d.]+ GiB available\n", out)
+    assert.matches("\n  largest parts: optimizer [%d.]+ GiB, ", out)
+    assert.matches("exceed this machine", out)
+  end)
+
+  it("says a tiny recipe fits", function()
+    local res = support.moonspeed({ "plan", TINY, "train.batch=8" })
+    assert.are.equal(0, res.code)
+    assert.matches("8 x seq_len 32", res.stdout)
+    assert.matches("\nfits: the plan needs [%d.]+ [KM]iB, [%d.]+ GiB to spare\n$", res.stdout)
+  end)
+end)
+
+describe("the command line", function()
+  after_each(function() support.cleanup() end)
+
+  for _, cmd in ipairs({ "run", "plan", "sample", "repl", "plot", "keys", "check", "prepare-bytes", "version" }) do
+    it("explains `" .. cmd .. " --help`", function()
+      local res = support.moonspeed({ cmd, "--help" })
+      assert.are.equal(0, res.code)
+      assert.matches("^usage: moonspeed " .. cmd:gsub("%-", "%%-"), res.stdout)
+      assert.are.same(res, support.moonspeed({ "help", cmd }))
+    end)
+  end
+
+  it("lists the commands", function()
+    local res = support.moonspeed({ "--help" })
+    assert.are.equal(0, res.code)
+    for _, cmd in ipairs({ "run", "plan", "sample", "repl", "plot", "keys", "check", "prepare%-bytes", "version" }) do
+      assert.matches("\n  " .. cmd .. " ", res.stdout)
+    end
+    local none = support.moonspeed({})
+    assert.are.equal(2, none.code)
+    assert.are.equal(res.stdout, none.stderr)
+  end)
+
+  local usage_errors = {
+    { { "frobnicate" }, 'moonspeed: unknown command "frobnicate"\nrun `moonspeed --help` for the list of commands\n' },
+    { { "sampel" }, 'moonspeed: unknown command "sampel"; did you mean sample?\nrun `moonspeed --help` for the list of commands\n' },
+    { { "run", "--bogus" }, "moonspeed run: unknown option --bogus\nrun `moonspeed run --help` for usage\n" },
+    { { "run", "--run-dri", "x" }, "moonspeed run: unknown option --run-dri; did you mean --run-dir?\nrun `moonspeed run --help` for usage\n" },
+    { { "run", "--run-dir" }, "moonspeed run: option --run-dir needs a value\nrun `moonspeed run --help` for usage\n" },
+    { { "run", "a.lua", "b.lua" }, 'moonspeed run: unexpected argument "b.lua"\nrun `moonspeed run --help` for usage\n' },
+    { { "sample" }, "moonspeed sample: missing RUN_DIR (a directory written by moonspeed run)\nrun `moonspeed sample --help` for usage\n" },
+    { { "sample", "x", "--tokens", "many" }, 'moonspeed sample: option --tokens needs an integer, got "many"\nrun `moonspeed sample --help` for usage\n' },
+    { { "plot" }, "moonspeed plot: missing RUN_DIR (a directory written by moonspeed run)\nrun `moonspeed plot --help` for usage\n" },
+    { { "prepare-bytes", "t.txt" }, "moonspeed prepare-bytes: missing --out DIR\nrun `moonspeed prepare-bytes --help` for usage\n" },
+    { { "keys", "extra" }, 'moonspeed keys: unexpected argument "extra"\nrun `moonspeed keys --help` for usage\n' },
+  }
+  for _, u in ipairs(usage_errors) do
+    it("rejects `moonspeed " .. table.concat(u[1], " ") .. "` with exit status 2", function()
+      local res = support.moonspeed(u[1])
+      assert.are.equal(u[2], res.stderr)
+      assert.are.equal(2, res.code)
+      assert.are.equal("", res.stdout)
+    end)
+  end
+
+  it("tells what a run directory lacks", function()
+    local dir = support.tmpdir()
+    local res = support.moonspeed({ "sample", dir })
+    assert.are.equal(1, res.code)
+    assert.are.equal(("moonspeed: %s has no recipe.lua: is it a finished run directory of moonspeed run?\n"):format(dir), res.stderr)
+  end)
+
+  it("prints the version", function()
+    local res = support.moonspeed({ "version" })
+    assert.are.equal(0, res.code)
+    assert.matches("^moonspeed %d+%.%d+%.%d+ %(LuaJIT 2%.1", res.stdout)
+  end)
+
+  it("checks a recipe and prints it resolved", function()
+    local res = support.moonspeed({ "check", TINY, "lr=1e-3" })
+    assert.are.equal(0, res.code)
+    local dir = support.tmpdir()
+    support.write(dir .. "/r.lua", res.stdout)
+    local r = recipe.load(dir .. "/r.lua")
+    assert.are.same(recipe.load(TINY, { "lr=1e-3" }), r)
+  end)
+
+  it("prepares byte shards from a text file", function()
+    local dir = support.tmpdir()
+    support.write(dir .. "/t.txt", ("And God said, Let there be light: and there was light.\n"):rep(3000))
+    local res = support.moonspeed({ "prepare-bytes", dir .. "/t.txt", "--out", dir .. "/out/kjv" })
+    assert.are.equal(0, res.code)
+    local train, val = res.stdout:match("^train: (%d+) tokens %-> .-/train%.bin\nval:   (%d+) tokens %-> .-/val%.bin\n$")
+    assert.is_not_nil(train)
+    assert.is_true(tonumber(train) > 10 * tonumber(val))
+    assert.are.same({ "train.bin", "val.bin" }, support.ls(dir .. "/out/kjv"))
+  end)
+
+  it("finds its Lua modules when installed, and through MOONSPEED_HOME", function()
+    local dir = support.tmpdir()
+    local inst = support.sh(("make -s install PREFIX=%s"):format(support.quote(dir)))
+    assert.are.equal(0, inst.code, inst.stderr)
+    local res = support.sh(support.quote(dir .. "/bin/moonspeed") .. " check", { cwd = dir })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("resolved from " .. dir:gsub("%p", "%%%0") .. "/share/moonspeed/recipes/default%.lua", res.stdout)
+    local bad = support.sh(support.quote(dir .. "/bin/moonspeed") .. " version", { env = { MOONSPEED_HOME = dir } })
+    assert.are.equal(1, bad.code)
+    assert.are.equal(("moonspeed: MOONSPEED_HOME=%s does not hold lua/moonspeed/cli.lua; point it at a moonspeed source tree or <prefix>/share/moonspeed\n"):format(dir), bad.stderr)
+    local good = support.sh(support.quote(dir .. "/bin/moonspeed") .. " version", { env = { MOONSPEED_HOME = dir .. "/share/moonspeed" } })
+    assert.are.equal(0, good.code)
+  end)
+end)
