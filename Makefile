@@ -12,7 +12,7 @@ BUILD    := build
 CC       ?= cc
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev libopenblas-dev \
+DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev libopenblas-openmp-dev \
                 libedit-dev libncurses-dev libbsd-dev lua-busted bible-kjv bible-kjv-text
 
 WARN     := -Wall -Wextra -Werror
@@ -20,10 +20,13 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -march=x86-64-v2 $(WARN)
 INCLUDES := -Iengine/include -Iengine -Ikernels -I/usr/include/luajit-2.1 -I/usr/include/editline
 LIBDIR   := $(shell gcc -print-multiarch 2>/dev/null | sed 's|^|/usr/lib/|')
-# LuaJIT, libyaml and libedit are linked statically so the binary runs where they are absent.
+# OpenBLAS is the OpenMP build, so BLAS and our kernels share one thread pool
+# (the pthreads build fights OpenMP for the cores). It, LuaJIT, libyaml and
+# libedit are linked statically so the binary runs where they are absent.
+BLAS     := $(LIBDIR)/openblas-openmp/libopenblas.a
 STATIC_LIBS := $(LIBDIR)/libluajit-5.1.a $(LIBDIR)/libyaml.a $(LIBDIR)/libedit.a \
                $(LIBDIR)/libtinfo.a $(LIBDIR)/libbsd.a $(LIBDIR)/libmd.a
-LDLIBS   := -lopenblas -lgomp -lm -ldl -lpthread
+LDLIBS   := $(BLAS) -lgomp -lm -ldl -lpthread
 
 ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/model/*.c \
                          engine/optim/*.c engine/data/*.c engine/ckpt/*.c kernels/cpu/*.c)

@@ -19,7 +19,7 @@ void cpu_adamw(float *param,              /* (n) fp32 master, updated */
     float step_size = (float)(lr / (1.0 - pow(beta1, (double)step)));
     float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, (double)step));
     float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i] * grad_scale;
         m[i] = beta1 * m[i] + (1.0f - beta1) * gi;

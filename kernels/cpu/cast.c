@@ -12,7 +12,6 @@
 #include "cpu/kernels.h"
 #include <string.h>
 
-#define PAR_MIN 16384  /* below this many elements a loop runs on one thread */
 #define SUM_PARTS 64   /* fixed partition of cpu_sumsq: deterministic result */
 
 float cpu_bf16_round(float x) {
@@ -29,19 +28,19 @@ float cpu_bf16_round(float x) {
 }
 
 void cpu_round_bf16(float *x /* (n) */, int64_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) x[i] = cpu_bf16_round(x[i]);
 }
 
 void cpu_copy_round_bf16(float *dst /* (n) */, const float *src /* (n) */, int64_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) dst[i] = cpu_bf16_round(src[i]);
 }
 
 double cpu_sumsq(const float *x /* (n) */, int64_t n) {
     double part[SUM_PARTS];
     int64_t per = (n + SUM_PARTS - 1) / SUM_PARTS;
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int p = 0; p < SUM_PARTS; p++) {
         int64_t lo = p * per, hi = lo + per < n ? lo + per : n;
         double s = 0.0;
@@ -54,6 +53,6 @@ double cpu_sumsq(const float *x /* (n) */, int64_t n) {
 }
 
 void cpu_scale(float *x /* (n) */, float s, int64_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }

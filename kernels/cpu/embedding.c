@@ -15,7 +15,7 @@ void cpu_embedding_fwd(float *y,              /* (n, dim) = */
                        const int32_t *tokens, /* (n) */
                        const float *table,    /* (vocab, dim) */
                        int64_t n, int dim) {
-#pragma omp parallel for if (n * dim > 65536)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++)
         memcpy(y + i * dim, table + (int64_t)tokens[i] * dim, sizeof(float) * dim);
 }
@@ -25,7 +25,7 @@ void cpu_embedding_bwd(float *dtable,         /* (vocab, dim) += ; deterministic
                        const int32_t *tokens, /* (n) */
                        int64_t n, int dim) {
     int blocks = (dim + COLS - 1) / COLS;
-#pragma omp parallel for if (n * dim > 65536)
+#pragma omp parallel for
     for (int b = 0; b < blocks; b++) {
         int c0 = b * COLS, c1 = c0 + COLS < dim ? c0 + COLS : dim;
         for (int64_t i = 0; i < n; i++) {

@@ -18,7 +18,7 @@ void cpu_rmsnorm_fwd(float *y,            /* (n, dim) = */
                      const float *x,      /* (n, dim) */
                      const float *w,      /* (dim) */
                      int64_t n, int dim, float eps) {
-#pragma omp parallel for if (n * dim > 16384)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * dim;  /* (dim) */
         float *yi = y + i * dim;        /* (dim) */
@@ -45,12 +45,12 @@ void cpu_rmsnorm_bwd(float *dx,           /* (n, dim) += (the residual gradient 
                      const float *w,      /* (dim) */
                      const float *rstd,   /* (n) */
                      int64_t n, int dim) {
-#pragma omp parallel for if (n * dim > 16384)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++)
         rmsnorm_dx_row(dx + i * dim, dy + i * dim, x + i * dim, w, rstd[i], dim);
 
     int blocks = (dim + COLS - 1) / COLS;
-#pragma omp parallel for if (n * dim > 16384)
+#pragma omp parallel for
     for (int b = 0; b < blocks; b++) {
         int c0 = b * COLS, c1 = c0 + COLS < dim ? c0 + COLS : dim;
         double acc[COLS] = {0};

@@ -14,7 +14,7 @@
 void cpu_rope_table(float *cs,            /* (T, head_dim/2, 2): cos, sin */
                     int T, int head_dim, float theta) {
     int half = head_dim / 2;
-#pragma omp parallel for if ((int64_t)T * half > 16384)
+#pragma omp parallel for
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
@@ -29,7 +29,7 @@ static void rotate(float *x,              /* (B, T, n_heads, head_dim) */
                    const float *cs,       /* (T, head_dim/2, 2) */
                    int64_t B, int T, int n_heads, int head_dim, float sign) {
     int half = head_dim / 2;
-#pragma omp parallel for if (B * T * n_heads * head_dim > 16384)
+#pragma omp parallel for
     for (int64_t bt = 0; bt < B * T; bt++) {
         const float *c = cs + (bt % T) * half * 2;  /* (head_dim/2, 2) */
         for (int h = 0; h < n_heads; h++) {

@@ -8,7 +8,6 @@
 #include "cpu/kernels.h"
 #include <math.h>
 
-#define PAR_MIN 16384
 
 static inline float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
@@ -16,7 +15,7 @@ void cpu_swiglu_fwd(float *h,             /* (n) = */
                     const float *gate,    /* (n) */
                     const float *up,      /* (n) */
                     int64_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) h[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
@@ -26,7 +25,7 @@ void cpu_swiglu_bwd(float *dgate,         /* (n) = */
                     const float *gate,    /* (n) */
                     const float *up,      /* (n) */
                     int64_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i], s = sigmoid(g);
         dup[i] = dh[i] * g * s;
