@@ -209,8 +209,8 @@ options:
       local mem = e:memory().reserved.total
       local steps = r.train.steps
       local threads = r.threads > 0 and r.threads or sys.nproc()
-      say(("run %s: %s, %s parameters, %s on %s (%d threads); %d steps of %d x %d tokens -> %s"):format(
-        info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, steps,
+      say(("run %s: %s, %s parameters, %s on %s (%d thread%s); %d steps of %d x %d tokens -> %s"):format(
+        info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s", steps,
         r.train.batch, r.train.seq_len, dir))
       local prog = metrics.progress({ total = steps, tty = sys.isatty(1), every = r.log.every })
       local t0 = sys.now()

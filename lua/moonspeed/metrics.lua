@@ -121,7 +121,8 @@ function Progress:say(text)
 end
 
 function Progress:eval(step, val_loss)
-  self:say(("step %d/%d  val_loss %.4f"):format(step, self.total, val_loss))
+  local w = #tostring(self.total)
+  self:say(("step %" .. w .. "d/%d  val_loss %.4f"):format(step, self.total, val_loss))
 end
 
 function Progress:finish()

@@ -37,7 +37,7 @@ describe("moonspeed run", function()
 
   it("prints plain progress lines when the output is not a terminal", function()
     local out = lines(res.stdout)
-    assert.matches("^run tiny: spec%-tiny, [%d.]+ K parameters, fp32 on cpu %(1 threads%); 6 steps of 4 x 32 tokens %-> .*/run$", out[1])
+    assert.matches("^run tiny: spec%-tiny, [%d.]+ K parameters, fp32 on cpu %(1 thread%); 6 steps of 4 x 32 tokens %-> .*/run$", out[1])
     assert.matches("^step 1/6  loss %d%.%d%d%d%d  lr %d%.%d%de%-0%d  [%d.]+k? tok/s  ETA %?$", out[2])
     assert.matches("^step 2/6  loss ", out[3])
     assert.matches("^step 3/6  val_loss %d%.%d%d%d%d$", out[4])
