@@ -235,7 +235,6 @@ options:
         rec.elapsed = sys.now() - t0
         w:write(rec)
         prog:step(rec)
-        if rec.val_loss then prog:eval(rec.step, rec.val_loss) end
         tok_sum, time_sum, flop_sum = tok_sum + st.tokens, time_sum + st.seconds, flop_sum + st.flops
         last = rec
       end

@@ -14,7 +14,8 @@
 --   seconds       wall time of the step; elapsed: since the first step began
 --
 -- The progress line: on a terminal one live line rewritten in place
--- (step/total, loss, lr, tokens/s, ETA); otherwise a plain line every
+-- (step/total, loss, lr, tokens/s, ETA), kept as a permanent line on the steps
+-- with an evaluation (then with val_loss); otherwise a plain line every
 -- log.every steps, on the first and the last step, and on every evaluation.
 
 local json = require "moonspeed.json"
@@ -93,36 +94,24 @@ end
 function Progress:line(rec)
   local eta = self:eta(rec.step)
   local w = #tostring(self.total)
-  return ("step %" .. w .. "d/%d  loss %.4f  lr %.2e  %s tok/s  ETA %s"):format(
-    rec.step, self.total, rec.loss, rec.lr, fmt.si(rec.tokens_per_s),
-    eta and fmt.duration(eta) or "?")
+  return ("step %" .. w .. "d/%d  loss %.4f  %slr %.2e  %s tok/s  ETA %s"):format(
+    rec.step, self.total, rec.loss, rec.val_loss and ("val_loss %.4f  "):format(rec.val_loss) or "",
+    rec.lr, fmt.si(rec.tokens_per_s), eta and fmt.duration(eta) or "?")
 end
 
+-- After each step. A step with an evaluation leaves a line that stays.
 function Progress:step(rec)
   if rec.step > 1 then
     self.times = self.times + rec.seconds
     self.timed = self.timed + 1
   end
   if self.tty then
-    self.out:write("\r", self:line(rec), "\27[K")
-    self.live = true
-  elseif rec.step == 1 or rec.step % self.every == 0 or rec.step == self.total then
+    self.out:write("\r", self:line(rec), "\27[K", rec.val_loss and "\n" or "")
+    self.live = not rec.val_loss
+  elseif rec.val_loss or rec.step == 1 or rec.step % self.every == 0 or rec.step == self.total then
     self.out:write(self:line(rec), "\n")
   end
   self.out:flush()
-end
-
--- A line that must stay (evaluations, the end): clears the live line first.
-function Progress:say(text)
-  if self.live then self.out:write("\r\27[K") end
-  self.out:write(text, "\n")
-  self.live = false
-  self.out:flush()
-end
-
-function Progress:eval(step, val_loss)
-  local w = #tostring(self.total)
-  self:say(("step %" .. w .. "d/%d  val_loss %.4f"):format(step, self.total, val_loss))
 end
 
 function Progress:finish()
