@@ -385,16 +385,30 @@ local function recipes_dir()
   return root and (root .. "/recipes") or "recipes"
 end
 
+-- "recipes/experiments/../default.lua" -> "recipes/default.lua"
+local function normalize(p)
+  local abs = p:sub(1, 1) == "/"
+  local parts = {}
+  for part in p:gmatch("[^/]+") do
+    if part == ".." and #parts > 0 and parts[#parts] ~= ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return (abs and "/" or "") .. table.concat(parts, "/")
+end
+
 -- Finds the file a recipe's extend("x.lua") names.
 local function resolve_base(name, from_file)
-  if name:sub(1, 1) == "/" then return name end
+  if name:sub(1, 1) == "/" then return normalize(name) end
   local cands = { dirname(from_file) .. "/" .. name, recipes_dir() .. "/" .. name }
   if not name:match("%.lua$") then
     table.insert(cands, 2, dirname(from_file) .. "/" .. name .. ".lua")
     cands[#cands + 1] = recipes_dir() .. "/" .. name .. ".lua"
   end
   for _, c in ipairs(cands) do
-    if exists(c) then return (c:gsub("^%./", "")) end
+    if exists(c) then return normalize(c) end
   end
   return nil, cands
 end
@@ -452,7 +466,7 @@ local function sandbox(file, idx, stack)
         fail(call_site(), ("extend: cannot find the base recipe %q next to this file or in the recipes folder"):format(base))
       end
       for _, p in ipairs(stack) do
-        if p == path then
+        if normalize(p) == path then
           local chain = {}
           for i, q in ipairs(stack) do chain[i] = q end
           chain[#chain + 1] = path
@@ -484,12 +498,6 @@ end
 -- Loads one recipe file; returns its table (merged with its bases) and origins.
 function load_file(path, stack)
   stack = stack or {}
-  for _, p in ipairs(stack) do
-    if p == path then
-      stack[#stack + 1] = path
-      fail(path, "extend cycle: " .. table.concat(stack, " -> "))
-    end
-  end
   local src, err = read_file(path)
   if not src then fail(nil, ("cannot read recipe %s"):format(err or path)) end
   local idx = M.index(src, path)
