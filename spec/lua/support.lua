@@ -38,7 +38,7 @@ local tmps = {}
 
 -- A fresh temporary folder (removed by M.cleanup()).
 function M.tmpdir()
-  local p = io.popen("mktemp -d /tmp/moonspeed-spec.XXXXXX")
+  local p = io.popen("mktemp -d -t moonspeed-spec.XXXXXX")
   local dir = p:read("*l")
   p:close()
   tmps[#tmps + 1] = dir
