@@ -45,6 +45,17 @@ function M.tmpdir()
   return dir
 end
 
+-- Removes one folder made by tmpdir().
+function M.remove(dir)
+  for i, d in ipairs(tmps) do
+    if d == dir then
+      table.remove(tmps, i)
+      os.execute("rm -rf " .. M.quote(d))
+      return
+    end
+  end
+end
+
 function M.cleanup()
   for _, d in ipairs(tmps) do os.execute("rm -rf " .. M.quote(d)) end
   tmps = {}
@@ -74,11 +85,13 @@ function M.sh(cmd, opts)
     M.quote(dir .. "/out"), M.quote(dir .. "/err"), M.quote(dir .. "/rc"))
   if opts.cwd then full = "(" .. full .. ")" end
   os.execute(full)
-  return {
+  local res = {
     code = tonumber(M.read(dir .. "/rc")),
     stdout = M.read(dir .. "/out") or "",
     stderr = M.read(dir .. "/err") or "",
   }
+  M.remove(dir)
+  return res
 end
 
 -- Runs the moonspeed executable with arguments (a list, quoted for the shell).
@@ -97,7 +110,9 @@ function M.luajit(code, opts)
   opts.env = opts.env or {}
   opts.env.LUA_PATH = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/build/lua/?.lua;%s/spec/lua/?.lua;;"):format(
     M.root, M.root, M.root, M.root)
-  return M.sh("luajit " .. M.quote(file), opts)
+  local res = M.sh("luajit " .. M.quote(file), opts)
+  M.remove(dir)
+  return res
 end
 
 -- Decodes the last line of a child's stdout as JSON.
