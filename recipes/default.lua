@@ -25,7 +25,7 @@ return {
   },
 
   train = {
-    steps = 300,
+    steps = 800,
     batch = 16,
     micro_batch = 16,
     seq_len = 128,
@@ -38,7 +38,7 @@ return {
     beta1 = 0.9,
     beta2 = 0.95,
     eps = 1e-8,
-    eval_every = 50,
+    eval_every = 100,
     eval_batches = 16,
     seed = 1234,
     checkpoint_activations = false,
@@ -51,7 +51,7 @@ return {
   },
 
   log = {
-    every = 25,
+    every = 50,
     sample_tokens = 200,
     sample_prompt = "In the beginning",
     sample_temperature = 0.8,
