@@ -13,7 +13,7 @@ CC       ?= cc
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev libopenblas-openmp-dev \
-                libedit-dev libncurses-dev libbsd-dev lua-busted bible-kjv bible-kjv-text
+                libedit-dev libncurses-dev libbsd-dev libfabric-dev lua-busted bible-kjv bible-kjv-text
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
@@ -29,7 +29,7 @@ STATIC_LIBS := $(LIBDIR)/libluajit-5.1.a $(LIBDIR)/libyaml.a $(LIBDIR)/libedit.a
 LDLIBS   := $(BLAS) -lgomp -lm -ldl -lpthread
 
 ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/model/*.c \
-                         engine/optim/*.c engine/data/*.c engine/ckpt/*.c kernels/cpu/*.c)
+                         engine/optim/*.c engine/data/*.c engine/ckpt/*.c engine/comm/*.c kernels/cpu/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 SPEC_C_SRC := $(wildcard spec/c/*.c)
 SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)
