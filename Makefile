@@ -13,7 +13,7 @@ CC       ?= cc
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev libopenblas-openmp-dev \
-                libedit-dev libncurses-dev libbsd-dev libfabric-dev lua-busted bible-kjv bible-kjv-text
+                libedit-dev libncurses-dev libbsd-dev libpcre2-dev libfabric-dev lua-busted bible-kjv bible-kjv-text
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
@@ -23,13 +23,16 @@ LIBDIR   := $(shell gcc -print-multiarch 2>/dev/null | sed 's|^|/usr/lib/|')
 # OpenBLAS is the OpenMP build, so BLAS and our kernels share one thread pool
 # (the pthreads build fights OpenMP for the cores). It, LuaJIT, libyaml and
 # libedit are linked statically so the binary runs where they are absent.
+# So is PCRE2 (the tokenizer's pre-split); the shared library and the C specs
+# take PCRE2 and libyaml (tokenizer.json) from the system.
 BLAS     := $(LIBDIR)/openblas-openmp/libopenblas.a
 STATIC_LIBS := $(LIBDIR)/libluajit-5.1.a $(LIBDIR)/libyaml.a $(LIBDIR)/libedit.a \
-               $(LIBDIR)/libtinfo.a $(LIBDIR)/libbsd.a $(LIBDIR)/libmd.a
+               $(LIBDIR)/libtinfo.a $(LIBDIR)/libbsd.a $(LIBDIR)/libmd.a $(LIBDIR)/libpcre2-8.a
 LDLIBS   := $(BLAS) -lgomp -lm -ldl -lpthread
+SHARED_DEPS := -lpcre2-8 -lyaml
 
 ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/model/*.c \
-                         engine/optim/*.c engine/data/*.c engine/ckpt/*.c engine/comm/*.c kernels/cpu/*.c)
+                         engine/optim/*.c engine/data/*.c engine/ckpt/*.c engine/zero/*.c engine/comm/*.c kernels/cpu/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 SPEC_C_SRC := $(wildcard spec/c/*.c)
 SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)
@@ -56,7 +59,7 @@ $(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libmoonspeed.so: $(ENGINE_OBJ)
-	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+	$(CC) -shared -fopenmp -o $@ $^ $(SHARED_DEPS) $(LDLIBS)
 
 # -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself.
 $(BUILD)/moonspeed: $(BUILD)/obj/engine/host/main.o $(BUILD)/libmoonspeed.a
@@ -69,7 +72,7 @@ $(BUILD)/lua/moonspeed/cdef.lua: engine/include/moonspeed.h lua/gen_cdef.lua
 	luajit lua/gen_cdef.lua $< $@
 
 $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
-	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(LDLIBS)
+	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

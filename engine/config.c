@@ -24,6 +24,7 @@ ms_status ms_config_defaults(ms_config *cfg) {
     };
     cfg->precision = MS_PRECISION_FP32;
     cfg->device = MS_DEVICE_CPU;
+    cfg->zero_prefetch = 1;
     return MS_OK;
 }
 
@@ -34,6 +35,15 @@ ms_status ms_config_check(const ms_config *cfg) {
         return ms_fail(MS_ERR_INVALID, "precision = %d; expected 0 (\"fp32\") or 1 (\"bf16\")", cfg->precision);
     if (cfg->device != MS_DEVICE_CPU && cfg->device != MS_DEVICE_CUDA)
         return ms_fail(MS_ERR_INVALID, "device = %d; expected 0 (\"cpu\") or 1 (\"cuda\")", cfg->device);
+    if (cfg->zero_stage < 0 || cfg->zero_stage > 3)
+        return ms_fail(MS_ERR_INVALID, "zero.stage = %d; expected 0 (replicate), 1 (shard optimizer state), "
+                       "2 (+ gradients) or 3 (+ parameters)", cfg->zero_stage);
+    if (cfg->zero_prefetch < 0 || cfg->zero_prefetch > 2)
+        return ms_fail(MS_ERR_INVALID, "zero.prefetch = %d; expected 0, 1 or 2 units gathered ahead",
+                       cfg->zero_prefetch);
+    if (cfg->world_size < 0 || cfg->comm_timeout_ms < 0)
+        return ms_fail(MS_ERR_INVALID, "world_size = %d and the collective timeout %d ms must be >= 0",
+                       cfg->world_size, cfg->comm_timeout_ms);
     if (cfg->threads < 0 || cfg->loss_chunk < 0)
         return ms_fail(MS_ERR_INVALID, "threads = %d and train.loss_chunk = %d must be >= 0 (0 = automatic)",
                        cfg->threads, cfg->loss_chunk);

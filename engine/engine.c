@@ -4,6 +4,9 @@
  *
  * Create reserves every byte the plan names (one arena per purpose) and
  * nothing afterwards: step, eval and generate only use what was reserved.
+ * Work is phrased as a schedule of units (embedding, blocks, head): forward
+ * in order, backward in reverse, with the ZeRO hooks (zero/zero.h) around
+ * each unit, so one code path serves every stage and world size.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,7 +42,7 @@ static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing) {
         e->reservations++;
     }
     ms_layout carve = {.arenas = e->arenas};
-    ms_model_layout(&e->model, &e->dev, &carve);
+    ms_engine_layout(&e->model, &e->zero, &e->dev, &carve);
     for (int p = 0; p < MS_MEM_COUNT; p++)
         if (e->arenas[p].used != e->arenas[p].capacity)
             return ms_fail(MS_ERR_INTERNAL, "layout: purpose %d carved %lld of %lld planned bytes", p,
@@ -76,20 +79,35 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     e->cfg.train_path = e->train_path;
     e->cfg.val_path = e->val_path;
     e->cfg.tokenizer = e->tokenizer;
+    e->cfg.comm_provider = NULL; /* read only here */
+    TRY(ms_config_world(cfg, &e->world));
     TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, cfg->threads));
-    TRY(ms_model_build(&e->model, cfg));
+    TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
+    ms_model *m = &e->model;
+    e->order_fwd = malloc((size_t)m->n_units * sizeof *e->order_fwd);
+    e->order_bwd = malloc((size_t)m->n_units * sizeof *e->order_bwd);
+    if (!e->order_fwd || !e->order_bwd) return ms_fail(MS_ERR_NOMEM, "ms_engine_create: out of host memory");
+    for (int u = 0; u < m->n_units; u++) {
+        e->order_fwd[u] = u;
+        e->order_bwd[u] = m->n_units - 1 - u;
+    }
     TRY(open_data(e));
+    if (e->world.world > 1 && e->world.rank >= 0 && cfg->world_size != 1)
+        TRY(ms_comm_create(&e->world, cfg->comm_provider, cfg->comm_timeout_ms ? cfg->comm_timeout_ms : 300000,
+                           &e->comm));
+    else
+        TRY(ms_comm_single(&e->comm));
+    ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm);
 
     ms_layout sizing = {0};
-    ms_model_layout(&e->model, &e->dev, &sizing);
-    ms_plan_from_layout(cfg, &e->model, &sizing, &e->plan);
+    ms_engine_layout(m, &e->zero, &e->dev, &sizing);
+    ms_plan_from_layout(cfg, m, &sizing, &e->plan);
     TRY(e->dev.start(&e->dev));
     TRY(reserve_arenas(e, &sizing));
 
-    ms_model *m = &e->model;
     e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
     ms_model_init(m, &e->dev, cfg->train.seed);
-    return MS_OK;
+    return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
 ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
@@ -111,9 +129,12 @@ void ms_engine_free(ms_engine *e) {
     if (e->dev.release)
         for (int p = 0; p < MS_MEM_COUNT; p++) e->dev.release(&e->dev, e->arenas[p].base);
     if (e->dev.stop) e->dev.stop(&e->dev);
+    if (e->comm) e->comm->destroy(e->comm);
     ms_shard_close(&e->train);
     ms_shard_close(&e->val);
     ms_model_free(&e->model);
+    free(e->order_fwd);
+    free(e->order_bwd);
     free(e->train_path);
     free(e->val_path);
     free(e->tokenizer);
@@ -122,63 +143,125 @@ void ms_engine_free(ms_engine *e) {
 
 /* ---- training ----------------------------------------------------------- */
 
-double ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale) {
-    ms_model_forward(&e->model, &e->dev, B, T);
-    return ms_model_loss(&e->model, &e->dev, B, T, grad_scale, 1);
+/* Forward through every unit, each resident only while it computes. While
+ * the head is resident, *loss gets the summed loss (when loss is not NULL)
+ * and m->logits the logits of position pos of sequence 0 (when pos >= 0). */
+static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos) {
+    ms_model *m = &e->model;
+    for (int i = 0; i < m->n_units; i++) {
+        int u = e->order_fwd[i];
+        TRY(ms_zero_acquire(&e->zero, m, &e->dev, e->order_fwd, m->n_units, i));
+        ms_model_unit_forward(m, &e->dev, u, B, T);
+        if (m->units[u].kind == UNIT_HEAD) {
+            if (loss) *loss = ms_model_loss(m, &e->dev, B, T);
+            if (pos >= 0) ms_model_logits_at(m, &e->dev, pos, m->logits);
+        }
+        ms_zero_release(&e->zero, m, u);
+    }
+    return MS_OK;
+}
+
+ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss) {
+    ms_model *m = &e->model;
+    ms_device *d = &e->dev;
+    TRY(forward(e, B, T, NULL, -1));
+    ms_zero_grads_micro_begin(&e->zero, m, d);
+    *loss = 0;
+    for (int i = 0; i < m->n_units; i++) {
+        int u = e->order_bwd[i];
+        TRY(ms_zero_acquire(&e->zero, m, d, e->order_bwd, m->n_units, i));
+        ms_zero_grads_begin(&e->zero, m, d, u);
+        *loss += ms_model_unit_backward(m, d, u, B, T, grad_scale);
+        TRY(ms_zero_grads_end(&e->zero, m, d, u));
+        ms_zero_release(&e->zero, m, u);
+    }
+    return MS_OK;
+}
+
+static void comm_delta(const ms_comm_stats *before, const ms_comm_stats *after, ms_step_stats *out) {
+    for (int k = 0; k < MS_COMM_KINDS; k++) {
+        out->comm_calls[k] = after->calls[k] - before->calls[k];
+        out->comm_bytes[k] = after->bytes[k] - before->bytes[k];
+        out->comm_seconds[k] = after->seconds[k] - before->seconds[k];
+    }
+}
+
+static ms_status step(ms_engine *e, ms_step_stats *out) {
+    double t0 = now_seconds();
+    const ms_train_config *t = &e->cfg.train;
+    ms_model *m = &e->model;
+    ms_device *d = &e->dev;
+    ms_comm_stats before = e->comm->stats;
+    int B = m->B, T = m->T, W = e->world.world;
+    int per_rank = t->batch / W, accum = per_rank / B;
+    float scale = 1.0f / ((float)t->batch * (float)T);
+
+    ms_zero_grads_step_begin(&e->zero, m, d);
+    double loss = 0, sums[2];
+    for (int micro = 0; micro < accum; micro++) {
+        int64_t first = (int64_t)e->world.rank * per_rank + (int64_t)micro * B;
+        ms_batch_train(&e->train, t->seed, e->step, first, B, T, m->tokens, m->targets);
+        double part;
+        TRY(ms_engine_forward_backward(e, B, T, scale, &part));
+        loss += part;
+    }
+    TRY(ms_zero_grads_step_end(&e->zero, m, d));
+    TRY(ms_zero_grad_sumsq(&e->zero, m, d, &sums[1]));
+    sums[0] = loss;
+    TRY(ms_zero_sum(&e->zero, sums, 1));
+    double norm = sqrt(sums[1]);
+    float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
+    float lr = ms_schedule_lr(t, e->step);
+    ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
+    TRY(ms_zero_refresh_params(&e->zero, m, d));
+    d->sync(d);
+
+    if (out) {
+        int64_t tokens = (int64_t)t->batch * T;
+        *out = (ms_step_stats){
+            .step = e->step, .loss = (float)(sums[0] / (double)tokens), .lr = lr, .grad_norm = (float)norm,
+            .tokens = tokens, .seconds = now_seconds() - t0, .flops = e->plan.flops_per_token * (double)tokens,
+        };
+        comm_delta(&before, &e->comm->stats, out);
+    }
+    e->step++;
+    return MS_OK;
 }
 
 ms_status ms_engine_step(ms_engine *e, ms_step_stats *out) {
     if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_step: engine is NULL");
     if (!e->has_train)
         return ms_fail(MS_ERR_STATE, "ms_engine_step: the engine has no training data; set data.train");
-    double t0 = now_seconds();
-    const ms_train_config *t = &e->cfg.train;
-    ms_model *m = &e->model;
-    ms_device *d = &e->dev;
-    int B = m->B, T = m->T, accum = t->batch / t->micro_batch;
-    float scale = 1.0f / ((float)t->batch * (float)T);
-
-    for (int u = 0; u < m->n_units; u++) d->zero(d, m->units[u].grads, m->units[u].padded * 4);
-    double loss = 0;
-    for (int micro = 0; micro < accum; micro++) {
-        ms_batch_train(&e->train, t->seed, e->step, 0, micro, B, T, m->tokens, m->targets);
-        loss += ms_engine_forward_backward(e, B, T, scale);
-    }
-    double norm = ms_grad_norm(m, d);
-    float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
-    float lr = ms_schedule_lr(t, e->step);
-    ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
-    d->sync(d);
-
-    if (out) {
-        int64_t tokens = (int64_t)t->batch * T;
-        *out = (ms_step_stats){
-            .step = e->step, .loss = (float)(loss / (double)tokens), .lr = lr, .grad_norm = (float)norm,
-            .tokens = tokens, .seconds = now_seconds() - t0, .flops = e->plan.flops_per_token * (double)tokens,
-        };
-    }
-    e->step++;
+    ms_status st = step(e, out);
+    if (st != MS_OK) return ms_fail_context(st, "step %lld", (long long)e->step);
     return MS_OK;
 }
 
+/* Every rank runs the same number of forward passes (a stage-3 forward is
+ * collective); rank r evaluates batches r, r + W, ... and counts those < n. */
 ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
     if (!e || !out_loss) return ms_fail(MS_ERR_INVALID, "ms_engine_eval: engine and out_loss are required");
     if (!e->has_val)
         return ms_fail(MS_ERR_STATE, "ms_engine_eval: the engine has no validation data; set data.val");
-    int n = e->cfg.train.eval_batches;
+    int n = e->cfg.train.eval_batches, W = e->world.world;
     if (n < 1) return ms_fail(MS_ERR_STATE, "ms_engine_eval: train.eval_batches is 0; set it to at least 1");
     ms_model *m = &e->model;
     double loss = 0;
-    for (int b = 0; b < n; b++) {
-        ms_batch_eval(&e->val, b, n, m->B, m->T, m->tokens, m->targets);
-        ms_model_forward(m, &e->dev, m->B, m->T);
-        loss += ms_model_loss(m, &e->dev, m->B, m->T, 0.0f, 0);
+    for (int k = 0; k < (n + W - 1) / W; k++) {
+        int b = k * W + e->world.rank;
+        ms_batch_eval(&e->val, b % n, n, m->B, m->T, m->tokens, m->targets);
+        double part;
+        TRY(forward(e, m->B, m->T, &part, -1));
+        if (b < n) loss += part;
     }
+    TRY(ms_zero_sum(&e->zero, &loss, 1));
     *out_loss = (float)(loss / ((double)n * m->B * m->T));
     return MS_OK;
 }
 
 int64_t ms_engine_get_step(const ms_engine *e) { return e ? e->step : -1; }
+int32_t ms_engine_rank(const ms_engine *e) { return e ? e->world.rank : -1; }
+int32_t ms_engine_world_size(const ms_engine *e) { return e ? e->world.world : 0; }
 
 ms_status ms_engine_set_step(ms_engine *e, int64_t step) {
     if (!e || step < 0) return ms_fail(MS_ERR_INVALID, "ms_engine_set_step: step must be >= 0");
@@ -247,25 +330,45 @@ static ms_status range_check(const ms_tensor *t, int64_t offset, int64_t n, cons
     return MS_OK;
 }
 
+/* Where elements [x, x + n) of a unit live on this rank for a view: the
+ * whole-unit buffer when this rank keeps one, else its shard [lo, hi). */
+static ms_status locate(const ms_engine *e, const ms_tensor *t, int32_t view, int64_t offset, int64_t n,
+                        char **out) {
+    const ms_unit *u = &e->model.units[t->unit];
+    int64_t x = t->offset + offset, ab = ms_act_bytes(&e->dev);
+    int whole = view == MS_VIEW_PARAM ? !u->split.shard_params
+              : view == MS_VIEW_GRAD  ? !u->split.shard_grads
+                                      : !u->split.shard_optim;
+    if (view < MS_VIEW_PARAM || view > MS_VIEW_MASTER)
+        return ms_fail(MS_ERR_INVALID, "view %d is unknown; expected 0 (param), 1 (grad) or 2 (master)", view);
+    if (whole) {
+        *out = view == MS_VIEW_PARAM ? (char *)u->params_home + x * ab
+             : view == MS_VIEW_GRAD  ? (char *)(u->grads_home + x)
+                                     : (char *)(u->master + x);
+        return MS_OK;
+    }
+    if (x < u->lo || x + n > u->hi)
+        return ms_fail(MS_ERR_INVALID, "tensor %s: elements [%lld, %lld) of unit %s are not on rank %d, which "
+                       "holds [%lld, %lld) under ZeRO stage %d; read them on the ranks that own them",
+                       t->name, (long long)x, (long long)(x + n), u->name, e->world.rank, (long long)u->lo,
+                       (long long)u->hi, e->cfg.zero_stage);
+    *out = view == MS_VIEW_PARAM ? (char *)u->params_home + (x - u->lo) * ab
+         : view == MS_VIEW_GRAD  ? (char *)(u->grads_owned + (x - u->lo))
+                                 : (char *)(u->master + (x - u->lo));
+    return MS_OK;
+}
+
 ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index, int32_t view, int64_t offset,
                                 float *dst, int64_t n) {
     int t;
     TRY(tensor_index(e, unit, index, &t));
     const ms_tensor *tt = &e->model.tensors[t];
     TRY(range_check(tt, offset, n, dst));
+    char *src;
+    TRY(locate(e, tt, view, offset, n, &src));
     ms_device *d = (ms_device *)&e->dev;
-    switch (view) {
-    case MS_VIEW_PARAM:
-        d->download(d, dst, (const float *)ms_tensor_param(&e->model, d, t) + offset, n * 4);
-        return MS_OK;
-    case MS_VIEW_GRAD:
-        d->download(d, dst, ms_tensor_grad(&e->model, t) + offset, n * 4);
-        return MS_OK;
-    case MS_VIEW_MASTER:
-        d->download(d, dst, ms_tensor_master(&e->model, t) + offset, n * 4);
-        return MS_OK;
-    }
-    return ms_fail(MS_ERR_INVALID, "view %d is unknown; expected 0 (param), 1 (grad) or 2 (master)", view);
+    d->download(d, dst, src, n * 4);
+    return MS_OK;
 }
 
 ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int64_t offset, const float *src,
@@ -274,9 +377,11 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int6
     TRY(tensor_index(e, unit, index, &t));
     const ms_tensor *tt = &e->model.tensors[t];
     TRY(range_check(tt, offset, n, src));
-    ms_unit *u = &e->model.units[tt->unit];
-    e->dev.upload(&e->dev, ms_tensor_master(&e->model, t) + offset, src, n * 4);
-    e->dev.cast_params(&e->dev, u->params, u->master, u->padded);
+    char *master, *param;
+    TRY(locate(e, tt, MS_VIEW_MASTER, offset, n, &master));
+    TRY(locate(e, tt, MS_VIEW_PARAM, offset, n, &param));
+    e->dev.upload(&e->dev, master, src, n * 4);
+    e->dev.cast_params(&e->dev, param, (const float *)master, n);
     return MS_OK;
 }
 
@@ -338,8 +443,7 @@ ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prom
             int64_t i = start + t;
             m->tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
         }
-        ms_model_forward(m, &e->dev, 1, T);
-        ms_model_logits_at(m, &e->dev, T - 1, m->logits);
+        TRY(forward(e, 1, T, NULL, T - 1));
         int32_t next = sample(m->logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
         if (next == stop_token) break;
         out[k] = next;

@@ -4,17 +4,23 @@
  */
 #ifndef MS_ENGINE_H
 #define MS_ENGINE_H
+#include "comm/comm.h"
 #include "core/arena.h"
 #include "data/data.h"
 #include "device/device.h"
 #include "include/moonspeed.h"
 #include "model/llama.h"
+#include "zero/zero.h"
 
 struct ms_engine {
     ms_config cfg;                 /* a copy; the strings below are owned copies */
     char *train_path, *val_path, *tokenizer;
     ms_device dev;
     ms_model model;
+    ms_world world;                /* this rank and its world */
+    ms_comm *comm;                 /* `single` for one rank */
+    ms_zero zero;
+    int32_t *order_fwd, *order_bwd; /* (n_units) the unit schedule of forward and backward */
     ms_arena arenas[MS_MEM_COUNT]; /* one per purpose, each exactly the planned size */
     int64_t reservations;          /* arena reservations since create */
     ms_plan plan;
@@ -23,11 +29,17 @@ struct ms_engine {
     int64_t step;                  /* optimizer steps taken */
 };
 
+/* The world a configuration asks for: cfg->world_size, or the environment's. */
+ms_status ms_config_world(const ms_config *cfg, ms_world *out);
+
 /* The plan of a built model on a described device, from its sizing layout. */
 void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, ms_plan *out);
 
-/* One micro-batch forward + backward on the tokens/targets already in the
- * model's data buffers; returns the summed loss. Gradients accumulate. */
-double ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale);
+/* The whole layout of an engine: the model's buffers, then ZeRO's. */
+void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l);
+
+/* One micro-batch forward and backward over the tokens/targets already in the
+ * model's data buffers: gradients accumulate, *loss gets this rank's sum. */
+ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss);
 
 #endif

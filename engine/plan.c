@@ -1,6 +1,6 @@
 /*
- * plan.c — the memory plan: every byte the engine will reserve, by purpose,
- * computed by running the model's layout in sizing mode (core/arena.h). The
+ * plan.c — the memory plan: every byte one rank will reserve, by purpose,
+ * computed by running the engine's layout in sizing mode (core/arena.h). The
  * engine reserves from the very same layout, so the plan is exact.
  */
 #include <string.h>
@@ -8,9 +8,34 @@
 #include "core/status.h"
 #include "engine.h"
 
+ms_status ms_config_world(const ms_config *cfg, ms_world *out) {
+    TRY(ms_world_from_env(out));
+    if (cfg->world_size > 0 && cfg->world_size != out->world) {
+        if (out->world > 1)
+            return ms_fail(MS_ERR_INVALID, "world_size = %d, but the environment (%s) says %d ranks; drop "
+                           "world_size or launch %d ranks", cfg->world_size, out->source, out->world,
+                           cfg->world_size);
+        out->world = cfg->world_size; /* planning for a world not started here: rank 0's view */
+        out->rank = 0;
+    }
+    int per_step = cfg->train.micro_batch * out->world;
+    if (cfg->train.batch % per_step != 0)
+        return ms_fail(MS_ERR_INVALID, "train.batch = %d is not a multiple of train.micro_batch x ranks = %d x %d; "
+                       "every rank runs the same number of micro-batches of the global batch",
+                       cfg->train.batch, cfg->train.micro_batch, out->world);
+    return MS_OK;
+}
+
+void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l) {
+    ms_model_layout(m, d, l);
+    ms_zero_layout(z, m, d, l);
+}
+
 void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, ms_plan *out) {
     memset(out, 0, sizeof *out);
     out->device = cfg->device;
+    out->world_size = m->units[0].split.world;
+    out->zero_stage = cfg->zero_stage;
     out->n_units = m->n_units;
     for (int t = 0; t < m->n_tensors; t++) out->n_params += m->tensors[t].numel;
     out->n_params_matmul = ms_model_matmul_params(&m->c);
@@ -23,12 +48,16 @@ void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layou
 ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     if (!cfg || !out) return ms_fail(MS_ERR_INVALID, "ms_plan_compute: cfg and out are required");
     TRY(ms_config_check(cfg));
+    ms_world w;
+    TRY(ms_config_world(cfg, &w));
     ms_device dev;
     TRY(ms_device_init(&dev, cfg->device, cfg->precision, cfg->threads));
     ms_model m;
-    TRY(ms_model_build(&m, cfg));
+    TRY(ms_model_build(&m, cfg, w.rank, w.world, cfg->zero_stage));
+    ms_zero z;
+    ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL);
     ms_layout sizing = {0};
-    ms_model_layout(&m, &dev, &sizing);
+    ms_engine_layout(&m, &z, &dev, &sizing);
     ms_plan_from_layout(cfg, &m, &sizing, out);
     ms_model_free(&m);
     return MS_OK;

@@ -5,8 +5,10 @@
  *   char[8] magic "MSWEIGHT", uint32 version (1), uint32 unit count,
  *   then per unit: char[48] name (NUL-padded), uint64 element count,
  *   float32[count] values (the unit's flat buffer without its padding).
- * Written atomically (core/file.h). Loading checks every name and size against
- * the engine's model and says which unit differs.
+ * Saving is collective: each unit's master shards are all-gathered and rank 0
+ * streams them into the file, written atomically (core/file.h). Loading is
+ * per rank: each reads only the range it owns, after checking every name and
+ * size against its model.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,43 +22,79 @@
 
 #define WEIGHTS_MAGIC "MSWEIGHT"
 #define WEIGHTS_VERSION 1
+#define HEAD_BYTES 16
 
 typedef struct unit_header {
     char name[MS_NAME_LEN];
     uint64_t numel;
 } unit_header;
 
-ms_status ms_engine_save_weights(const ms_engine *e, const char *path) {
-    if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_save_weights: engine and path are required");
+/* The whole unit's master weights, gathered from their owners into full (padded). */
+static ms_status gather_master(ms_engine *e, ms_unit *u, float *full) {
+    if (!u->split.shard_optim) {
+        memcpy(full, u->master, (size_t)u->padded * 4);
+        return MS_OK;
+    }
+    ms_comm_req *req;
+    TRY(e->comm->all_gather(e->comm, u->master, full, u->hi - u->lo, MS_F32, &req));
+    return e->comm->wait(e->comm, req);
+}
+
+static ms_status save(ms_engine *e, ms_file_out *f, float *full) {
     const ms_model *m = &e->model;
-    uint8_t head[16] = {0};
+    int writer = e->world.rank == 0;
+    uint8_t head[HEAD_BYTES] = {0};
     uint32_t version = WEIGHTS_VERSION, units = (uint32_t)m->n_units;
     memcpy(head, WEIGHTS_MAGIC, 8);
     memcpy(head + 8, &version, 4);
     memcpy(head + 12, &units, 4);
-    ms_span *spans = calloc((size_t)(1 + 2 * m->n_units), sizeof *spans);
-    unit_header *uh = calloc((size_t)m->n_units, sizeof *uh);
-    if (!spans || !uh) {
-        free(spans), free(uh);
-        return ms_fail(MS_ERR_NOMEM, "weights %s: out of host memory", path);
-    }
-    spans[0] = (ms_span){head, sizeof head};
+    if (writer) TRY(ms_file_write(f, head, sizeof head));
     for (int u = 0; u < m->n_units; u++) {
-        memcpy(uh[u].name, m->units[u].name, MS_NAME_LEN);
-        uh[u].numel = (uint64_t)m->units[u].numel;
-        spans[1 + 2 * u] = (ms_span){&uh[u], sizeof uh[u]};
-        spans[2 + 2 * u] = (ms_span){m->units[u].master, m->units[u].numel * 4};
+        ms_unit *un = &e->model.units[u];
+        TRY(gather_master(e, un, full));
+        if (!writer) continue;
+        unit_header uh = {.numel = (uint64_t)un->numel};
+        memcpy(uh.name, un->name, MS_NAME_LEN);
+        TRY(ms_file_write(f, &uh, sizeof uh));
+        TRY(ms_file_write(f, full, un->numel * 4));
     }
-    ms_status st = ms_write_atomic("weights", path, spans, 1 + 2 * m->n_units);
-    free(spans);
-    free(uh);
+    return MS_OK;
+}
+
+ms_status ms_engine_save_weights(ms_engine *e, const char *path) {
+    if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_save_weights: engine and path are required");
+    int64_t largest = 0;
+    for (int u = 0; u < e->model.n_units; u++)
+        if (e->model.units[u].padded > largest) largest = e->model.units[u].padded;
+    float *full = malloc((size_t)largest * 4);
+    if (!full) return ms_fail(MS_ERR_NOMEM, "weights %s: out of host memory for a unit of %lld values", path,
+                              (long long)largest);
+    ms_file_out f = {.fd = -1};
+    ms_status st = e->world.rank == 0 ? ms_file_begin(&f, "weights", path) : MS_OK;
+    if (st == MS_OK) st = save(e, &f, full);
+    if (st == MS_OK && e->world.rank == 0) st = ms_file_commit(&f);
+    if (st != MS_OK && f.fd >= 0) ms_file_abort(&f);
+    free(full);
     return st;
 }
 
-static ms_status load(ms_engine *e, const char *path, int fd) {
+static ms_status read_at(const char *path, int fd, void *dst, int64_t bytes, int64_t at) {
+    uint8_t *b = dst;
+    while (bytes > 0) {
+        ssize_t r = pread(fd, b, (size_t)bytes, (off_t)at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return ms_fail(MS_ERR_IO, "weights %s: %s", path, strerror(errno));
+        if (r == 0) return ms_fail(MS_ERR_FORMAT, "weights %s: the file ends early; it is truncated", path);
+        b += r, bytes -= r, at += r;
+    }
+    return MS_OK;
+}
+
+/* Check the header and every unit's name and size; record where each unit's values start. */
+static ms_status check(ms_engine *e, const char *path, int fd, int64_t *starts) {
     ms_model *m = &e->model;
-    uint8_t head[16];
-    TRY(ms_read_exact("weights", path, fd, head, sizeof head));
+    uint8_t head[HEAD_BYTES];
+    TRY(read_at(path, fd, head, sizeof head, 0));
     if (memcmp(head, WEIGHTS_MAGIC, 8) != 0)
         return ms_fail(MS_ERR_FORMAT, "weights %s: magic is not \"%s\"; this is not a moonspeed weights file",
                        path, WEIGHTS_MAGIC);
@@ -69,30 +107,44 @@ static ms_status load(ms_engine *e, const char *path, int fd) {
     if (units != (uint32_t)m->n_units)
         return ms_fail(MS_ERR_FORMAT, "weights %s: %u units, but the model has %d; the recipe's model section "
                        "differs from the one that saved them", path, units, m->n_units);
+    int64_t at = HEAD_BYTES;
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
         unit_header uh;
-        TRY(ms_read_exact("weights", path, fd, &uh, sizeof uh));
+        TRY(read_at(path, fd, &uh, sizeof uh, at));
         uh.name[MS_NAME_LEN - 1] = 0;
         if (strcmp(uh.name, un->name) != 0 || uh.numel != (uint64_t)un->numel)
             return ms_fail(MS_ERR_FORMAT, "weights %s: unit %d is %s with %llu parameters, but the model's is %s "
                            "with %lld; the recipe's model section differs from the one that saved them",
                            path, u, uh.name, (unsigned long long)uh.numel, un->name, (long long)un->numel);
-        TRY(ms_read_exact("weights", path, fd, un->master, un->numel * 4));
+        starts[u] = at + (int64_t)sizeof uh;
+        at = starts[u] + un->numel * 4;
     }
     char extra;
-    if (read(fd, &extra, 1) != 0)
+    if (pread(fd, &extra, 1, (off_t)at) != 0)
         return ms_fail(MS_ERR_FORMAT, "weights %s: trailing bytes after the last unit; the file is corrupt", path);
-    for (int u = 0; u < m->n_units; u++)
-        e->dev.cast_params(&e->dev, m->units[u].params, m->units[u].master, m->units[u].padded);
     return MS_OK;
+}
+
+static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
+    TRY(check(e, path, fd, starts));
+    ms_model *m = &e->model;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        int64_t real = un->hi < un->numel ? un->hi : un->numel; /* past numel is padding: zeros */
+        memset(un->master, 0, (size_t)(un->hi - un->lo) * 4);
+        if (real > un->lo) TRY(read_at(path, fd, un->master, (real - un->lo) * 4, starts[u] + un->lo * 4));
+    }
+    return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
 ms_status ms_engine_load_weights(ms_engine *e, const char *path) {
     if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_load_weights: engine and path are required");
     int fd = open(path, O_RDONLY);
     if (fd < 0) return ms_fail(MS_ERR_IO, "weights %s: %s", path, strerror(errno));
-    ms_status st = load(e, path, fd);
+    int64_t *starts = calloc((size_t)e->model.n_units, sizeof *starts);
+    ms_status st = starts ? load(e, path, fd, starts) : ms_fail(MS_ERR_NOMEM, "weights %s: out of memory", path);
+    free(starts);
     close(fd);
     return st;
 }

@@ -22,30 +22,54 @@ static int write_all(int fd, const void *p, int64_t n) {
     return 0;
 }
 
-ms_status ms_write_atomic(const char *what, const char *path, const ms_span *spans, int n_spans) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+ms_status ms_file_begin(ms_file_out *f, const char *what, const char *path) {
+    f->what = what;
+    f->fd = -1;
+    if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path ||
+        snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof f->tmp)
         return ms_fail(MS_ERR_INVALID, "%s %s: path too long", what, path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return ms_fail(MS_ERR_IO, "%s %s: cannot create %s: %s", what, path, tmp, strerror(errno));
-    int bad = 0;
-    for (int i = 0; i < n_spans && !bad; i++) bad = write_all(fd, spans[i].data, spans[i].bytes) != 0;
-    if (!bad) bad = fsync(fd) != 0;
-    int err = errno;
-    if (close(fd) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    if (!bad && rename(tmp, path) != 0) {
-        bad = 1;
-        err = errno;
-    }
-    if (bad) {
-        unlink(tmp);
-        return ms_fail(MS_ERR_IO, "%s %s: write failed: %s; the previous file (if any) is unchanged", what, path,
-                       strerror(err));
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0) return ms_fail(MS_ERR_IO, "%s %s: cannot create %s: %s", what, path, f->tmp, strerror(errno));
+    return MS_OK;
+}
+
+static ms_status fail_abort(ms_file_out *f, int err) {
+    ms_file_abort(f);
+    return ms_fail(MS_ERR_IO, "%s %s: write failed: %s; the previous file (if any) is unchanged", f->what,
+                   f->path, strerror(err));
+}
+
+ms_status ms_file_write(ms_file_out *f, const void *data, int64_t bytes) {
+    if (f->fd < 0) return ms_fail(MS_ERR_STATE, "%s %s: writing to a file that is not open", f->what, f->path);
+    if (write_all(f->fd, data, bytes) != 0) return fail_abort(f, errno);
+    return MS_OK;
+}
+
+ms_status ms_file_commit(ms_file_out *f) {
+    if (f->fd < 0) return ms_fail(MS_ERR_STATE, "%s %s: committing a file that is not open", f->what, f->path);
+    if (fsync(f->fd) != 0) return fail_abort(f, errno);
+    int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) != 0 || rename(f->tmp, f->path) != 0) {
+        int err = errno;
+        unlink(f->tmp);
+        return ms_fail(MS_ERR_IO, "%s %s: write failed: %s; the previous file (if any) is unchanged", f->what,
+                       f->path, strerror(err));
     }
     return MS_OK;
+}
+
+void ms_file_abort(ms_file_out *f) {
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+    unlink(f->tmp);
+}
+
+ms_status ms_write_atomic(const char *what, const char *path, const ms_span *spans, int n_spans) {
+    ms_file_out f;
+    TRY(ms_file_begin(&f, what, path));
+    for (int i = 0; i < n_spans; i++) TRY(ms_file_write(&f, spans[i].data, spans[i].bytes));
+    return ms_file_commit(&f);
 }
 
 ms_status ms_read_exact(const char *what, const char *path, int fd, void *dst, int64_t bytes) {

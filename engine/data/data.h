@@ -36,11 +36,12 @@ typedef struct ms_shard {
 ms_status ms_shard_open(ms_shard *s, const char *path, int32_t expect_vocab, const char *expect_tokenizer);
 void ms_shard_close(ms_shard *s);
 
-/* Training batches: sequence i of micro-batch `micro` of step `step` on rank
- * `rank` starts at a position drawn from (seed, step, rank, micro, i) alone,
- * so a run resumes exactly from its step number. */
-void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int32_t rank, int32_t micro,
-                    int B, int T, int32_t *tokens, int32_t *targets);
+/* Training batches: sequence j of step `step` starts at a position drawn
+ * from (seed, step, j) alone, so a run resumes exactly from its step number
+ * and the global batch is the same set of sequences whatever the world size
+ * (each rank asks for its own range of j). Fills B sequences j = first.. . */
+void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int64_t first, int B, int T,
+                    int32_t *tokens, int32_t *targets);
 /* Evaluation batches: evenly spaced windows over the shard, the same every time. */
 void ms_batch_eval(const ms_shard *s, int32_t batch, int32_t n_batches, int B, int T,
                    int32_t *tokens, int32_t *targets);

@@ -10,13 +10,12 @@ static void window(const ms_shard *s, int64_t start, int T, int32_t *tokens, int
     }
 }
 
-void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int32_t rank, int32_t micro,
-                    int B, int T, int32_t *tokens, int32_t *targets) {
+void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int64_t first, int B, int T,
+                    int32_t *tokens, int32_t *targets) {
     uint64_t key = ms_rng_key(seed, MS_STREAM_DATA);
     uint64_t starts = (uint64_t)(s->info.n_tokens - T); /* windows need T + 1 tokens */
     for (int i = 0; i < B; i++) {
-        uint64_t who = ((uint64_t)(uint32_t)rank << 32) | ((uint64_t)(uint32_t)micro * (uint64_t)B + (uint64_t)i);
-        int64_t start = (int64_t)ms_rng_below(key, (uint64_t)step, who, starts);
+        int64_t start = (int64_t)ms_rng_below(key, (uint64_t)step, (uint64_t)(first + i), starts);
         window(s, start, T, tokens + (int64_t)i * T, targets + (int64_t)i * T);
     }
 }

@@ -157,6 +157,11 @@ static void cast_params(ms_device *d, void *params, const float *master, int64_t
     else if (F(params) != master) memcpy(params, master, (size_t)n * sizeof(float));
 }
 
+static void add(ms_device *d, float *y, const float *x, int64_t n) {
+    (void)d;
+    cpu_add(y, x, n);
+}
+
 void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads) {
     *d = (ms_device){
         .name = "cpu", .kind = MS_DEVICE_CPU, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
@@ -170,6 +175,6 @@ void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads) {
         .attention_fwd = attention_fwd, .attention_bwd = attention_bwd,
         .swiglu_fwd = swiglu_fwd, .swiglu_bwd = swiglu_bwd,
         .lmhead_xent = lmhead_xent, .logits = logits,
-        .sumsq = sumsq, .adamw = adamw, .cast_params = cast_params,
+        .sumsq = sumsq, .adamw = adamw, .cast_params = cast_params, .add = add,
     };
 }

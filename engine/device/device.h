@@ -75,6 +75,7 @@ struct ms_device {
                   float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
     /* compute copy of the parameters from the fp32 master (rounding to bf16 when bf16) */
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
+    void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */
 };
 
 /* Describe a backend: fills the table, touches nothing (planning uses it too). */

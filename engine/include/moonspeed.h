@@ -99,6 +99,11 @@ typedef struct ms_config {
     const char *train_path;  /* token shard for training (NULL: none) */
     const char *val_path;    /* token shard for evaluation (NULL: none) */
     const char *tokenizer;   /* tokenizer id the shards must carry (NULL: any), e.g. "bytes" */
+    int32_t zero_stage;      /* 0 replicate, 1 shard optimizer state, 2 + gradients, 3 + parameters */
+    int32_t zero_prefetch;   /* stage 3: units gathered ahead of the one computing (0..2) */
+    int32_t world_size;      /* ranks; 0 = from the environment (MS_*, PET_*, torchrun), 1 when unset */
+    int32_t comm_timeout_ms; /* deadline of every collective; 0 = 300000 */
+    const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */
@@ -115,6 +120,8 @@ typedef struct ms_memory {
 
 typedef struct ms_plan {
     int32_t device;          /* ms_device_kind the plan is for */
+    int32_t world_size;      /* ranks the bytes are per-rank for */
+    int32_t zero_stage;
     int32_t n_units;
     int64_t n_params;        /* unpadded parameter count */
     int64_t n_params_matmul; /* parameters in matmuls (LM head in, embedding lookup out) */
@@ -131,7 +138,12 @@ typedef struct ms_step_stats {
     float grad_norm;         /* global norm before clipping */
     int64_t tokens;
     double seconds;          /* wall time of the step */
-    double flops;            /* model FLOPs of the step (6N + 6LTd convention) */
+    double flops;            /* model FLOPs of the step, all ranks (6N + 6LTd convention) */
+    /* collectives of this step on this rank, by kind: all-gather, reduce-scatter,
+       all-reduce, broadcast, barrier */
+    int64_t comm_calls[5];
+    int64_t comm_bytes[5];
+    double comm_seconds[5];
 } ms_step_stats;
 
 typedef struct ms_memory_report {
@@ -184,12 +196,16 @@ ms_status ms_config_defaults(ms_config *cfg);
 ms_status ms_config_check(const ms_config *cfg);
 ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out);
 
-/* --- the engine --------------------------------------------------------- */
+/* --- the engine ---------------------------------------------------------
+ * With world_size > 1 every rank runs the same calls in the same order:
+ * create, step, eval, generate and save_weights are collective. */
 ms_status ms_engine_create(const ms_config *cfg, ms_engine **out);
 void ms_engine_free(ms_engine *e);
 ms_status ms_engine_step(ms_engine *e, ms_step_stats *out);
 ms_status ms_engine_eval(ms_engine *e, float *out_loss);
 int64_t ms_engine_get_step(const ms_engine *e);
+int32_t ms_engine_rank(const ms_engine *e);
+int32_t ms_engine_world_size(const ms_engine *e);
 ms_status ms_engine_set_step(ms_engine *e, int64_t step);
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out);
 ms_status ms_engine_plan(const ms_engine *e, ms_plan *out);
@@ -204,7 +220,7 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index,
                                  int64_t offset, const float *src, int64_t n);
 
 /* --- weights: the fp32 master parameters of every unit in one file ------ */
-ms_status ms_engine_save_weights(const ms_engine *e, const char *path);  /* atomic: temp + rename */
+ms_status ms_engine_save_weights(ms_engine *e, const char *path);  /* atomic; collective, rank 0 writes */
 ms_status ms_engine_load_weights(ms_engine *e, const char *path);        /* shapes must match */
 
 /* --- text generation: sampling from the model's next-token distribution -- */
@@ -222,6 +238,74 @@ ms_status ms_shard_write(const char *path, const uint32_t *tokens, int64_t n_tok
                          int32_t vocab_size, const char *tokenizer);
 ms_status ms_bytes_prepare(const char *text_path, const char *train_path, const char *val_path,
                            int32_t val_every, ms_shard_info *train_info, ms_shard_info *val_info);
+
+/* --- tokenizers: Llama 3's byte-level BPE, and "bytes" -------------------
+ * ms_tokenizer_load reads Meta's tokenizer.model (tiktoken: base64 token, space,
+ * rank per line) or Hugging Face's tokenizer.json, or gives the byte-level
+ * tokenizer for the path "bytes". A tokenizer is immutable: any number of
+ * threads may encode and decode with it at once.
+ *
+ * Encoding: the Llama 3 pre-split pattern, then BPE merges by rank (tiktoken).
+ * Invalid UTF-8 is encoded byte by byte, so decode(encode(x)) == x for any
+ * bytes x. Special-token names ("<|eot_id|>") in the text are plain text unless
+ * MS_ENCODE_SPECIALS is given. The output buffer is the caller's: *n_tokens is
+ * set to the count the text needs and at most cap ids are written, so a call
+ * with cap >= n_bytes (+1 for BOS, +1 for EOS) always fits; otherwise call
+ * again with cap = *n_tokens. ms_tokenizer_decode works the same way in bytes.
+ *
+ * The id (at most 32 bytes, what token shards carry) is derived from the SHA-256
+ * of the vocabulary in tiktoken form, so it is the same from either file form:
+ * "llama3-82e9d31979e92ab929cd5444" for Llama 3, "bpe-<hash>" for another
+ * vocabulary, "bytes" for the byte-level tokenizer. */
+typedef struct ms_tokenizer ms_tokenizer;
+
+typedef enum ms_encode_flags {
+    MS_ENCODE_BOS = 1,        /* prepend the BOS token */
+    MS_ENCODE_EOS = 2,        /* append the EOS token */
+    MS_ENCODE_SPECIALS = 4    /* recognise special-token names in the text */
+} ms_encode_flags;
+
+ms_status ms_tokenizer_load(const char *path, ms_tokenizer **out);
+void ms_tokenizer_free(ms_tokenizer *t);
+const char *ms_tokenizer_id(const ms_tokenizer *t);
+int32_t ms_tokenizer_vocab_size(const ms_tokenizer *t);   /* 128256 for Llama 3, 258 for bytes */
+int32_t ms_tokenizer_bos(const ms_tokenizer *t);
+int32_t ms_tokenizer_eos(const ms_tokenizer *t);
+int32_t ms_tokenizer_special(const ms_tokenizer *t, const char *name);  /* id, or -1 */
+ms_status ms_tokenizer_token(const ms_tokenizer *t, int32_t id, const char **bytes, int32_t *n_bytes);
+ms_status ms_tokenizer_encode(const ms_tokenizer *t, const char *text, int64_t n_bytes, int32_t flags,
+                              int32_t *out, int64_t cap, int64_t *n_tokens);
+ms_status ms_tokenizer_decode(const ms_tokenizer *t, const int32_t *ids, int64_t n_ids,
+                              char *out, int64_t cap, int64_t *n_bytes);
+
+/* Corpus preparation: plain-text files (one document each), JSONL files (one
+ * document per line, its "text" field; .jsonl or .json), and directories
+ * (recursively, in name order). Each document becomes BOS ... EOS. Text is cut
+ * into blocks of about 16 KiB at line ends; every block is wholly train or
+ * validation (block k is held out when floor((k+1)f) > floor(kf)), so the split
+ * is exact, spread over the corpus and independent of the thread count. Writes
+ * out_dir/train-00000.bin ... and out_dir/val-00000.bin ..., each written
+ * atomically and stamped with the tokenizer's id and vocabulary size. */
+typedef struct ms_tokenize_options {
+    double val_fraction;      /* share of blocks held out, 0 <= f < 1 */
+    int64_t shard_tokens;     /* tokens per shard file at most; 0 = 67108864 */
+    int32_t threads;          /* 0 = all cores */
+    int32_t progress;         /* 1: a progress bar with MB/s on stderr */
+} ms_tokenize_options;
+
+typedef struct ms_tokenize_report {
+    int64_t files;
+    int64_t documents;
+    int64_t bytes;            /* of text read (JSONL: of the decoded text fields) */
+    int64_t train_tokens;
+    int64_t val_tokens;
+    int32_t train_shards;
+    int32_t val_shards;
+    double seconds;
+} ms_tokenize_report;
+
+ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *inputs, int32_t n_inputs,
+                            const char *out_dir, const ms_tokenize_options *opt, ms_tokenize_report *out);
 
 #ifdef __cplusplus
 }

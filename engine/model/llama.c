@@ -117,9 +117,25 @@ static ms_unit *add_unit(ms_model *m, int kind, int layer, const char *name) {
     return u;
 }
 
-ms_status ms_model_build(ms_model *m, const ms_config *cfg) {
+/* What ZeRO stage `stage` keeps whole and what it splits, for one unit. A
+ * persistent unit (the embedding when the head shares it: two units use it, at
+ * the two ends of the step) keeps whole parameters and its own gradients. */
+static ms_unit_split split_for(int32_t stage, int32_t rank, int32_t world, int persistent) {
+    return (ms_unit_split){
+        .world = world, .rank = rank,
+        .shard_optim = stage >= 1,
+        .shard_grads = stage >= 2,
+        .own_grads = stage < 2 || persistent,
+        .shard_params = stage >= 3 && !persistent,
+    };
+}
+
+ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_t world, int32_t stage) {
     memset(m, 0, sizeof *m);
     TRY(ms_model_check(cfg));
+    if (world < 1 || rank < 0 || rank >= world || stage < 0 || stage > 3)
+        return ms_fail(MS_ERR_INVALID, "rank %d of world %d under ZeRO stage %d: expected 0 <= rank < world "
+                       "and a stage of 0..3", rank, world, stage);
     const ms_model_config *c = &cfg->model;
     m->c = *c;
     m->B = cfg->train.micro_batch;
@@ -163,9 +179,14 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg) {
     add_unit(m, UNIT_HEAD, -1, "head");
     add_tensor(m, m->n_units - 1, 0, "norm", 1, D, 0, 0, 0, 1.0f);
     if (!c->tie_embeddings) add_tensor(m, m->n_units - 1, 1, "weight", 2, c->vocab_size, D, 1, std, 0);
+    int64_t pad = (int64_t)MS_UNIT_PAD * world;
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        un->padded = (un->numel + MS_UNIT_PAD - 1) / MS_UNIT_PAD * MS_UNIT_PAD;
+        un->padded = (un->numel + pad - 1) / pad * pad;
+        un->split = split_for(stage, rank, world, u == ms_model_head_extra_unit(m));
+        int64_t shard = un->padded / world;
+        un->lo = un->split.shard_optim ? rank * shard : 0;
+        un->hi = un->split.shard_optim ? un->lo + shard : un->padded;
     }
     return MS_OK;
 }
@@ -191,11 +212,18 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
 
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        un->params = ACT(MS_MEM_PARAMS, un->padded);
-        un->master = d->bf16 ? F32(MS_MEM_MASTER, un->padded) : (float *)un->params;
-        un->grads = F32(MS_MEM_GRADS, un->padded);
-        un->m = F32(MS_MEM_OPTIMIZER, un->padded);
-        un->v = F32(MS_MEM_OPTIMIZER, un->padded);
+        const ms_unit_split *sp = &un->split;
+        int64_t owned = un->hi - un->lo, shard = un->padded / sp->world;
+        un->params_home = ACT(MS_MEM_PARAMS, sp->shard_params ? shard : un->padded);
+        un->params = sp->shard_params ? NULL : un->params_home;
+        un->grads_home = sp->own_grads ? F32(MS_MEM_GRADS, un->padded) : NULL;
+        un->grads = un->grads_home;
+        un->grads_owned = sp->shard_grads ? F32(MS_MEM_GRADS, shard)
+                                          : (un->grads_home ? un->grads_home + un->lo : NULL);
+        if (d->bf16) un->master = F32(MS_MEM_MASTER, owned);
+        else if (un->params_home) un->master = (float *)un->params_home + (sp->shard_params ? 0 : un->lo);
+        un->m = F32(MS_MEM_OPTIMIZER, owned);
+        un->v = F32(MS_MEM_OPTIMIZER, owned);
     }
 
     /* activations: per block everything, or under checkpointing only the
@@ -259,11 +287,6 @@ float *ms_tensor_grad(const ms_model *m, int t) {
     return m->units[tt->unit].grads + tt->offset;
 }
 
-float *ms_tensor_master(const ms_model *m, int t) {
-    const ms_tensor *tt = &m->tensors[t];
-    return m->units[tt->unit].master + tt->offset;
-}
-
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
     if (t->init_std == 0) return t->init_value;
     return t->init_std * ms_rng_normal(ms_rng_key(seed, MS_STREAM_INIT), (uint64_t)index, t->id);
@@ -272,17 +295,21 @@ float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
 void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        memset(un->master + un->numel, 0, (size_t)(un->padded - un->numel) * sizeof(float));
+        int64_t owned = un->hi - un->lo;
+        memset(un->master, 0, (size_t)owned * sizeof(float));
+        /* each tensor's part of the owned range [lo, hi) */
         for (int i = un->first; i < un->first + un->count; i++) {
             const ms_tensor *t = &m->tensors[i];
-            float *dst = un->master + t->offset;
+            int64_t from = t->offset > un->lo ? t->offset : un->lo;
+            int64_t to = t->offset + t->numel < un->hi ? t->offset + t->numel : un->hi;
+            float *dst = un->master - un->lo;
             #pragma omp parallel for schedule(static)
-            for (int64_t e = 0; e < t->numel; e++) dst[e] = ms_tensor_init_value(t, seed, e);
+            for (int64_t e = from; e < to; e++) dst[e] = ms_tensor_init_value(t, seed, e - t->offset);
         }
-        d->cast_params(d, un->params, un->master, un->padded);
-        d->zero(d, un->m, un->padded * 4);
-        d->zero(d, un->v, un->padded * 4);
-        d->zero(d, un->grads, un->padded * 4);
+        d->zero(d, un->m, owned * 4);
+        d->zero(d, un->v, owned * 4);
+        if (un->grads_home) d->zero(d, un->grads_home, un->padded * 4);
+        if (un->split.shard_grads) d->zero(d, un->grads_owned, owned * 4);
     }
 }
 
@@ -325,12 +352,21 @@ static void block_forward(ms_model *m, ms_device *d, int l, int B, int T) {
     d->matmul_fwd(d, out, a->h, P(bt(l, B_DOWN)), N, F, D, 1);
 }
 
-void ms_model_forward(ms_model *m, ms_device *d, int B, int T) {
-    const ms_model_config *c = &m->c;
+int ms_model_head_extra_unit(const ms_model *m) { return m->c.tie_embeddings ? 0 : -1; }
+
+void ms_model_unit_forward(ms_model *m, ms_device *d, int u, int B, int T) {
     int64_t N = (int64_t)B * T;
-    d->embedding_fwd(d, m->acts[0].x, m->tokens, P(0), N, c->dim);
-    for (int l = 0; l < c->n_layers; l++) block_forward(m, d, l, B, T);
-    d->rmsnorm_fwd(d, m->xnf, m->rstdf, m->x_final, P(head_norm(m)), N, c->dim, c->norm_eps);
+    switch (m->units[u].kind) {
+    case UNIT_EMBED:
+        d->embedding_fwd(d, m->acts[0].x, m->tokens, P(0), N, m->c.dim);
+        break;
+    case UNIT_BLOCK:
+        block_forward(m, d, m->units[u].layer, B, T);
+        break;
+    case UNIT_HEAD:
+        d->rmsnorm_fwd(d, m->xnf, m->rstdf, m->x_final, P(head_norm(m)), N, m->c.dim, m->c.norm_eps);
+        break;
+    }
 }
 
 void ms_model_logits_at(ms_model *m, ms_device *d, int pos, float *out) {
@@ -365,25 +401,35 @@ static void block_backward(ms_model *m, ms_device *d, int l, int B, int T) {
     d->rmsnorm_bwd(d, m->dres, G(bt(l, B_ATTN_NORM)), m->dxn, a->x, P(bt(l, B_ATTN_NORM)), a->rstd1, N, D);
 }
 
-double ms_model_loss(ms_model *m, ms_device *d, int B, int T, float grad_scale, int backward) {
+static int loss_chunk(const ms_model *m, int64_t N) { return m->chunk < N ? m->chunk : (int)N; }
+
+double ms_model_loss(ms_model *m, ms_device *d, int B, int T) {
+    int64_t N = (int64_t)B * T;
+    return d->lmhead_xent(d, NULL, NULL, m->logits, m->xnf, P(head_weight(m)), m->targets, N, m->c.dim,
+                          m->c.vocab_size, loss_chunk(m, N), 0.0f);
+}
+
+double ms_model_unit_backward(ms_model *m, ms_device *d, int u, int B, int T, float grad_scale) {
     const ms_model_config *c = &m->c;
     int64_t N = (int64_t)B * T;
-    int hw = head_weight(m);
-    int chunk = m->chunk < N ? m->chunk : (int)N;
-    if (!backward)
-        return d->lmhead_xent(d, NULL, NULL, m->logits, m->xnf, P(hw), m->targets, N, c->dim,
-                              c->vocab_size, chunk, 0.0f);
-
-    double loss = d->lmhead_xent(d, m->dxn, G(hw), m->logits, m->xnf, P(hw), m->targets, N, c->dim,
-                                 c->vocab_size, chunk, grad_scale);
-    d->zero(d, m->dres, N * c->dim * ms_act_bytes(d));
-    d->rmsnorm_bwd(d, m->dres, G(head_norm(m)), m->dxn, m->x_final, P(head_norm(m)), m->rstdf, N, c->dim);
-    for (int l = c->n_layers - 1; l >= 0; l--) {
-        if (m->checkpoint) block_forward(m, d, l, B, T);
-        block_backward(m, d, l, B, T);
+    switch (m->units[u].kind) {
+    case UNIT_HEAD: {
+        int hw = head_weight(m);
+        double loss = d->lmhead_xent(d, m->dxn, G(hw), m->logits, m->xnf, P(hw), m->targets, N, c->dim,
+                                     c->vocab_size, loss_chunk(m, N), grad_scale);
+        d->zero(d, m->dres, N * c->dim * ms_act_bytes(d));
+        d->rmsnorm_bwd(d, m->dres, G(head_norm(m)), m->dxn, m->x_final, P(head_norm(m)), m->rstdf, N, c->dim);
+        return loss;
     }
-    d->embedding_bwd(d, G(0), m->dres, m->tokens, N, c->dim);
-    return loss;
+    case UNIT_BLOCK:
+        if (m->checkpoint) block_forward(m, d, m->units[u].layer, B, T);
+        block_backward(m, d, m->units[u].layer, B, T);
+        return 0;
+    case UNIT_EMBED:
+        d->embedding_bwd(d, G(0), m->dres, m->tokens, N, c->dim);
+        return 0;
+    }
+    return 0;
 }
 
 int64_t ms_model_matmul_params(const ms_model_config *c) {

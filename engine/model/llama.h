@@ -43,6 +43,15 @@ typedef struct ms_tensor {
     float init_value;
 } ms_tensor;
 
+/* How a unit's state is split across ranks (zero/zero.h decides, per stage). */
+typedef struct ms_unit_split {
+    int32_t world, rank;
+    int32_t shard_params;   /* compute params: only this rank's shard is kept (stage 3) */
+    int32_t shard_grads;    /* gradients reduce-scattered into shards (stage >= 2) */
+    int32_t shard_optim;    /* master weights and moments of this rank's shard only (stage >= 1) */
+    int32_t own_grads;      /* a full gradient buffer of its own (else the shared scratch) */
+} ms_unit_split;
+
 typedef struct ms_unit {
     char name[MS_NAME_LEN];
     int32_t kind;        /* UNIT_* */
@@ -50,11 +59,18 @@ typedef struct ms_unit {
     int32_t first;       /* tensors [first, first + count) */
     int32_t count;
     int64_t numel;
-    int64_t padded;
-    void *params;        /* (padded) act dtype: what compute reads */
-    float *master;       /* (padded) fp32; the same buffer as params under fp32 */
-    float *grads;        /* (padded) fp32 */
-    float *m, *v;        /* (padded) fp32 Adam moments */
+    int64_t padded;      /* a multiple of MS_UNIT_PAD * world: splits evenly */
+    ms_unit_split split;
+    int64_t lo, hi;      /* the elements whose optimizer state this rank owns */
+    /* where compute reads and writes: the whole unit */
+    void *params;        /* (padded) act dtype; NULL while a sharded unit is released */
+    float *grads;        /* (padded) fp32; NULL outside backward for shared-scratch units */
+    /* what this rank keeps */
+    void *params_home;   /* (padded) act, or (hi - lo) when shard_params */
+    float *grads_home;   /* (padded) when own_grads, else NULL */
+    float *grads_owned;  /* (hi - lo) gradient of the owned range (a shard, or a view of grads_home) */
+    float *master;       /* (hi - lo) fp32; under fp32 a view of params_home */
+    float *m, *v;        /* (hi - lo) fp32 Adam moments */
 } ms_unit;
 
 /* What one block's forward keeps for its backward. Under activation
@@ -102,26 +118,39 @@ typedef struct ms_model {
 /* Check a configuration: every message names the key and what would be right. */
 ms_status ms_model_check(const ms_config *cfg);
 
-/* Build the unit and tensor tables (host metadata only). */
-ms_status ms_model_build(ms_model *m, const ms_config *cfg);
+/* Build the unit and tensor tables (host metadata only) for this rank of a
+ * world of `world` ranks under ZeRO `stage`. */
+ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_t world, int32_t stage);
 void ms_model_free(ms_model *m);
 
 /* Declare every buffer of the model through a layout pass (see core/arena.h). */
 void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l);
 
-/* Meta init: write the initial value of every parameter into the master
- * buffers, each element a pure function of (seed, tensor id, element index). */
+/* Meta init: write the initial value of every element this rank owns into
+ * the master buffers, each a pure function of (seed, tensor id, element
+ * index), and zero moments and gradients. The compute copy is refreshed by
+ * the caller (zero/zero.h), as after an optimizer step. */
 void ms_model_init(ms_model *m, ms_device *d, uint64_t seed);
 /* Initial value of one element (what ms_model_init writes). */
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index);
 
-/* Forward over m->tokens for B sequences of T tokens (B <= m->B, T <= m->T). */
-void ms_model_forward(ms_model *m, ms_device *d, int B, int T);
-/* After forward: loss summed over targets >= 0; with backward != 0 also the
- * gradients of grad_scale * loss, accumulated into the units' grads. */
-double ms_model_loss(ms_model *m, ms_device *d, int B, int T, float grad_scale, int backward);
+/* The schedule is phrased in units, so that ZeRO can gather a unit's
+ * parameters before it computes and reduce its gradients right after.
+ * Forward of unit u over m->tokens (B sequences of T tokens, B <= m->B,
+ * T <= m->T): embedding lookup, one block, or the final norm. */
+void ms_model_unit_forward(ms_model *m, ms_device *d, int u, int B, int T);
+/* Backward of unit u, reading the gradient of its output from m->dres and
+ * leaving its input's there; gradients accumulate into unit->grads (the head's
+ * into the embedding's too when tied). The head computes the loss here (fused
+ * with its backward) and returns its sum; a checkpointed block recomputes its
+ * forward first. */
+double ms_model_unit_backward(ms_model *m, ms_device *d, int u, int B, int T, float grad_scale);
+/* Summed loss after a forward of every unit, no backward (evaluation). */
+double ms_model_loss(ms_model *m, ms_device *d, int B, int T);
 /* fp32 logits (V) of the position `pos` of sequence 0 after a forward. */
 void ms_model_logits_at(ms_model *m, ms_device *d, int pos, float *out);
+/* The unit whose parameters the head also reads (the embedding when tied), or -1. */
+int ms_model_head_extra_unit(const ms_model *m);
 
 /* Parameters that take part in matmuls: the blocks' and the LM head's (the
  * embedding lookup is not a matmul; a tied head counts once). */
@@ -129,9 +158,8 @@ int64_t ms_model_matmul_params(const ms_model_config *c);
 /* Model FLOPs for one trained token, 6N + attn_factor*L*T*d with N the above. */
 double ms_model_flops_per_token(const ms_model_config *c, int T, int attn_factor);
 
-/* Pointers into a unit's buffers for tensor t. */
+/* Pointers into a unit's compute buffers for tensor t (the unit must be resident). */
 void *ms_tensor_param(const ms_model *m, const ms_device *d, int t);
 float *ms_tensor_grad(const ms_model *m, int t);
-float *ms_tensor_master(const ms_model *m, int t);
 
 #endif

@@ -1,17 +1,9 @@
 /*
- * optim/adamw.c — the optimizer step over units: global norm, clipping and
- * decoupled-weight-decay AdamW per tensor view (so norms and embeddings can
- * skip decay), then the bf16 compute copy is refreshed from fp32 master.
+ * optim/adamw.c — the optimizer step over units: decoupled-weight-decay AdamW
+ * on each tensor's part of the range of the unit this rank owns (per tensor,
+ * so norms and embeddings can skip decay).
  */
-#include <math.h>
-
 #include "optim/optim.h"
-
-double ms_grad_norm(const ms_model *m, ms_device *d) {
-    double sum = 0;
-    for (int u = 0; u < m->n_units; u++) sum += d->sumsq(d, m->units[u].grads, m->units[u].numel);
-    return sqrt(sum);
-}
 
 void ms_optimizer_step(ms_model *m, ms_device *d, const ms_train_config *t, float lr, float grad_scale,
                        int64_t step) {
@@ -19,10 +11,12 @@ void ms_optimizer_step(ms_model *m, ms_device *d, const ms_train_config *t, floa
         ms_unit *un = &m->units[u];
         for (int i = un->first; i < un->first + un->count; i++) {
             const ms_tensor *tt = &m->tensors[i];
-            d->adamw(d, un->master + tt->offset, un->m + tt->offset, un->v + tt->offset, un->grads + tt->offset,
-                     tt->numel, lr, t->beta1, t->beta2, t->eps, tt->decay ? t->weight_decay : 0.0f, grad_scale,
-                     step);
+            int64_t from = tt->offset > un->lo ? tt->offset : un->lo;
+            int64_t to = tt->offset + tt->numel < un->hi ? tt->offset + tt->numel : un->hi;
+            if (from >= to) continue;
+            int64_t k = from - un->lo;
+            d->adamw(d, un->master + k, un->m + k, un->v + k, un->grads_owned + k, to - from, lr, t->beta1,
+                     t->beta2, t->eps, tt->decay ? t->weight_decay : 0.0f, grad_scale, step);
         }
-        d->cast_params(d, un->params, un->master, un->padded);
     }
 }

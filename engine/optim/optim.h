@@ -13,11 +13,9 @@
  * the last step. */
 float ms_schedule_lr(const ms_train_config *t, int64_t step);
 
-/* Global L2 norm of every unit's gradient (fp32 values, double sum). */
-double ms_grad_norm(const ms_model *m, ms_device *d);
-
-/* One AdamW step on every tensor with gradients scaled by grad_scale, then
- * refresh the compute copy from the master weights. step counts from 1. */
+/* One AdamW step on the range of every tensor this rank owns, with gradients
+ * scaled by grad_scale (the compute copy is refreshed by zero/). step counts
+ * from 1. */
 void ms_optimizer_step(ms_model *m, ms_device *d, const ms_train_config *t, float lr, float grad_scale,
                        int64_t step);
 #endif

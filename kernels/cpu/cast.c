@@ -56,3 +56,8 @@ void cpu_scale(float *x /* (n) */, float s, int64_t n) {
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
+
+void cpu_add(float *y, const float *x, int64_t n) {
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}

@@ -106,5 +106,6 @@ void cpu_round_bf16(float *x, int64_t n);                      /* in place */
 void cpu_copy_round_bf16(float *dst, const float *src, int64_t n);
 double cpu_sumsq(const float *x, int64_t n);                   /* sum of squares, double accumulation */
 void cpu_scale(float *x, float s, int64_t n);
+void cpu_add(float *y, const float *x, int64_t n);                /* y += x */
 
 #endif

@@ -201,18 +201,26 @@ options:
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
     local ok, err = pcall(function()
-      local dir = new_run_dir(r, info, opts["run-dir"])
+      -- with several ranks every rank makes the same (collective) engine calls;
+      -- rank 0 alone writes the run directory and talks
+      local lead = e:rank() == 0
+      local quiet = function() end
+      local say = lead and say or quiet
+      local dir = lead and new_run_dir(r, info, opts["run-dir"]) or (opts["run-dir"] or "(rank 0's)")
       local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
         #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
-      assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header)))
-      local w = metrics.writer(dir .. "/metrics.jsonl")
+      if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header))) end
+      local w = lead and metrics.writer(dir .. "/metrics.jsonl") or { write = quiet, close = quiet }
       local mem = e:memory().reserved.total
       local steps = r.train.steps
       local threads = r.threads > 0 and r.threads or sys.nproc()
-      say(("run %s: %s, %s parameters, %s on %s (%d thread%s); %d steps of %d x %d tokens -> %s"):format(
-        info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s", steps,
+      local world = e:world_size()
+      say(("run %s: %s, %s parameters, %s on %s (%d thread%s%s); %d steps of %d x %d tokens -> %s"):format(
+        info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
+        world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", steps,
         r.train.batch, r.train.seq_len, dir))
-      local prog = metrics.progress({ total = steps, tty = sys.isatty(1), every = r.log.every })
+      local prog = lead and metrics.progress({ total = steps, tty = sys.isatty(1), every = r.log.every })
+        or { step = quiet, finish = quiet }
       local t0 = sys.now()
       local last, last_val = nil, nil
       local tok_sum, time_sum, flop_sum = 0, 0, 0
@@ -226,7 +234,7 @@ options:
         local rec = {
           step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
           tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = mem,
-          seconds = st.seconds,
+          comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds, busbw = st.busbw, seconds = st.seconds,
         }
         if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or s == steps then
           rec.val_loss = e:eval()
@@ -249,7 +257,7 @@ options:
         local text = e:generate(r.log.sample_prompt, { tokens = r.log.sample_tokens,
           temperature = r.log.sample_temperature, top_k = r.log.sample_top_k, seed = r.train.seed })
         local sample = r.log.sample_prompt .. text
-        assert(sys.write_file(dir .. "/sample.txt", sample .. "\n"))
+        if lead then assert(sys.write_file(dir .. "/sample.txt", sample .. "\n")) end
         say("sample:")
         say(sample)
       end
@@ -264,20 +272,25 @@ options:
 command("plan", {
   summary = "the memory plan of a recipe, and whether it fits this machine",
   help = [[
-usage: moonspeed plan [RECIPE] [section.key=value ...]
+usage: moonspeed plan [RECIPE] [section.key=value ...] [--world N]
 
 Prints the bytes the engine would reserve for RECIPE (default: recipes/default.lua),
 by purpose (parameters, gradients, master weights, optimizer state, activations,
 workspace, data) on the device and on the host beside it, and whether that fits this
 machine (MemAvailable in /proc/meminfo). Allocates nothing. `moonspeed run` refuses
 a plan that does not fit. Exit status 0 either way; 1 for a bad recipe.
+
+options:
+  --world N       plan one rank of N (zero.stage decides what each rank keeps);
+                  default: the launched world, else 1
 ]],
-  spec = { flags = {}, max_positional = 1, overrides = true },
-  run = function(_, pos, overrides)
+  spec = { flags = { ["--world"] = "int" }, max_positional = 1, overrides = true },
+  run = function(opts, pos, overrides)
     local plan = require "moonspeed.plan"
     local path = pos[1] or default_recipe()
     local r = load_recipe(path, overrides)
-    local p = plan.compute(r)
+    if opts.world and opts.world < 1 then usage("option --world needs a rank count of at least 1") end
+    local p = plan.compute(r, opts.world)
     say(plan.format(p, path))
     return 0
   end,

@@ -99,8 +99,12 @@ function M.config(r, opts)
   t.eval_batches, t.seed = rt.eval_batches, rt.seed
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
   cfg.loss_chunk = rt.loss_chunk
-  local anchors = { r.data.tokenizer }
+  cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
+  cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
+  cfg.world_size = opts.world or 0
+  local anchors = { r.data.tokenizer, nil, nil, r.comm.provider }
   cfg.tokenizer = anchors[1]
+  if r.comm.provider ~= "" then cfg.comm_provider = anchors[4] end
   if opts.data ~= false then
     anchors[2], anchors[3] = r.data.train, r.data.val
     cfg.train_path, cfg.val_path = anchors[2], anchors[3]
@@ -342,6 +346,15 @@ function Engine:step()
   local seconds = tonumber(st.seconds)
   local flops = tonumber(st.flops)
   local gflops = seconds > 0 and flops / seconds / 1e9 or 0
+  -- bus bandwidth: bytes each link carries, as nccl-tests count it
+  local n = tonumber(C.ms_engine_world_size(h))
+  local factors = { (n - 1) / n, (n - 1) / n, 2 * (n - 1) / n, 1, 0 } -- gather, scatter, reduce, bcast, barrier
+  local comm_bytes, comm_seconds, bus_bytes = 0, 0, 0
+  for k = 0, 4 do
+    local b = tonumber(st.comm_bytes[k])
+    comm_bytes, comm_seconds = comm_bytes + b, comm_seconds + tonumber(st.comm_seconds[k])
+    bus_bytes = bus_bytes + b * factors[k + 1]
+  end
   return setmetatable({
     step = tonumber(st.step) + 1,
     loss = tonumber(st.loss),
@@ -353,8 +366,15 @@ function Engine:step()
     tokens_per_s = seconds > 0 and tonumber(st.tokens) / seconds or 0,
     gflops = gflops,
     mfu = gflops / s.peak,
+    comm_bytes = comm_bytes,
+    comm_seconds = comm_seconds,
+    busbw = comm_seconds > 0 and bus_bytes / comm_seconds or 0,
   }, Stats)
 end
+
+-- This process's rank and the number of ranks (1 outside a launched job).
+function Engine:rank() return tonumber(C.ms_engine_rank(live(self, "e:rank()"))) end
+function Engine:world_size() return tonumber(C.ms_engine_world_size(live(self, "e:world_size()"))) end
 
 -- Mean held-out loss over train.eval_batches micro-batches (nats/token).
 function Engine:eval()

@@ -11,6 +11,8 @@
 --   gflops        model GFLOP/s (6N + 6LTd FLOPs per token)
 --   mfu           gflops / log.peak_gflops
 --   memory_bytes  bytes the engine reserved (all arenas)
+--   comm_bytes    bytes of this rank's collectives in the step; comm_seconds their time
+--   busbw         bus bandwidth of those collectives, bytes/s (nccl-tests convention)
 --   seconds       wall time of the step; elapsed: since the first step began
 --
 -- The progress line: on a terminal one live line rewritten in place
@@ -24,7 +26,7 @@ local fmt = require "moonspeed.fmt"
 local M = {}
 
 M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-             "gflops", "mfu", "memory_bytes", "seconds", "elapsed" }
+             "gflops", "mfu", "memory_bytes", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed" }
 
 local Writer = {}
 Writer.__index = Writer
@@ -94,9 +96,11 @@ end
 function Progress:line(rec)
   local eta = self:eta(rec.step)
   local w = #tostring(self.total)
-  return ("step %" .. w .. "d/%d  loss %.4f  %slr %.2e  %s tok/s  ETA %s"):format(
+  local comm = (rec.busbw or 0) > 0
+    and ("  comm %sB %s/s"):format(fmt.si(rec.comm_bytes), fmt.bytes(rec.busbw)) or ""
+  return ("step %" .. w .. "d/%d  loss %.4f  %slr %.2e  %s tok/s%s  ETA %s"):format(
     rec.step, self.total, rec.loss, rec.val_loss and ("val_loss %.4f  "):format(rec.val_loss) or "",
-    rec.lr, fmt.si(rec.tokens_per_s), eta and fmt.duration(eta) or "?")
+    rec.lr, fmt.si(rec.tokens_per_s), comm, eta and fmt.duration(eta) or "?")
 end
 
 -- After each step. A step with an evaluation leaves a line that stays.

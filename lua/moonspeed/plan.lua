@@ -41,6 +41,8 @@ function M.from_struct(p, r)
   return setmetatable({
     device = devices[tonumber(p.device)] or tostring(p.device),
     n_units = tonumber(p.n_units),
+    world_size = tonumber(p.world_size),
+    zero_stage = tonumber(p.zero_stage),
     n_params = tonumber(p.n_params),
     n_params_matmul = tonumber(p.n_params_matmul),
     flops_per_token = tonumber(p.flops_per_token),
@@ -52,9 +54,10 @@ function M.from_struct(p, r)
 end
 
 -- The plan of a resolved recipe (allocates nothing).
-function M.compute(r)
+-- world: plan for that many ranks (nil: the environment's world, else 1).
+function M.compute(r, world)
   local engine = require "moonspeed.engine"
-  local cfg, anchors = engine.config(r, { data = false })
+  local cfg, anchors = engine.config(r, { data = false, world = world })
   local p = ffi.new("ms_plan")
   if engine.C.ms_plan_compute(cfg, p) ~= 0 then
     error("ms_plan_compute failed: " .. engine.last_error(), 2)
@@ -146,6 +149,9 @@ function M.format(p, title, machine)
     out[#out + 1] = ("  %d units; %s training FLOP/token; %d tokens/step (batch %d x seq_len %d, micro_batch %d%s)"):format(
       p.n_units, fmt.si(p.flops_per_token), tokens, r.train.batch, r.train.seq_len, r.train.micro_batch,
       r.train.checkpoint_activations and ", activation checkpointing" or "")
+    if p.world_size > 1 or p.zero_stage > 0 then
+      out[#out + 1] = ("  per rank of %d, ZeRO stage %d"):format(p.world_size, p.zero_stage)
+    end
   end
   out[#out + 1] = ""
   local rows = { { "", ("device (%s)"):format(p.device), "host", "" } }

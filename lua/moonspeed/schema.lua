@@ -108,6 +108,18 @@ M.sections = {
     { key = "val", type = "string", nonempty = true, default = "data/kjv/val.bin",
       doc = "held-out token shard for evaluation" },
   }),
+  section("zero", "ZeRO: how model state is split across ranks", {
+    { key = "stage", type = "int", min = 0, max = 3, default = 0,
+      doc = "0 replicate; 1 shard fp32 master and moments; 2 also gradients (reduce-scattered per unit); 3 also parameters (gathered per unit)" },
+    { key = "prefetch", type = "int", min = 0, max = 2, default = 1,
+      doc = "stage 3: units gathered ahead of the one computing" },
+  }),
+  section("comm", "Collectives between ranks", {
+    { key = "provider", type = "string", default = "",
+      doc = "libfabric provider (shm, tcp;ofi_rxm, efa); empty = FI_PROVIDER, else efa when present, shm on one host, tcp;ofi_rxm across hosts" },
+    { key = "timeout_s", type = "number", gt = 0, max = 86400, default = 300,
+      doc = "deadline of every collective; a dead or stuck rank becomes an error naming it" },
+  }),
   section("log", "What a run reports", {
     { key = "every", type = "int", min = 1, max = 1e9, default = 10,
       doc = "steps between progress lines when the output is not a terminal" },
@@ -128,7 +140,6 @@ M.sections = {
 
 -- Sections accepted only empty in this release.
 M.reserved = {
-  { name = "zero", doc = "ZeRO sharding stage and its knobs" },
   { name = "offload", doc = "moving optimizer state and parameters to host memory" },
   { name = "checkpoint", doc = "periodic sharded checkpoints and resuming" },
   { name = "cluster", doc = "nodes, GPUs per node and the Kubernetes layout" },

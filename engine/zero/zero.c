@@ -1,0 +1,162 @@
+/* zero/zero.c — the ZeRO hooks around each unit (see zero.h). */
+#include <string.h>
+
+#include "core/status.h"
+#include "zero/zero.h"
+
+static int32_t act_dtype(const ms_device *d) { return ms_act_bytes(d) == 2 ? MS_BF16 : MS_F32; }
+
+static int64_t shard_of(const ms_unit *u) { return u->padded / u->split.world; }
+
+void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm) {
+    memset(z, 0, sizeof *z);
+    z->stage = stage;
+    z->prefetch = prefetch < 0 ? 0 : prefetch > MS_ZERO_MAX_SLOTS - 1 ? MS_ZERO_MAX_SLOTS - 1 : prefetch;
+    z->comm = comm;
+    for (int s = 0; s < MS_ZERO_MAX_SLOTS; s++) z->slot_unit[s] = -1;
+}
+
+void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout *l) {
+    int64_t gather = 0, scratch = 0;
+    for (int u = 0; u < m->n_units; u++) {
+        const ms_unit *un = &m->units[u];
+        if (un->split.shard_params && un->padded > gather) gather = un->padded;
+        if (!un->split.own_grads && un->padded > scratch) scratch = un->padded;
+    }
+    z->slots = gather ? z->prefetch + 1 : 0;
+    for (int s = 0; s < z->slots; s++) z->slot[s] = ms_layout_take(l, MS_MEM_WORKSPACE, gather, ms_act_bytes(d));
+    z->scratch = scratch ? ms_layout_take(l, MS_MEM_WORKSPACE, scratch, 4) : NULL;
+    z->sums = ms_layout_take(l, MS_MEM_WORKSPACE, 4, 4);
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+static int slot_of(const ms_zero *z, int u) {
+    for (int s = 0; s < z->slots; s++)
+        if (z->slot_unit[s] == u) return s;
+    return -1;
+}
+
+static ms_status start_gather(ms_zero *z, ms_model *m, ms_device *d, int u) {
+    ms_unit *un = &m->units[u];
+    if (!un->split.shard_params || slot_of(z, u) >= 0) return MS_OK;
+    int s = slot_of(z, -1);
+    if (s < 0) return MS_OK; /* every slot busy: gathered when acquired */
+    z->slot_unit[s] = u;
+    return z->comm->all_gather(z->comm, un->params_home, z->slot[s], shard_of(un), act_dtype(d), &z->slot_req[s]);
+}
+
+ms_status ms_zero_acquire(ms_zero *z, ms_model *m, ms_device *d, const int32_t *order, int n, int i) {
+    int u = order[i];
+    ms_unit *un = &m->units[u];
+    if (!un->split.shard_params) return MS_OK;
+    TRY(start_gather(z, m, d, u));
+    int s = slot_of(z, u);
+    if (s < 0) return ms_fail(MS_ERR_INTERNAL, "zero: no gather slot for unit %s", un->name);
+    TRY(z->comm->wait(z->comm, z->slot_req[s]));
+    z->slot_req[s] = NULL;
+    un->params = z->slot[s];
+    for (int k = 1; k <= z->prefetch && i + k < n; k++) TRY(start_gather(z, m, d, order[i + k]));
+    return MS_OK;
+}
+
+void ms_zero_release(ms_zero *z, ms_model *m, int u) {
+    ms_unit *un = &m->units[u];
+    if (!un->split.shard_params) return;
+    int s = slot_of(z, u);
+    if (s >= 0) z->slot_unit[s] = -1;
+    un->params = NULL;
+}
+
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d) {
+    int64_t ab = ms_act_bytes(d);
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        int64_t owned = un->hi - un->lo;
+        if (un->split.shard_params) {
+            d->cast_params(d, un->params_home, un->master, owned);
+            continue;
+        }
+        char *mine = (char *)un->params_home + un->lo * ab;
+        d->cast_params(d, mine, un->master, owned);
+        if (un->split.shard_optim) {
+            ms_comm_req *req;
+            TRY(z->comm->all_gather(z->comm, mine, un->params_home, owned, act_dtype(d), &req));
+            TRY(z->comm->wait(z->comm, req));
+        }
+    }
+    return MS_OK;
+}
+
+/* ---- gradients ---------------------------------------------------------- */
+
+void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d) {
+    (void)z;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        if (un->split.shard_grads) d->zero(d, un->grads_owned, (un->hi - un->lo) * 4);
+        else d->zero(d, un->grads_home, un->padded * 4);
+    }
+}
+
+void ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d) {
+    (void)z;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        if (un->split.shard_grads && un->split.own_grads) d->zero(d, un->grads_home, un->padded * 4);
+    }
+}
+
+void ms_zero_grads_begin(ms_zero *z, ms_model *m, ms_device *d, int u) {
+    ms_unit *un = &m->units[u];
+    if (un->split.own_grads) return;
+    un->grads = z->scratch;
+    d->zero(d, un->grads, un->padded * 4);
+}
+
+ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u) {
+    ms_unit *un = &m->units[u];
+    if (!un->split.shard_grads) return MS_OK;
+    /* fold what the shard already holds into this rank's part, then sum the parts */
+    int64_t owned = un->hi - un->lo;
+    d->add(d, un->grads + un->lo, un->grads_owned, owned);
+    ms_comm_req *req;
+    TRY(z->comm->reduce_scatter(z->comm, un->grads, un->grads_owned, owned, MS_F32, &req));
+    TRY(z->comm->wait(z->comm, req));
+    if (!un->split.own_grads) un->grads = NULL;
+    return MS_OK;
+}
+
+ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d) {
+    (void)d;
+    if (z->comm->world == 1) return MS_OK;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        if (un->split.shard_grads) continue;
+        ms_comm_req *req;
+        TRY(z->comm->all_reduce(z->comm, un->grads_home, un->grads_home, un->padded, MS_F32, &req));
+        TRY(z->comm->wait(z->comm, req));
+    }
+    return MS_OK;
+}
+
+ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out) {
+    double sum = 0;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        sum += d->sumsq(d, un->grads_owned, un->hi - un->lo);
+    }
+    if (z->stage >= 1) TRY(ms_zero_sum(z, &sum, 1));
+    *out = sum;
+    return MS_OK;
+}
+
+ms_status ms_zero_sum(ms_zero *z, double *values, int n) {
+    if (z->comm->world == 1) return MS_OK;
+    for (int i = 0; i < n; i++) z->sums[i] = (float)values[i];
+    ms_comm_req *req;
+    TRY(z->comm->all_reduce(z->comm, z->sums, z->sums, n, MS_F32, &req));
+    TRY(z->comm->wait(z->comm, req));
+    for (int i = 0; i < n; i++) values[i] = z->sums[i];
+    return MS_OK;
+}

@@ -1,0 +1,62 @@
+/*
+ * zero/zero.h — ZeRO stages 0–3 over units.
+ *
+ * The stages differ only in which of a unit's flat buffers are whole and
+ * which are this rank's shard (ms_unit_split, decided in model/llama.c):
+ *   0  everything whole; gradients all-reduced at the end of the step;
+ *   1  + fp32 master and Adam moments of the owned shard only; after the
+ *        update each rank all-gathers the compute parameters;
+ *   2  + gradients reduce-scattered into the owned shard right after each
+ *        unit's backward, through one shared full-unit scratch;
+ *   3  + compute parameters sharded: a unit is all-gathered into a slot just
+ *        before it computes (the next `prefetch` units in flight meanwhile)
+ *        and released right after, in forward and again in backward.
+ * The engine's schedule calls these hooks around every unit; with one rank
+ * and stage 0 they do nothing. Every hook is collective: all ranks call it
+ * in the same order.
+ */
+#ifndef MS_ZERO_H
+#define MS_ZERO_H
+#include "comm/comm.h"
+#include "core/arena.h"
+#include "device/device.h"
+#include "model/llama.h"
+
+#define MS_ZERO_MAX_SLOTS 3
+
+typedef struct ms_zero {
+    int32_t stage, prefetch, slots;
+    ms_comm *comm;
+    void *slot[MS_ZERO_MAX_SLOTS];        /* (max padded) act: gathered parameters (stage 3) */
+    int32_t slot_unit[MS_ZERO_MAX_SLOTS]; /* the unit a slot holds, -1 when free */
+    ms_comm_req *slot_req[MS_ZERO_MAX_SLOTS];
+    float *scratch;                       /* (max padded) fp32: gradients of the unit in backward */
+    float *sums;                          /* (4) fp32: scalars summed across ranks */
+} ms_zero;
+
+void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm);
+/* Declare the shared buffers (gather slots, gradient scratch) to a layout pass. */
+void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout *l);
+
+/* Make order[i]'s parameters resident and start gathering the next ones. */
+ms_status ms_zero_acquire(ms_zero *z, ms_model *m, ms_device *d, const int32_t *order, int n, int i);
+void ms_zero_release(ms_zero *z, ms_model *m, int u);
+
+/* Zero the gradient buffers a step accumulates into (call before its first micro-batch). */
+void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d);
+/* Before a micro-batch's backward: zero the whole-unit buffers that are reduced per micro-batch. */
+void ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d);
+/* Around unit u's backward: point its gradients at the scratch; then reduce-scatter them into the owned shard. */
+void ms_zero_grads_begin(ms_zero *z, ms_model *m, ms_device *d, int u);
+ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u);
+/* At the end of the step: all-reduce the gradients kept whole (stages 0 and 1). */
+ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d);
+
+/* Squared global gradient norm over every rank's owned gradients. */
+ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out);
+/* Refresh every unit's compute parameters from the owned master weights. */
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d);
+/* Sum n (<= 4) values across ranks, in place. */
+ms_status ms_zero_sum(ms_zero *z, double *values, int n);
+
+#endif
