@@ -55,7 +55,7 @@ local catalogue = {
   { "bad/device-cuda.lua", {}, 'bad/device-cuda.lua:2: device = "cuda" is not available in this release; use device = "cpu"' },
   -- reserved sections
   { "bad/reserved-section.lua", {},
-    "bad/reserved-section.lua:2: zero.stage: the zero section is reserved for a later release; leave it empty (this release accepts `zero = {}` only)" },
+    "bad/reserved-section.lua:2: offload.optimizer: the offload section is reserved for a later release; leave it empty (this release accepts `offload = {}` only)" },
   -- the sandbox
   { "bad/sandbox-io.lua", {},
     "bad/sandbox-io.lua:1: io is not available in recipes (recipes are data; helpers: extend, env, remove)" },
@@ -82,8 +82,12 @@ local catalogue = {
     'override train.steps=abc: train.steps must be an integer in [1, 1000000000], got "abc" (a string)' },
   { "good.lua", { "lr=abc" }, 'override lr=abc: train.lr must be a number > 0 and < 10, got "abc" (a string)' },
   { "good.lua", { "model=3" }, "override model=3: model is a section; set one of its keys, e.g. model.name=..." },
-  { "good.lua", { "zero.stage=3" },
-    "override zero.stage=3: zero.stage: the zero section is reserved for a later release; leave it empty (this release accepts `zero = {}` only)" },
+  { "good.lua", { "offload.params=cpu" },
+    "override offload.params=cpu: offload.params: the offload section is reserved for a later release; leave it empty (this release accepts `offload = {}` only)" },
+  { "good.lua", { "zero.stage=5" }, "override zero.stage=5: zero.stage must be an integer in [0, 3], got 5" },
+  { "good.lua", { "zero.prefech=1" }, "override zero.prefech=1: unknown key zero.prefech; did you mean zero.prefetch?" },
+  { "bad/zero-stage.lua", {}, "bad/zero-stage.lua:2: zero.stage must be an integer in [0, 3], got 4" },
+  { "bad/comm-timeout.lua", {}, "bad/comm-timeout.lua:2: comm.timeout_s must be a number > 0 and <= 86400, got 0" },
   { "good.lua", { "=5" }, "override =5: expected section.key=value (e.g. train.lr=3e-4)" },
   { "good.lua", { "train.micro_batch=3" },
     "override train.micro_batch=3: train.batch (16) must be a multiple of train.micro_batch (3)" },

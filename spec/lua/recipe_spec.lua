@@ -105,8 +105,8 @@ describe("recipe.load", function()
   end)
 
   it("accepts empty reserved sections and drops them from the result", function()
-    local r = recipe.load(write_recipe(dir, "z.lua", "return { zero = {}, offload = {}, checkpoint = {}, cluster = {} }\n"))
-    assert.is_nil(r.zero)
+    local r = recipe.load(write_recipe(dir, "z.lua", "return { offload = {}, checkpoint = {}, cluster = {} }\n"))
+    assert.is_nil(r.offload)
     assert.is_nil(r.cluster)
   end)
 
