@@ -55,6 +55,7 @@ struct ms_comm {
     /* Complete a request (NULL: nothing to do). */
     ms_status (*wait)(ms_comm *c, ms_comm_req *req);
     void (*destroy)(ms_comm *c);
+    const char *provider;   /* the libfabric provider ("shm", "tcp;ofi_rxm", "efa"); "none" for single */
 };
 
 /* The world this process belongs to, from the environment (bootstrap.c):
@@ -66,6 +67,7 @@ typedef struct ms_world {
     int32_t master_port;
     char job_token[64];     /* MS_JOB_TOKEN: ranks of another job cannot join */
     const char *source;     /* "MS_*", "PET_*", "torchrun", "none" */
+    int32_t rendezvous_ms;  /* MS_RENDEZVOUS_TIMEOUT (seconds) in ms; 0: the communicator's timeout */
 } ms_world;
 
 ms_status ms_world_from_env(ms_world *w);

@@ -1,58 +1,113 @@
-/* comm/single.c — the communicator of a world of one rank: copies at most. */
+/*
+ * comm/single.c — the communicator of a world of one rank.
+ *
+ * Every collective of one rank is the identity: out of place it copies send
+ * to recv (bf16 copies bit for bit: a sum of one term rounds to itself), in
+ * place it does nothing. Requests are never needed: each call completes
+ * before it returns and hands back NULL. The counters count all the same, so
+ * metrics read the same at every world size.
+ */
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/comm.h"
+#include "comm/bootstrap.h"
+#include "comm/fabric.h"
 #include "core/status.h"
 
-static int64_t elem(int32_t dtype) { return dtype == MS_BF16 ? 2 : 4; }
+const char *ms_comm_kind_name(int kind) {
+    switch (kind) {
+    case MS_COMM_ALL_GATHER: return "all_gather";
+    case MS_COMM_REDUCE_SCATTER: return "reduce_scatter";
+    case MS_COMM_ALL_REDUCE: return "all_reduce";
+    case MS_COMM_BROADCAST: return "broadcast";
+    case MS_COMM_BARRIER: return "barrier";
+    }
+    return "unknown collective";
+}
 
-static void count(ms_comm *c, int kind, int64_t bytes) {
+ms_status ms_comm_check(const ms_comm *c, int kind, const void *send, const void *recv, int64_t count,
+                        int32_t dtype, ms_comm_req **req) {
+    const char *what = ms_comm_kind_name(kind);
+    if (!c) return ms_fail(MS_ERR_INVALID, "%s: the communicator is NULL", what);
+    if (!req) return ms_fail(MS_ERR_INVALID, "%s: req is NULL; pass where to put the request", what);
+    *req = NULL;
+    if (count < 0) return ms_fail(MS_ERR_INVALID, "%s: count %lld is negative", what, (long long)count);
+    if (kind != MS_COMM_BROADCAST && dtype != MS_F32 && dtype != MS_BF16)
+        return ms_fail(MS_ERR_INVALID, "%s: dtype %d is not MS_F32 (0) or MS_BF16 (1)", what, (int)dtype);
+    if (count > 0 && (!send || !recv))
+        return ms_fail(MS_ERR_INVALID, "%s: %s buffer is NULL with count %lld", what, !send ? "the send" : "the recv",
+                       (long long)count);
+    return MS_OK;
+}
+
+static ms_status finish(ms_comm *c, int kind, int64_t bytes, double t0) {
     c->stats.calls[kind]++;
     c->stats.bytes[kind] += bytes;
+    c->stats.seconds[kind] += ms_comm_now() - t0;
+    return MS_OK;
 }
 
-static ms_status copy_op(ms_comm *c, int kind, const void *send, void *recv, int64_t n, int32_t dtype,
+static ms_status copy_op(ms_comm *c, int kind, const void *send, void *recv, int64_t count, int32_t dtype,
                          ms_comm_req **req) {
-    *req = NULL;
-    if (send != recv) memmove(recv, send, (size_t)(n * elem(dtype)));
-    count(c, kind, n * elem(dtype));
+    double t0 = ms_comm_now();
+    TRY(ms_comm_check(c, kind, send, recv, count, dtype, req));
+    int64_t bytes = count * ms_comm_elem_size(dtype);
+    if (count > 0 && send != recv) memmove(recv, send, (size_t)bytes);
+    return finish(c, kind, bytes, t0);
+}
+
+static ms_status single_all_gather(ms_comm *c, const void *send, void *recv, int64_t count, int32_t dtype,
+                                   ms_comm_req **req) {
+    return copy_op(c, MS_COMM_ALL_GATHER, send, recv, count, dtype, req);
+}
+
+static ms_status single_reduce_scatter(ms_comm *c, const void *send, void *recv, int64_t count, int32_t dtype,
+                                       ms_comm_req **req) {
+    return copy_op(c, MS_COMM_REDUCE_SCATTER, send, recv, count, dtype, req);
+}
+
+static ms_status single_all_reduce(ms_comm *c, const void *send, void *recv, int64_t count, int32_t dtype,
+                                   ms_comm_req **req) {
+    return copy_op(c, MS_COMM_ALL_REDUCE, send, recv, count, dtype, req);
+}
+
+static ms_status single_broadcast(ms_comm *c, void *buf, int64_t bytes, int32_t root, ms_comm_req **req) {
+    double t0 = ms_comm_now();
+    TRY(ms_comm_check(c, MS_COMM_BROADCAST, buf, buf, bytes, MS_F32, req));
+    if (root != 0) return ms_fail(MS_ERR_INVALID, "broadcast: root %d is not a rank of a world of 1", root);
+    return finish(c, MS_COMM_BROADCAST, bytes, t0);
+}
+
+static ms_status single_barrier(ms_comm *c) {
+    if (!c) return ms_fail(MS_ERR_INVALID, "barrier: the communicator is NULL");
+    c->stats.calls[MS_COMM_BARRIER]++;
     return MS_OK;
 }
 
-static ms_status all_gather(ms_comm *c, const void *s, void *r, int64_t n, int32_t dt, ms_comm_req **q) {
-    return copy_op(c, MS_COMM_ALL_GATHER, s, r, n, dt, q);
-}
-static ms_status reduce_scatter(ms_comm *c, const void *s, void *r, int64_t n, int32_t dt, ms_comm_req **q) {
-    return copy_op(c, MS_COMM_REDUCE_SCATTER, s, r, n, dt, q);
-}
-static ms_status all_reduce(ms_comm *c, const void *s, void *r, int64_t n, int32_t dt, ms_comm_req **q) {
-    return copy_op(c, MS_COMM_ALL_REDUCE, s, r, n, dt, q);
-}
-static ms_status broadcast(ms_comm *c, void *buf, int64_t bytes, int32_t root, ms_comm_req **q) {
-    (void)buf;
-    *q = NULL;
-    if (root != 0) return ms_fail(MS_ERR_INVALID, "broadcast from rank %d in a world of 1 rank", root);
-    count(c, MS_COMM_BROADCAST, bytes);
-    return MS_OK;
-}
-static ms_status barrier(ms_comm *c) {
-    count(c, MS_COMM_BARRIER, 0);
-    return MS_OK;
-}
-static ms_status wait_req(ms_comm *c, ms_comm_req *q) {
+static ms_status single_wait(ms_comm *c, ms_comm_req *req) {
     (void)c;
-    (void)q;
+    if (req) return ms_fail(MS_ERR_INVALID, "wait: the single communicator never hands out requests; got %p", (void *)req);
     return MS_OK;
 }
-static void destroy(ms_comm *c) { free(c); }
+
+static void single_destroy(ms_comm *c) { free(c); }
 
 ms_status ms_comm_single(ms_comm **out) {
+    if (!out) return ms_fail(MS_ERR_INVALID, "ms_comm_single: out is NULL");
     ms_comm *c = calloc(1, sizeof *c);
-    if (!c) return ms_fail(MS_ERR_NOMEM, "communicator: out of host memory");
-    *c = (ms_comm){.name = "single", .rank = 0, .world = 1, .all_gather = all_gather,
-                   .reduce_scatter = reduce_scatter, .all_reduce = all_reduce, .broadcast = broadcast,
-                   .barrier = barrier, .wait = wait_req, .destroy = destroy};
+    if (!c) return ms_fail(MS_ERR_NOMEM, "ms_comm_single: out of memory");
+    c->name = "single";
+    c->provider = "none";
+    c->rank = 0;
+    c->world = 1;
+    c->timeout_ms = 30000;
+    c->all_gather = single_all_gather;
+    c->reduce_scatter = single_reduce_scatter;
+    c->all_reduce = single_all_reduce;
+    c->broadcast = single_broadcast;
+    c->barrier = single_barrier;
+    c->wait = single_wait;
+    c->destroy = single_destroy;
     *out = c;
     return MS_OK;
 }
