@@ -132,7 +132,7 @@ $(LLAMA3)/tokenizer.json:
 run: deps all data
 	$(BUILD)/moonspeed run recipes/default.lua
 
-test: deps all data $(BUILD)/spec-c
+test: deps all data data-llama3 $(BUILD)/spec-c
 	@set -o pipefail; busted --run=default -o TAP 2>&1 | tee $(BUILD)/test.log | grep -v '^ok '; \
 	  awk '/^ok /{p++} /^not ok /{f++} END{printf "%d passed, %d failed\n", p, f; exit f>0}' $(BUILD)/test.log
 
