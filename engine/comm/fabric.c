@@ -71,6 +71,7 @@ enum {
     SENDS_IN_FLIGHT = 2,   /* sends outstanding per pipeline */
     N_OPS = N_REQS * N_PIPES * (LOOKAHEAD + SENDS_IN_FLIGHT),
     NAME_MAX_LEN = 252,    /* endpoint name bytes */
+    NAME_REC = NAME_MAX_LEN + 4,
     DEFAULT_CHUNK = 128 << 10,
 };
 
@@ -139,6 +140,7 @@ struct fab {
     struct fid_cq *cq;
     struct fid_ep *ep;
     fi_addr_t *addr;          /* (world) */
+    uint8_t *names;           /* (world, NAME_REC): every rank's endpoint name, length first */
     int register_buffers;     /* FI_MR_LOCAL, or forced by MS_FABRIC_REGISTER=1 */
     int mr_endpoint;
     uint64_t next_key;
@@ -172,6 +174,25 @@ static ms_status fail(fab *f, ms_status st, const char *fmt, ...) {
     va_end(ap);
     f->failed = 1;
     return ms_fail(st, "%s", f->failure);
+}
+
+/* Removes the shared-memory region a dead rank of the shm provider left behind. */
+static void remove_region(fab *f, int32_t rank) {
+    if (!f->names || strcmp(f->provider, "shm") != 0) return;
+    char name[NAME_MAX_LEN + 1];
+    memcpy(name, f->names + (size_t)rank * NAME_REC + 4, NAME_MAX_LEN);
+    name[NAME_MAX_LEN] = '\0';
+    const char *base = strncmp(name, "fi_shm://", 9) == 0 ? name + 9 : name;
+    if (!*base || strchr(base, '/') || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) return;
+    char path[NAME_MAX_LEN + 16];
+    snprintf(path, sizeof path, "/dev/shm/%s", base);
+    unlink(path);
+}
+
+static ms_status fail_gone(fab *f, const char *what, int32_t gone) {
+    remove_region(f, gone);
+    return fail(f, MS_ERR_IO, "%s: rank %d is gone: it left the job without a goodbye (it died or was killed)", what,
+                gone);
 }
 
 static ms_status refuse_if_failed(fab *f, const char *what) {
@@ -461,8 +482,19 @@ static ms_status progress(fab *f, int *got) {
         char detail[256] = "", name[64] = "?";
         fi_cq_strerror(f->cq, err.prov_errno, err.err_data, detail, sizeof detail);
         if (o) req_name(o->req, name, sizeof name);
-        return fail(f, MS_ERR_IO, "%s: %s rank %d failed: %s (%s); it may have died", name,
-                    o && o->is_send ? "sending to" : "receiving from", o ? o->peer : -1, fi_err(f, err.err), detail);
+        /* a peer that died breaks the transfers of its neighbours: the rendezvous knows which one it was */
+        int32_t gone = -1;
+        for (double end = ms_comm_now() + 0.5; gone < 0 && ms_comm_now() < end;) {
+            gone = ms_boot_gone(f->boot);
+            if (gone < 0) {
+                struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (gone >= 0) return fail_gone(f, name, gone);
+        return fail(f, MS_ERR_IO, "%s: %s rank %d failed: %s%s%s%s; it may have died", name,
+                    o && o->is_send ? "sending to" : "receiving from", o ? o->peer : -1, fi_err(f, err.err),
+                    detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
     }
     if (n < 0 && n != -FI_EAGAIN) return fail(f, MS_ERR_IO, "fabric: reading the completion queue failed: %s", fi_err(f, n));
     while (f->retry_head) {
@@ -682,8 +714,7 @@ static ms_status fab_wait(ms_comm *c, ms_comm_req *q) {
             last_check = now;
             int32_t gone = ms_boot_gone(f->boot);
             if (gone >= 0) {
-                st = fail(f, MS_ERR_IO, "%s: rank %d is gone: it left the job without a goodbye (it died or was "
-                          "killed)", name, gone);
+                st = fail_gone(f, name, gone);
                 break;
             }
             double since = q->t_last > entered ? q->t_last : entered;
@@ -775,20 +806,34 @@ static void fab_destroy(ms_comm *c) {
     if (!c) return;
     fab *f = c->impl;
     ms_boot_close(f->boot);   /* goodbye: every rank is done with its endpoint */
+    if (f->failed) {
+        /* Operations to a dead peer may still be posted, and closing an endpoint
+         * in that state can crash the provider (tcp;ofi_rxm 1.17 does). Nothing
+         * drives it any more: leave it, the staging and the contexts it may
+         * still point at, to the end of the process; only take the name of
+         * this rank's shared memory (shm) off /dev/shm. */
+        remove_region(f, c->rank);
+        free(f->addr);
+        free(f->names);
+        return;
+    }
     fab_close(f);
     free(f->addr);
+    free(f->names);
     free(f->slot_mem);
     free(f);
 }
 
 static ms_status load_library(fab *f) {
-    f->lib = dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    const char *name = getenv("MS_FABRIC_LIBRARY");   /* another libfabric, by name or path */
+    if (!name || !*name) name = "libfabric.so.1";
+    f->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!f->lib)
         return ms_fail(MS_ERR_IO,
-                       "the fabric communicator needs libfabric.so.1, which cannot be loaded (%s); install the "
+                       "the fabric communicator needs libfabric (%s), which cannot be loaded: %s; install the "
                        "libfabric1 package (Debian, Ubuntu) or the EFA installer (AWS), or put its folder on "
                        "LD_LIBRARY_PATH",
-                       dlerror());
+                       name, dlerror());
     struct { const char *name; void **fn; } syms[] = {
         {"fi_getinfo", (void **)&f->getinfo},   {"fi_freeinfo", (void **)&f->freeinfo},
         {"fi_dupinfo", (void **)&f->dupinfo},   {"fi_fabric", (void **)&f->open_fabric},
@@ -922,7 +967,7 @@ static ms_status open_endpoint(fab *f, const ms_world *w) {
 /* Every rank's endpoint name through the rendezvous, into the address vector. */
 static ms_status exchange_names(fab *f) {
     int32_t w = f->c.world;
-    enum { REC = NAME_MAX_LEN + 4 };
+    enum { REC = NAME_REC };
     uint8_t mine[REC];
     memset(mine, 0, sizeof mine);
     size_t len = NAME_MAX_LEN;
@@ -953,7 +998,7 @@ static ms_status exchange_names(fab *f) {
             st = ms_fail(MS_ERR_IO, "fabric: adding rank %d's endpoint (host %s) to the address vector failed: %s", r,
                          ms_boot_host(f->boot, r), rc < 0 ? f->strerror(-rc) : "not inserted");
     }
-    free(all);
+    f->names = all;
     return st;
 }
 
@@ -1014,6 +1059,7 @@ ms_status ms_fabric_create(const ms_world *w, const char *provider, int32_t time
         ms_boot_close(f->boot);
         fab_close(f);
         free(f->addr);
+        free(f->names);
         free(f->slot_mem);
         free(f);
         return st;

@@ -84,6 +84,8 @@ int run_ranks(const rank_job *job, rank_fn body, void *arg, double limit_s, int 
     int pids[64];
     int world = job->world;
     for (int r = 0; r < world; r++) pids[r] = spawn_rank(r, body, arg);
+    if (job->pids)
+        for (int r = 0; r < world; r++) job->pids[r] = pids[r];
     int bad = 0;
     double end = now() + limit_s;
     for (int r = 0; r < world; r++) {

@@ -20,6 +20,7 @@ typedef struct rank_job {
     const char *provider;   /* NULL: the default choice */
     int32_t timeout_ms;
     const char *token;      /* NULL: "spec" */
+    int *pids;              /* when set, run_ranks writes the children's pids here (world entries) */
 } rank_job;
 
 int free_port(void);
