@@ -34,8 +34,8 @@ static ms_status read_all(const char *path, uint8_t **out, int64_t *n) {
     if (!f) {
         int err = errno;
         return ms_fail(MS_ERR_IO, "tokenizer %s: %s%s", path, strerror(err),
-                       err == ENOENT ? "; run `make data-llama3` for Llama 3's tokenizer.model and tokenizer.json, "
-                                       "or use --tokenizer bytes" : "");
+                       err == ENOENT ? "; run `make data-llama3` for Llama 3's tokenizer.model and tokenizer.json "
+                                       "(\"bytes\" names the byte-level tokenizer)" : "");
     }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -8,6 +8,7 @@
 --   moonspeed keys [--markdown]
 --   moonspeed check [RECIPE] [overrides]
 --   moonspeed prepare-bytes TEXT --out DIR [--val-every N]
+--   moonspeed encode | decode | tokenize ...   (tokenize.lua)
 --   moonspeed version
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
@@ -440,6 +441,9 @@ every N-th chunk (default 20) held out for validation. Prints the token counts.
     return 0
   end,
 })
+
+-- encode, decode, tokenize: the tokenizer commands live in tokenize.lua.
+for _, c in ipairs(require("moonspeed.tokenize").commands(usage, say)) do command(c.name, c) end
 
 command("check", {
   summary = "validate a recipe and print it resolved (every key)",

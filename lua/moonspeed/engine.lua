@@ -103,6 +103,8 @@ function M.config(r, opts)
   cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
   cfg.world_size = opts.world or 0
   local anchors = { r.data.tokenizer, nil, nil, r.comm.provider }
+  -- the shards must carry the id of data.tokenizer (a path resolves to its vocabulary's id)
+  if opts.data ~= false then anchors[1] = require("moonspeed.tokenizer").recipe_id(r) end
   cfg.tokenizer = anchors[1]
   if r.comm.provider ~= "" then cfg.comm_provider = anchors[4] end
   if opts.data ~= false then
@@ -500,7 +502,7 @@ function Engine:params()
   return names
 end
 
--- Text from the byte-level model: BOS, the prompt's bytes, then up to
+-- Text from the model: BOS, the prompt encoded by data.tokenizer, then up to
 -- opts.tokens sampled tokens (stops at EOS). Returns the continuation (not
 -- the prompt) and the number of tokens generated.
 function Engine:generate(prompt, opts)
@@ -518,20 +520,13 @@ function Engine:generate(prompt, opts)
   bad(type(temperature) ~= "number" or temperature < 0, "temperature must be a number >= 0 (0 = greedy)")
   bad(type(top_k) ~= "number" or top_k < 0 or top_k ~= math.floor(top_k), "top_k must be an integer >= 0 (0 = all)")
   bad(type(seed) ~= "number" or seed < 0 or seed ~= math.floor(seed), "seed must be an integer >= 0")
-  local n = #prompt + 1
-  local ids = ffi.new("int32_t[?]", n)
-  ids[0] = C.ms_bytes_bos()
-  for i = 1, #prompt do ids[i] = prompt:byte(i) end
+  local tok = require("moonspeed.tokenizer").for_recipe(state(self).recipe)
+  local ids, n = tok:encode_cdata(prompt, { bos = true })
   local out = ffi.new("int32_t[?]", math.max(tokens, 1))
   local n_out = ffi.new("int32_t[1]")
-  check(C.ms_engine_generate(h, ids, n, tokens, temperature, top_k, seed, C.ms_bytes_eos(), out, n_out),
+  check(C.ms_engine_generate(h, ids, n, tokens, temperature, top_k, seed, tok.eos, out, n_out),
     "ms_engine_generate")
-  local bytes = {}
-  for i = 0, n_out[0] - 1 do
-    local id = out[i]
-    if id >= 0 and id < 256 then bytes[#bytes + 1] = string.char(id) end
-  end
-  return table.concat(bytes), tonumber(n_out[0])
+  return tok:decode_text(out, n_out[0]), tonumber(n_out[0])
 end
 
 -- Writes the fp32 master weights to path (atomically).

@@ -101,8 +101,8 @@ M.sections = {
       doc = "rows of logits per LM-head chunk; 0 = automatic" },
   }),
   section("data", "Where the tokens come from", {
-    { key = "tokenizer", type = "enum", values = { "bytes" }, default = "bytes",
-      doc = "bytes: one token per byte, BOS 256, EOS 257" },
+    { key = "tokenizer", type = "string", nonempty = true, default = "bytes",
+      doc = "\"bytes\" (one token per byte, BOS 256, EOS 257), or the path of a tokenizer.model or tokenizer.json (make data-llama3 fetches Llama 3's); the shards must carry its id" },
     { key = "train", type = "string", nonempty = true, default = "data/kjv/train.bin",
       doc = "training token shard (relative paths are relative to the working directory)" },
     { key = "val", type = "string", nonempty = true, default = "data/kjv/val.bin",

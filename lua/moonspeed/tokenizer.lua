@@ -108,6 +108,16 @@ function Tokenizer:decode(ids)
   return self:decode_cdata(buf, #ids)
 end
 
+-- Text of generated ids: the special tokens (BOS, EOS ...) and ids beyond the
+-- vocabulary (a model may have more rows than the tokenizer has tokens) left out.
+function Tokenizer:decode_text(buf, n)
+  local keep, k = ffi.new("int32_t[?]", math.max(1, n)), 0
+  for i = 0, n - 1 do -- the special tokens follow the ordinary ones, BOS first
+    if buf[i] >= 0 and buf[i] < self.bos then keep[k] = buf[i]; k = k + 1 end
+  end
+  return self:decode_cdata(keep, k)
+end
+
 -- The bytes of one token (special tokens: their names).
 function Tokenizer:token(id)
   local p, n = ffi.new("const char *[1]"), ffi.new("int32_t[1]")
@@ -142,6 +152,43 @@ function Tokenizer:tokenize(inputs, out_dir, opts)
     train_tokens = tonumber(rep.train_tokens), val_tokens = tonumber(rep.val_tokens),
     train_shards = rep.train_shards, val_shards = rep.val_shards, seconds = rep.seconds,
   }
+end
+
+---------------------------------------------------------------------------
+-- Recipes: data.tokenizer is "bytes" or a path
+---------------------------------------------------------------------------
+
+local cache = {}
+
+-- The tokenizer a recipe names, loaded once per path.
+function M.for_recipe(r)
+  local path = r.data.tokenizer
+  if not cache[path] then
+    local ok, t = pcall(M.load, path)
+    if not ok then error(("data.tokenizer = %q: %s"):format(path, tostring(t)), 0) end
+    cache[path] = t
+  end
+  return cache[path]
+end
+
+-- Checks data.tokenizer against model.vocab_size and against the headers of
+-- data.train and data.val; returns the id the engine must find in the shards.
+function M.recipe_id(r)
+  local t = M.for_recipe(r)
+  local name = ("data.tokenizer = %q (%s, %d tokens)"):format(r.data.tokenizer, t.id, t.vocab_size)
+  if r.model.vocab_size < t.vocab_size then
+    error(("model.vocab_size = %d is smaller than the vocabulary of %s; set model.vocab_size = %d")
+      :format(r.model.vocab_size, name, t.vocab_size), 0)
+  end
+  for _, k in ipairs({ "train", "val" }) do
+    local info = engine.shard_info(r.data[k]) -- a missing shard is the engine's to report
+    if info and info.tokenizer ~= t.id then
+      error(("data.%s = %q was made by tokenizer %s (%d tokens), but %s; tokenize the text again with it "
+        .. "(moonspeed tokenize --tokenizer %s ...) or set data.tokenizer to the tokenizer that made the shard")
+        :format(k, r.data[k], info.tokenizer, info.vocab_size, name, r.data.tokenizer), 0)
+    end
+  end
+  return t.id
 end
 
 M.Tokenizer = Tokenizer
