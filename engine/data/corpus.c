@@ -253,37 +253,50 @@ static int json_skip(const uint8_t *p, int64_t n, int64_t *i) {
  * JSON object, -3 when it has no string "text" (keys listed into keys). */
 static int json_text(const uint8_t *p, int64_t n, buf *out, char *keys, size_t keys_cap) {
     int64_t i = 0;
+    int found = 0;
     skip_ws(p, n, &i);
     if (i >= n || p[i] != '{') return -1;
     i++;
     keys[0] = 0;
-    for (;;) {
-        skip_ws(p, n, &i);
-        if (i < n && p[i] == '}') return -3;
-        if (i >= n || p[i] != '"') return -1;
-        int64_t k0 = i;
-        if (json_string(p, n, &i, NULL)) return -1;
-        int is_text = i - k0 == 6 && memcmp(p + k0, "\"text\"", 6) == 0;
-        size_t kl = strlen(keys);
-        if (kl + (size_t)(i - k0) + 2 < keys_cap)
-            snprintf(keys + kl, keys_cap - kl, "%s%.*s", kl ? ", " : "", (int)(i - k0 - 2), (const char *)p + k0 + 1);
-        skip_ws(p, n, &i);
-        if (i >= n || p[i] != ':') return -1;
+    skip_ws(p, n, &i);
+    if (i < n && p[i] == '}') {
         i++;
-        skip_ws(p, n, &i);
-        if (is_text && i < n && p[i] == '"') {
-            int r = json_string(p, n, &i, out);
-            return r == 0 ? 0 : r == -2 ? -2 : -1;
-        }
-        if (json_skip(p, n, &i)) return -1;
-        skip_ws(p, n, &i);
-        if (i < n && p[i] == ',') {
+    } else {
+        for (;;) {
+            skip_ws(p, n, &i);
+            if (i >= n || p[i] != '"') return -1;
+            int64_t k0 = i;
+            if (json_string(p, n, &i, NULL)) return -1;
+            int is_text = i - k0 == 6 && memcmp(p + k0, "\"text\"", 6) == 0;
+            size_t kl = strlen(keys);
+            if (kl + (size_t)(i - k0) + 2 < keys_cap)
+                snprintf(keys + kl, keys_cap - kl, "%s%.*s", kl ? ", " : "", (int)(i - k0 - 2), (const char *)p + k0 + 1);
+            skip_ws(p, n, &i);
+            if (i >= n || p[i] != ':') return -1;
             i++;
-            continue;
+            skip_ws(p, n, &i);
+            if (is_text && !found && i < n && p[i] == '"') {
+                int r = json_string(p, n, &i, out);
+                if (r) return r == -2 ? -2 : -1;
+                found = 1;
+            } else if (json_skip(p, n, &i)) {
+                return -1;
+            }
+            skip_ws(p, n, &i);
+            if (i < n && p[i] == ',') {
+                i++;
+                continue;
+            }
+            if (i < n && p[i] == '}') {
+                i++;
+                break;
+            }
+            return -1;
         }
-        if (i < n && p[i] == '}') return -3;
-        return -1;
     }
+    skip_ws(p, n, &i);
+    if (i < n) return -1; /* something after the object */
+    return found ? 0 : -3;
 }
 
 /* --- blocks and batches ------------------------------------------------------ */
