@@ -44,7 +44,7 @@ else
 CUDA_NOTE := nvcc found at $(NVCC): the CUDA backend has no sources yet, building the CPU backend
 endif
 
-.PHONY: all deps data data-llama3 run test spec-c install clean cuda-note
+.PHONY: all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -128,6 +128,10 @@ $(LLAMA3)/tokenizer.json:
 	@echo "$(LLAMA3_JSON_SHA256)  $@.unverified" | sha256sum --check --quiet - || { \
 	  echo "data-llama3: $@ does not have the pinned sha256 $(LLAMA3_JSON_SHA256); not installed" >&2; exit 1; }
 	mv $@.unverified $@
+
+# Tokenizer throughput next to the reference JavaScript encoder (README, "Tokenizer").
+bench-tokenizer: all data data-llama3
+	luajit spec/bench/tokenizer.lua
 
 run: deps all data
 	$(BUILD)/moonspeed run recipes/default.lua

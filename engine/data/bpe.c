@@ -21,38 +21,55 @@
 
 /* --- the vocabulary's hash table ----------------------------------------- */
 
-static inline uint64_t mix(uint64_t h) {
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ull;
-    h ^= h >> 32;
-    return h;
+static inline uint64_t load_head(const uint8_t *p, int64_t n) {
+    uint64_t w = 0;
+    if (n >= 8) {
+        memcpy(&w, p, 8);
+        return w;
+    }
+    for (int64_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+    return w;
 }
 
-static inline uint64_t hash_bytes(const uint8_t *p, int64_t n) {
-    uint64_t h = 0x9e3779b97f4a7c15ull * (uint64_t)(n + 1);
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
+static inline uint64_t hash_bytes(uint64_t head, const uint8_t *p, int64_t n) {
+    uint64_t h = (head ^ 0x9e3779b97f4a7c15ull * (uint64_t)(n + 1)) * 0xbf58476d1ce4e5b9ull;
+    for (int64_t i = 8; i < n; i += 8) {
+        uint64_t w = load_head(p + i, n - i < 8 ? n - i : 8);
+        h = (h ^ (h >> 31) ^ w) * 0x94d049bb133111ebull;
     }
-    if (n > 0) {
-        uint64_t w = 0;
-        for (int64_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
-        h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    return h ^ (h >> 32);
+}
+
+static inline int32_t lookup(const ms_tokenizer *t, uint64_t head, const uint8_t *p, int64_t n) {
+    uint64_t i = hash_bytes(head, p, n) & t->mask;
+    for (;;) {
+        const ms_tok_slot *s = &t->slots[i];
+        if (!s->len) return -1;
+        if (s->len == (uint32_t)n && s->head == head &&
+            (n <= 8 || memcmp(t->blob + t->off[s->rank] + 8, p + 8, (size_t)(n - 8)) == 0))
+            return s->rank;
+        i = (i + 1) & t->mask;
     }
-    return mix(h);
 }
 
 int32_t ms_tok_rank(const ms_tokenizer *t, const uint8_t *p, int64_t n) {
-    uint64_t i = hash_bytes(p, n) & t->mask;
-    for (;;) {
-        uint32_t s = t->slots[i];
-        if (!s) return -1;
-        uint32_t r = s - 1, a = t->off[r];
-        if ((int64_t)(t->off[r + 1] - a) == n && memcmp(t->blob + a, p, (size_t)n) == 0) return (int32_t)r;
-        i = (i + 1) & t->mask;
-    }
+    if (n == 2) return t->pair_rank[p[0] | p[1] << 8];
+    return lookup(t, load_head(p, n), p, n);
+}
+
+/* The same through a context's cache: the big table is megabytes, so each of
+ * its lookups is a cache miss, while the strings a text asks about repeat. */
+static inline int32_t rank_c(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_t *p, int64_t n) {
+    if (n == 2) return t->pair_rank[p[0] | p[1] << 8];
+    uint64_t head = load_head(p, n);
+    if (n > 8) return lookup(t, head, p, n);
+    ms_tok_slot *e = &c->cache[((head ^ (uint64_t)n) * 0x9e3779b97f4a7c15ull) >> 52];
+    if (e->len == (uint32_t)n && e->head == head) return e->rank;
+    int32_t r = lookup(t, head, p, n);
+    *e = (ms_tok_slot){.head = head, .len = (uint32_t)n, .rank = r};
+    return r;
 }
 
 /* Builds the hash table over ranks 0..n_ranks-1; fails on a duplicate. */
@@ -60,23 +77,28 @@ static ms_status build_table(ms_tokenizer *t, const char *path) {
     uint32_t size = 1;
     while (size < 2u * (uint32_t)t->n_ranks) size <<= 1;
     t->slots = calloc(size, sizeof *t->slots);
-    if (!t->slots) return ms_fail(MS_ERR_NOMEM, "tokenizer %s: out of memory for the vocabulary table", path);
+    t->pair_rank = malloc(sizeof *t->pair_rank * 65536);
+    if (!t->slots || !t->pair_rank)
+        return ms_fail(MS_ERR_NOMEM, "tokenizer %s: out of memory for the vocabulary table", path);
     t->mask = size - 1;
+    for (int i = 0; i < 65536; i++) t->pair_rank[i] = -1;
     for (int32_t r = 0; r < t->n_ranks; r++) {
         const uint8_t *p = t->blob + t->off[r];
         int64_t n = t->off[r + 1] - t->off[r];
         if (n == 0)
             return ms_fail(MS_ERR_FORMAT, "tokenizer %s: token %d is empty; every token must have at least one byte",
                            path, r);
-        uint64_t i = hash_bytes(p, n) & t->mask;
-        while (t->slots[i]) {
-            uint32_t o = t->slots[i] - 1;
-            if ((int64_t)(t->off[o + 1] - t->off[o]) == n && memcmp(t->blob + t->off[o], p, (size_t)n) == 0)
-                return ms_fail(MS_ERR_FORMAT, "tokenizer %s: tokens %u and %d have the same bytes; each token "
-                               "must be unique (the file is corrupt)", path, o, r);
+        uint64_t head = load_head(p, n);
+        uint64_t i = hash_bytes(head, p, n) & t->mask;
+        while (t->slots[i].len) {
+            const ms_tok_slot *s = &t->slots[i];
+            if (s->len == (uint32_t)n && memcmp(t->blob + t->off[s->rank], p, (size_t)n) == 0)
+                return ms_fail(MS_ERR_FORMAT, "tokenizer %s: tokens %d and %d have the same bytes; each token "
+                               "must be unique (the file is corrupt)", path, s->rank, r);
             i = (i + 1) & t->mask;
         }
-        t->slots[i] = (uint32_t)r + 1;
+        t->slots[i] = (ms_tok_slot){.head = head, .len = (uint32_t)n, .rank = r};
+        if (n == 2) t->pair_rank[p[0] | p[1] << 8] = r;
     }
     return MS_OK;
 }
@@ -89,7 +111,8 @@ ms_status ms_tok_ctx_init(ms_tok_ctx *c, const ms_tokenizer *t) {
     c->md = pcre2_match_data_create_from_pattern(t->re, NULL);
     c->mc = pcre2_match_context_create(NULL);
     c->stack = pcre2_jit_stack_create(32 * 1024, JIT_STACK, NULL);
-    if (!c->md || !c->mc || !c->stack) {
+    c->cache = calloc(MS_TOK_CACHE, sizeof *c->cache);
+    if (!c->md || !c->mc || !c->stack || !c->cache) {
         ms_tok_ctx_free(c);
         return ms_fail(MS_ERR_NOMEM, "tokenizer: out of memory for the regular-expression state");
     }
@@ -101,6 +124,7 @@ void ms_tok_ctx_free(ms_tok_ctx *c) {
     if (c->md) pcre2_match_data_free(c->md);
     if (c->mc) pcre2_match_context_free(c->mc);
     if (c->stack) pcre2_jit_stack_free(c->stack);
+    free(c->cache);
     free(c->scratch);
     memset(c, 0, sizeof *c);
 }
@@ -130,12 +154,12 @@ static inline void emit(sink *s, uint32_t id) {
 
 /* tiktoken's loop on the stack: pos[] are part boundaries, rk[i] the rank of
  * parts i and i+1 joined. */
-static void merge_small(const ms_tokenizer *t, const uint8_t *p, int n, sink *s) {
+static void merge_small(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_t *p, int n, sink *s) {
     int32_t pos[SMALL + 1], rk[SMALL + 1];
     int m = n + 1; /* boundaries */
     for (int i = 0; i <= n; i++) pos[i] = i;
     for (int i = 0; i + 2 <= n; i++) {
-        int32_t r = ms_tok_rank(t, p + i, 2);
+        int32_t r = rank_c(t, c, p + i, 2);
         rk[i] = r < 0 ? NO_RANK : r;
     }
     rk[n - 1] = rk[n] = NO_RANK;
@@ -150,17 +174,17 @@ static void merge_small(const ms_tokenizer *t, const uint8_t *p, int n, sink *s)
         memmove(rk + best + 1, rk + best + 2, sizeof(int32_t) * (size_t)(m - best - 2));
         m--;
         if (best + 2 < m) {
-            int32_t r = ms_tok_rank(t, p + pos[best], pos[best + 2] - pos[best]);
+            int32_t r = rank_c(t, c, p + pos[best], pos[best + 2] - pos[best]);
             rk[best] = r < 0 ? NO_RANK : r;
         } else {
             rk[best] = NO_RANK;
         }
         if (best > 0) {
-            int32_t r = ms_tok_rank(t, p + pos[best - 1], pos[best + 1] - pos[best - 1]);
+            int32_t r = rank_c(t, c, p + pos[best - 1], pos[best + 1] - pos[best - 1]);
             rk[best - 1] = r < 0 ? NO_RANK : r;
         }
     }
-    for (int i = 0; i + 1 < m; i++) emit(s, (uint32_t)ms_tok_rank(t, p + pos[i], pos[i + 1] - pos[i]));
+    for (int i = 0; i + 1 < m; i++) emit(s, (uint32_t)rank_c(t, c, p + pos[i], pos[i + 1] - pos[i]));
 }
 
 /* The same merges for long pieces: parts are a linked list (a part is named
@@ -202,7 +226,7 @@ static ms_status merge_large(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_t
     for (int64_t i = 0; i < n; i++) {
         next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
         prev[i] = (int32_t)i - 1;
-        int32_t r = i + 1 < n ? ms_tok_rank(t, p + i, 2) : -1;
+        int32_t r = i + 1 < n ? rank_c(t, c, p + i, 2) : -1;
         prk[i] = r < 0 ? NO_RANK : r;
         if (r >= 0) heap_push(heap, &hn, (uint64_t)r << 32 | (uint64_t)i);
     }
@@ -217,7 +241,7 @@ static ms_status merge_large(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_t
         prk[j] = NO_RANK;
         next[j] = -2; /* dead */
         if (next[i] >= 0) {
-            int32_t nr = ms_tok_rank(t, p + i, END(next[i]) - i);
+            int32_t nr = rank_c(t, c, p + i, END(next[i]) - i);
             prk[i] = nr < 0 ? NO_RANK : nr;
             if (nr >= 0) heap_push(heap, &hn, (uint64_t)nr << 32 | (uint64_t)i);
         } else {
@@ -225,12 +249,12 @@ static ms_status merge_large(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_t
         }
         if (prev[i] >= 0) {
             int32_t a = prev[i];
-            int32_t nr = ms_tok_rank(t, p + a, END(i) - a);
+            int32_t nr = rank_c(t, c, p + a, END(i) - a);
             prk[a] = nr < 0 ? NO_RANK : nr;
             if (nr >= 0) heap_push(heap, &hn, (uint64_t)nr << 32 | (uint64_t)a);
         }
     }
-    for (int64_t i = 0; i >= 0 && i < n; i = next[i]) emit(s, (uint32_t)ms_tok_rank(t, p + i, END(i) - i));
+    for (int64_t i = 0; i >= 0 && i < n; i = next[i]) emit(s, (uint32_t)rank_c(t, c, p + i, END(i) - i));
 #undef END
     return MS_OK;
 }
@@ -240,13 +264,13 @@ static inline ms_status piece(const ms_tokenizer *t, ms_tok_ctx *c, const uint8_
         emit(s, (uint32_t)t->byte_rank[p[0]]);
         return MS_OK;
     }
-    int32_t r = ms_tok_rank(t, p, n);
+    int32_t r = rank_c(t, c, p, n);
     if (r >= 0) {
         emit(s, (uint32_t)r);
         return MS_OK;
     }
     if (n <= SMALL) {
-        merge_small(t, p, (int)n, s);
+        merge_small(t, c, p, (int)n, s);
         return MS_OK;
     }
     return merge_large(t, c, p, n, s);
@@ -424,6 +448,7 @@ void ms_tokenizer_free(ms_tokenizer *t) {
     free(t->blob);
     free(t->off);
     free(t->slots);
+    free(t->pair_rank);
     free(t);
 }
 

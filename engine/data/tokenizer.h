@@ -17,8 +17,9 @@
  * Decoding concatenates token bytes (special tokens give their names), so a
  * UTF-8 sequence split across tokens comes back whole.
  *
- * The vocabulary: token bytes in one blob with offsets, and an open-addressing
- * hash table from bytes to rank. The tokenizer is immutable after loading and
+ * The vocabulary: token bytes in one blob with offsets, an open-addressing
+ * hash table from bytes to rank (first 8 bytes inline), and a direct table
+ * for 2-byte strings, the first candidates of every merge. The tokenizer is immutable after loading and
  * shared by threads; each thread encodes through its own ms_tok_ctx (PCRE2
  * match data, JIT stack, merge scratch).
  */
@@ -40,6 +41,15 @@ enum { MS_TOK_BYTES = 0, MS_TOK_BPE = 1 };
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define MS_TOK_MAX_SPECIAL 64 /* longest special-token name, bytes */
+#define MS_TOK_CACHE 4096     /* entries of a context's lookup cache (64 KiB) */
+
+/* A hash-table slot: the first 8 bytes of the token inline, so most lookups
+ * (tokens of up to 8 bytes) touch one cache line and no other memory. */
+typedef struct ms_tok_slot {
+    uint64_t head;            /* bytes 0..7, little-endian, zero-padded */
+    uint32_t len;             /* 0 = empty */
+    int32_t rank;
+} ms_tok_slot;
 
 struct ms_tokenizer {
     int kind;                 /* MS_TOK_BYTES or MS_TOK_BPE */
@@ -50,8 +60,9 @@ struct ms_tokenizer {
     int32_t bos, eos;
     uint8_t *blob;            /* token bytes (special tokens: their names) */
     uint32_t *off;            /* (vocab_size + 1): token i is blob[off[i] .. off[i+1]) */
-    uint32_t *slots;          /* (mask + 1): rank + 1 of the ranks' bytes, 0 = empty */
+    ms_tok_slot *slots;       /* (mask + 1) open-addressing table over the ranks' bytes */
     uint32_t mask;
+    int32_t *pair_rank;       /* (65536): rank of each 2-byte string, or -1 */
     int32_t byte_rank[256];   /* rank of each single byte */
     pcre2_code *re;           /* the pre-split pattern */
     int jit;                  /* 1: re is JIT-compiled (else the interpreter runs it) */
@@ -62,6 +73,7 @@ typedef struct ms_tok_ctx {
     pcre2_match_data *md;
     pcre2_match_context *mc;
     pcre2_jit_stack *stack;
+    ms_tok_slot *cache;       /* (MS_TOK_CACHE) recent lookups of up to 8 bytes, hits and misses */
     void *scratch;            /* merge work space, grown on demand */
     int64_t scratch_bytes;
 } ms_tok_ctx;
