@@ -307,6 +307,61 @@ typedef struct ms_tokenize_report {
 ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *inputs, int32_t n_inputs,
                             const char *out_dir, const ms_tokenize_options *opt, ms_tokenize_report *out);
 
+/* --- ranks: launching a job's local ranks, measuring the collectives -----
+ * ms_launch runs n copies of argv (argv[0] is what they see as their name;
+ * path is the program, NULL for this executable) as ranks first_rank ..
+ * first_rank + n - 1: each gets env ("NAME=value" entries, NULL-terminated,
+ * over this process's environment) plus MS_RANK and MS_LOCAL_RANK. It copies
+ * their output line by line, forwards SIGINT/SIGTERM/SIGHUP, and when a rank
+ * exits non-zero or dies of a signal stops the others (SIGTERM, then SIGKILL
+ * after grace_ms; 0 = 5000) and reports that rank. It returns when every rank
+ * has ended; nothing it started outlives it. MS_OK unless the ranks could not
+ * be started; how they ended is in *out. */
+typedef enum ms_launch_flags {
+    MS_LAUNCH_PREFIX = 1,            /* prefix every line with "[rank K] " */
+    MS_LAUNCH_FIRST_STDOUT_ONLY = 2  /* drop the standard output of all but the first rank */
+} ms_launch_flags;
+
+typedef struct ms_launch_result {
+    int32_t started;          /* ranks started */
+    int32_t failed_rank;      /* the first rank that failed, -1 when none did */
+    int32_t exit_status;      /* its exit status; -1 when a signal ended it */
+    int32_t signal;           /* the signal that ended it, 0 when it exited */
+    int32_t interrupted;      /* a signal this process got and forwarded, 0 when none */
+    int32_t stopped;          /* ranks still running that were stopped because of the failure */
+    char what[96];            /* "exited with status 1", "was killed by signal 9 (SIGKILL)" */
+} ms_launch_result;
+
+ms_status ms_launch(const char *path, const char *const *argv, const char *const *env, int32_t n,
+                    int32_t first_rank, int32_t flags, int32_t grace_ms, ms_launch_result *out);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+ms_status ms_free_port(int32_t *port);
+
+/* One line of `moonspeed bench comm`: a collective at one size, timed on every
+ * rank (the slowest counts), with nccl-tests' bandwidths: algbw = bytes / time,
+ * busbw = algbw x 2(n-1)/n (all-reduce), (n-1)/n (all-gather, reduce-scatter),
+ * 1 (broadcast). */
+typedef struct ms_comm_bench_row {
+    int32_t kind;             /* 0 all-gather, 1 reduce-scatter, 2 all-reduce, 3 broadcast */
+    int32_t iters;
+    int64_t bytes;            /* the collective's size: all ranks' data for gathers and scatters */
+    double seconds;           /* per call */
+    double algbw;             /* GB/s (1e9 bytes) */
+    double busbw;             /* GB/s */
+} ms_comm_bench_row;
+
+typedef struct ms_comm_bench_info {
+    int32_t rank;
+    int32_t world;
+    char provider[64];
+} ms_comm_bench_info;
+
+/* Joins the world of the environment (MS_*, PET_*, torchrun) over provider
+ * (NULL: the default choice) and times every collective of fp32 data at sizes
+ * min_bytes, 4 x min_bytes, ... up to max_bytes. Collective: every rank calls it. */
+ms_status ms_comm_bench(const char *provider, int64_t min_bytes, int64_t max_bytes, int32_t timeout_ms,
+                        ms_comm_bench_info *info, ms_comm_bench_row *rows, int32_t cap, int32_t *n_rows);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,8 @@
 --   moonspeed prepare-bytes TEXT --out DIR [--val-every N]
 --   moonspeed encode | decode | tokenize ...   (tokenize.lua)
 --   moonspeed version
+--   moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT] RECIPE [overrides]
+--   moonspeed bench comm [--provider P] [--world N]
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -474,6 +476,10 @@ command("version", {
   end,
 })
 
+-- Commands with a module of their own.
+command("launch", require("moonspeed.launch").command)
+command("bench", require("moonspeed.bench").command)
+
 local function overview()
   local lines = { "usage: moonspeed COMMAND [ARGS]", "", "commands:" }
   for _, name in ipairs(order) do
@@ -525,6 +531,7 @@ function M.main(argv)
   local debug_on = os.getenv("MOONSPEED_DEBUG")
   debug_on = debug_on and debug_on ~= "" and debug_on ~= "0"
   local ok, res = xpcall(function()
+    if c.spec.raw then return c.run(args, usage, parse) end  -- parses its own arguments
     local opts, pos, overrides = parse(args, c.spec)
     return c.run(opts, pos, overrides)
   end, function(err)
