@@ -72,7 +72,8 @@ enum {
     N_OPS = N_REQS * N_PIPES * (LOOKAHEAD + SENDS_IN_FLIGHT),
     NAME_MAX_LEN = 252,    /* endpoint name bytes */
     NAME_REC = NAME_MAX_LEN + 4,
-    DEFAULT_CHUNK = 128 << 10,
+    DEFAULT_SLOT = 256 << 10,      /* bytes per chunk of the reducing collectives (staged) */
+    DEFAULT_CHUNK = 1 << 20,       /* bytes per chunk of the others (straight from user buffers) */
 };
 
 #define SEQ_BITS 20
@@ -416,28 +417,45 @@ static ms_status pipe_start(ms_comm_req *q, int32_t p) {
 }
 
 /* A received partial sum (slot) gets this rank's term; the last one becomes the result. */
+static void add_f32(float *acc, const float *own, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t i = 0; i < n; i++) acc[i] += own[i];
+}
+
+static void add_bf16(float *acc, const uint16_t *own, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t i = 0; i < n; i++) acc[i] += ms_bf16_to_f32(own[i]);
+}
+
+/* out may be own (in place): each element is read before it is written. */
+static void sum_f32(float *out, const float *acc, const float *own, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t i = 0; i < n; i++) out[i] = acc[i] + own[i];
+}
+
+static void sum_bf16(uint16_t *out, const float *acc, const uint16_t *own, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t i = 0; i < n; i++) out[i] = ms_f32_to_bf16(acc[i] + ms_bf16_to_f32(own[i]));
+}
+
+/* A received partial sum (slot) gets this rank's term and goes on; the last
+ * one, complete, becomes the result (reduce_scatter) or the block to gather
+ * (all_reduce), rounded once. */
 static void reduce_recv(ms_comm_req *q, int32_t p, int32_t m) {
     int32_t b = msg_block(q, m, 0);
     int64_t off, n;
     chunk_of(q, q->pipes[p].chunk, block_len(q, b), &off, &n);
     int64_t at = block_start(q, b) + off;
     float *acc = slot_ptr(q, p, m % 2);
-    if (q->dtype == MS_BF16) {
-        const uint16_t *own = (const uint16_t *)q->send + at;
-        for (int64_t i = 0; i < n; i++) acc[i] += ms_bf16_to_f32(own[i]);
-    } else {
-        const float *own = (const float *)q->send + at;
-        for (int64_t i = 0; i < n; i++) acc[i] += own[i];
+    int bf16 = q->dtype == MS_BF16;
+    if (m != q->reduce_msgs - 1) {          /* forwarded as message m + 1 */
+        if (bf16) add_bf16(acc, (const uint16_t *)q->send + at, n);
+        else add_f32(acc, (const float *)q->send + at, n);
+        return;
     }
-    if (m != q->reduce_msgs - 1) return;    /* forwarded as message m + 1 */
-    /* block r is complete: reduce_scatter's result, or all_reduce's block to gather */
     int64_t out = q->kind == MS_COMM_REDUCE_SCATTER ? off : at;
-    if (q->dtype == MS_BF16) {
-        uint16_t *dst = (uint16_t *)q->recv + out;
-        for (int64_t i = 0; i < n; i++) dst[i] = ms_f32_to_bf16(acc[i]);
-    } else {
-        memcpy((float *)q->recv + out, acc, (size_t)n * sizeof(float));
-    }
+    if (bf16) sum_bf16((uint16_t *)q->recv + out, acc, (const uint16_t *)q->send + at, n);
+    else sum_f32((float *)q->recv + out, acc, (const float *)q->send + at, n);
     q->pipes[p].slot_busy[m % 2] = 0;
 }
 
@@ -1003,22 +1021,21 @@ static ms_status exchange_names(fab *f) {
 }
 
 static ms_status reserve_staging(fab *f) {
-    const char *env = getenv("MS_FABRIC_CHUNK");
-    int64_t chunk = DEFAULT_CHUNK;
+    const char *env = getenv("MS_FABRIC_CHUNK");   /* one chunk size for all (specs use small ones) */
+    int64_t slot = DEFAULT_SLOT, chunk = DEFAULT_CHUNK;
     if (env && *env) {
         char *end = NULL;
         long long v = strtoll(env, &end, 10);
         if (*end != '\0' || v < 4096 || v > (64 << 20))
             return ms_fail(MS_ERR_INVALID, "MS_FABRIC_CHUNK=%s is not a number of bytes in [4096, 67108864]", env);
-        chunk = v;
+        slot = chunk = v & ~(long long)7;
     }
-    f->chunk_bytes = chunk & ~(int64_t)7;
-    f->slot_elems = f->chunk_bytes / (int64_t)sizeof(float);
+    f->chunk_bytes = chunk;
+    f->slot_elems = slot / (int64_t)sizeof(float);
     size_t per_req = (size_t)N_PIPES * N_SLOTS * (size_t)f->slot_elems;
     size_t bytes = (size_t)N_REQS * per_req * sizeof(float);
     f->slot_mem = aligned_alloc(64, bytes);
     if (!f->slot_mem) return ms_fail(MS_ERR_NOMEM, "fabric: cannot reserve %zu bytes of staging", bytes);
-    memset(f->slot_mem, 0, bytes);
     for (int i = 0; i < N_REQS; i++) f->reqs[i].slots = f->slot_mem + (size_t)i * per_req;
     for (int i = 0; i < N_OPS; i++) op_put(f, &f->ops[i]);
     if (f->register_buffers) TRY(register_buffer(f, f->slot_mem, bytes, &f->slot_mr, &f->slot_desc));
