@@ -94,6 +94,25 @@ describe("moonspeed launch", function()
     assert.are.equal("", leftovers(mark))
   end)
 
+  it("stops a training job when one rank is killed mid-step, naming it", function()
+    assert.is_nil(support.missing_data())
+    local mark = marker()
+    local dir = support.tmpdir() .. "/" .. mark
+    local t0 = os.time()
+    local cmd = ("{ %s launch --nproc-per-node 2 spec/fixtures/recipes/tiny.lua train.steps=1000000 log.dir=%s & " ..
+      "pid=$!; for i in $(seq 100); do sleep 0.1; ls %s/*/metrics.jsonl >/dev/null 2>&1 && break; done; sleep 0.5; " ..
+      "for p in $(pgrep -f %s); do tr '\\0' '\\n' </proc/$p/environ 2>/dev/null | grep -qx MS_RANK=1 && " ..
+      "kill -KILL $p; done; wait $pid; echo rc=$?; }")
+      :format(support.quote(support.exe), support.quote(dir), support.quote(dir),
+              support.quote(mark:sub(1, -2) .. "[" .. mark:sub(-1) .. "]"))
+    local res = support.sh(cmd)
+    assert.is_true(os.time() - t0 < 60)
+    assert.matches("rc=1\n", res.stdout)
+    assert.matches("%[rank 0%] step +%d+", res.stdout)
+    assert.matches("moonspeed: rank 1 was killed by signal 9 %(SIGKILL%)", res.stderr)
+    assert.are.equal("", leftovers(mark))
+  end)
+
   it("says what is wrong with its arguments", function()
     local res = support.moonspeed({ "launch", "recipes/default.lua" })
     assert.are.equal(2, res.code)
