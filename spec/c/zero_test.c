@@ -63,7 +63,13 @@ static int owned_init_matches(const ms_engine *e) {
     return 1;
 }
 
-/* One rank: train STEPS steps, write the losses to fd; exit 0, or 1 with a message. */
+/* What a rank reports back: its losses and the bytes of model state it reserved. */
+typedef struct report {
+    float losses[STEPS];
+    double state_bytes;
+} report;
+
+/* One rank: train STEPS steps, write its report to fd; exit 0, or 1 with a message. */
 static void rank_main(const char *dir, int stage, int rank, int world, int port, int fd) {
     char v[32];
     snprintf(v, sizeof v, "%d", rank), setenv("MS_RANK", v, 1);
@@ -81,7 +87,22 @@ static void rank_main(const char *dir, int stage, int rank, int world, int port,
         fprintf(stderr, "rank %d: initial shard differs from the whole-model init\n", rank);
         _exit(1);
     }
-    float losses[STEPS];
+    if (ms_engine_world_size(e) != world || ms_engine_rank(e) != rank) {
+        fprintf(stderr, "rank %d: the engine says rank %d of %d\n", rank, ms_engine_rank(e), ms_engine_world_size(e));
+        _exit(1);
+    }
+    report rep;
+    ms_memory_report mem;
+    ms_plan plan;
+    ms_engine_memory(e, &mem);
+    ms_engine_plan(e, &plan);
+    if (mem.reserved.total != plan.device_bytes.total) {
+        fprintf(stderr, "rank %d: reserved %lld bytes, planned %lld\n", rank, (long long)mem.reserved.total,
+                (long long)plan.device_bytes.total);
+        _exit(1);
+    }
+    rep.state_bytes = (double)(mem.reserved.params + mem.reserved.grads + mem.reserved.master + mem.reserved.optimizer);
+    float *losses = rep.losses;
     for (int s = 0; s < STEPS; s++) {
         ms_step_stats st;
         if (ms_engine_step(e, &st) != MS_OK) {
@@ -91,12 +112,12 @@ static void rank_main(const char *dir, int stage, int rank, int world, int port,
         losses[s] = st.loss;
     }
     ms_engine_free(e);
-    if (write(fd, losses, sizeof losses) != (ssize_t)sizeof losses) _exit(1);
+    if (write(fd, &rep, sizeof rep) != (ssize_t)sizeof rep) _exit(1);
     _exit(0);
 }
 
-/* Run a world in forked processes; rank 0's losses into out. */
-static int run_world(const char *dir, int stage, int world, float *out) {
+/* Run a world in forked processes; rank 0's report into out. */
+static int run_world(const char *dir, int stage, int world, report *out) {
     int port = free_port(), fds[MAX_WORLD][2];
     pid_t pids[MAX_WORLD];
     for (int r = 0; r < world; r++) {
@@ -109,17 +130,17 @@ static int run_world(const char *dir, int stage, int world, float *out) {
         close(fds[r][1]);
     }
     int bad = 0;
-    float losses[STEPS];
+    report rep;
     for (int r = 0; r < world; r++) {
-        ssize_t got = read(fds[r][0], losses, sizeof losses);
+        ssize_t got = read(fds[r][0], &rep, sizeof rep);
         close(fds[r][0]);
         int status;
         waitpid(pids[r], &status, 0);
-        if (got != (ssize_t)sizeof losses || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (got != (ssize_t)sizeof rep || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "stage %d, world %d: rank %d failed\n", stage, world, r);
             bad = 1;
         } else if (r == 0) {
-            memcpy(out, losses, sizeof losses);
+            *out = rep;
         }
     }
     return bad;
@@ -128,17 +149,26 @@ static int run_world(const char *dir, int stage, int world, float *out) {
 TEST(zero_stages_match_one_rank) {
     char dir[64];
     CHECK(fixture_shards(dir, sizeof dir) == 0);
-    float ref[STEPS], got[STEPS];
-    CHECK(run_world(dir, 0, 1, ref) == 0);
-    CHECK_MSG(ref[STEPS - 1] < 0.8f * ref[0], "the reference did not learn: %.4f -> %.4f", ref[0], ref[STEPS - 1]);
+    report ref, got;
+    const float *want = ref.losses;
+    CHECK(run_world(dir, 0, 1, &ref) == 0);
+    CHECK_MSG(want[STEPS - 1] < 0.8f * want[0], "the reference did not learn: %.4f -> %.4f", want[0], want[STEPS - 1]);
     int worlds[3] = {1, 2, 4};
+    double stage0_state[3] = {0};
     for (int stage = 0; stage <= 3; stage++) {
         for (int k = 0; k < 3; k++) {
-            CHECK(run_world(dir, stage, worlds[k], got) == 0);
+            CHECK(run_world(dir, stage, worlds[k], &got) == 0);
             for (int s = 0; s < STEPS; s++)
-                CHECK_MSG(fabs(got[s] - ref[s]) <= 1e-5 * fabs(ref[s]),
-                          "stage %d, world %d, step %d: loss %.8f, one rank %.8f", stage, worlds[k], s, got[s],
-                          ref[s]);
+                CHECK_MSG(fabs(got.losses[s] - want[s]) <= 1e-5 * fabs(want[s]),
+                          "stage %d, world %d, step %d: loss %.8f, one rank %.8f", stage, worlds[k], s,
+                          got.losses[s], want[s]);
+            if (stage == 0) stage0_state[k] = got.state_bytes;
+            /* stage 3 keeps about 1/world of stage 0's model state (the tied embedding stays whole) */
+            if (stage == 3) {
+                double ratio = got.state_bytes / stage0_state[k];
+                CHECK_MSG(ratio < 1.0 / worlds[k] + 0.15, "stage 3, world %d: %.0f bytes of model state per rank, "
+                          "%.2f of stage 0's", worlds[k], got.state_bytes, ratio);
+            }
         }
     }
     fixture_remove(dir);
