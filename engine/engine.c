@@ -201,6 +201,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     for (int micro = 0; micro < accum; micro++) {
         int64_t first = (int64_t)e->world.rank * per_rank + (int64_t)micro * B;
         ms_batch_train(&e->train, t->seed, e->step, first, B, T, m->tokens, m->targets);
+        if (m->doc_start) ms_batch_doc_starts(m->tokens, B, T, m->bos, m->doc_start);
         double part;
         TRY(ms_engine_forward_backward(e, B, T, scale, &part));
         loss += part;
@@ -250,6 +251,7 @@ ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
     for (int k = 0; k < (n + W - 1) / W; k++) {
         int b = k * W + e->world.rank;
         ms_batch_eval(&e->val, b % n, n, m->B, m->T, m->tokens, m->targets);
+        if (m->doc_start) ms_batch_doc_starts(m->tokens, m->B, m->T, m->bos, m->doc_start);
         double part;
         TRY(forward(e, m->B, m->T, &part, -1));
         if (b < n) loss += part;
@@ -443,6 +445,7 @@ ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prom
             int64_t i = start + t;
             m->tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
         }
+        if (m->doc_start) ms_batch_doc_starts(m->tokens, 1, T, m->bos, m->doc_start);
         TRY(forward(e, 1, T, NULL, T - 1));
         int32_t next = sample(m->logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
         if (next == stop_token) break;

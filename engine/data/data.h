@@ -42,6 +42,10 @@ void ms_shard_close(ms_shard *s);
  * (each rank asks for its own range of j). Fills B sequences j = first.. . */
 void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int64_t first, int B, int T,
                     int32_t *tokens, int32_t *targets);
+/* Document starts for masked attention: doc_start[b, t] is the position of the
+ * last `bos` at or before t in sequence b (0 when there is none), so a BOS
+ * begins a new document and tokens before it are out of reach. */
+void ms_batch_doc_starts(const int32_t *tokens, int B, int T, int32_t bos, int32_t *doc_start);
 /* Evaluation batches: evenly spaced windows over the shard, the same every time. */
 void ms_batch_eval(const ms_shard *s, int32_t batch, int32_t n_batches, int B, int T,
                    int32_t *tokens, int32_t *targets);

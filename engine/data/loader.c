@@ -20,6 +20,16 @@ void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int64_t firs
     }
 }
 
+void ms_batch_doc_starts(const int32_t *tokens, int B, int T, int32_t bos, int32_t *doc_start) {
+    for (int b = 0; b < B; b++) {
+        int32_t start = 0;
+        for (int t = 0; t < T; t++) {
+            if (tokens[(int64_t)b * T + t] == bos) start = t;
+            doc_start[(int64_t)b * T + t] = start;
+        }
+    }
+}
+
 void ms_batch_eval(const ms_shard *s, int32_t batch, int32_t n_batches, int B, int T,
                    int32_t *tokens, int32_t *targets) {
     int64_t total = (int64_t)n_batches * B, last = s->info.n_tokens - T - 1;

@@ -100,15 +100,16 @@ static void rope_bwd(ms_device *d, void *dx, const float *cs, int64_t B, int T, 
 }
 
 static void attention_fwd(ms_device *d, void *out, float *lse, const void *q, const void *k, const void *v,
-                          int B, int T, int H, int KV, int hd) {
-    cpu_attention_fwd(F(out), lse, CF(q), CF(k), CF(v), B, T, H, KV, hd);
+                          const int32_t *doc_start, int B, int T, int H, int KV, int hd) {
+    cpu_attention_fwd(F(out), lse, CF(q), CF(k), CF(v), doc_start, B, T, H, KV, hd);
     act_out(d, out, (int64_t)B * T * H * hd);
 }
 
 static void attention_bwd(ms_device *d, void *dq, void *dk, void *dv, const void *dout, const void *q,
                           const void *k, const void *v, const void *out, const float *lse,
-                          int B, int T, int H, int KV, int hd) {
-    cpu_attention_bwd(F(dq), F(dk), F(dv), CF(dout), CF(q), CF(k), CF(v), CF(out), lse, B, T, H, KV, hd);
+                          const int32_t *doc_start, int B, int T, int H, int KV, int hd) {
+    cpu_attention_bwd(F(dq), F(dk), F(dv), CF(dout), CF(q), CF(k), CF(v), CF(out), lse, doc_start, B, T, H, KV,
+                      hd);
     act_out(d, dq, (int64_t)B * T * H * hd);
     act_out(d, dk, (int64_t)B * T * KV * hd);
     act_out(d, dv, (int64_t)B * T * KV * hd);

@@ -55,11 +55,12 @@ struct ms_device {
                         const float *rstd, int64_t n, int dim);
     void (*rope_fwd)(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int head_dim);
     void (*rope_bwd)(ms_device *d, void *dx, const float *cs, int64_t B, int T, int heads, int head_dim);
+    /* doc_start (B, T): the first position of each token's document (NULL: plain causal) */
     void (*attention_fwd)(ms_device *d, void *out, float *lse, const void *q, const void *k, const void *v,
-                          int B, int T, int H, int KV, int hd);
+                          const int32_t *doc_start, int B, int T, int H, int KV, int hd);
     void (*attention_bwd)(ms_device *d, void *dq, void *dk, void *dv, const void *dout, const void *q,
                           const void *k, const void *v, const void *out, const float *lse,
-                          int B, int T, int H, int KV, int hd);
+                          const int32_t *doc_start, int B, int T, int H, int KV, int hd);
     void (*swiglu_fwd)(ms_device *d, void *h, const void *gate, const void *up, int64_t n);
     void (*swiglu_bwd)(ms_device *d, void *dgate, void *dup, const void *dh, const void *gate, const void *up, int64_t n);
     /* LM head + cross-entropy, fused and chunked; returns the summed loss (host value). */

@@ -104,6 +104,8 @@ typedef struct ms_config {
     int32_t world_size;      /* ranks; 0 = from the environment (MS_*, PET_*, torchrun), 1 when unset */
     int32_t comm_timeout_ms; /* deadline of every collective; 0 = 300000 */
     const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */
+    int32_t doc_mask;        /* 1: attention does not cross documents packed into a sequence */
+    int32_t bos_token;       /* the token that starts a document (under doc_mask) */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */

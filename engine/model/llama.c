@@ -42,6 +42,9 @@ ms_status ms_model_check(const ms_config *cfg) {
     char hint[64];
     if (c->vocab_size < 2)
         return ms_fail(MS_ERR_INVALID, "model.vocab_size = %d: a vocabulary needs at least 2 tokens", c->vocab_size);
+    if (cfg->doc_mask && (cfg->bos_token < 0 || cfg->bos_token >= c->vocab_size))
+        return ms_fail(MS_ERR_INVALID, "data.doc_mask: the token that starts a document (bos_token = %d) must be in "
+                       "0..model.vocab_size-1 = %d; it is the tokenizer's BOS", cfg->bos_token, c->vocab_size - 1);
     if (c->dim < 1 || c->n_layers < 1 || c->n_heads < 1 || c->n_kv_heads < 1 || c->ffn_dim < 1 || c->max_seq_len < 1)
         return ms_fail(MS_ERR_INVALID,
                        "model: dim = %d, n_layers = %d, n_heads = %d, n_kv_heads = %d, ffn_dim = %d and "
@@ -142,6 +145,8 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_
     m->T = cfg->train.seq_len;
     m->head_dim = c->dim / c->n_heads;
     m->checkpoint = cfg->train.checkpoint_activations != 0;
+    m->doc_mask = cfg->doc_mask != 0;
+    m->bos = cfg->bos_token;
     int64_t rows = (int64_t)m->B * m->T;
     int64_t auto_chunk = ((int64_t)1 << 24) / c->vocab_size; /* ~64 MiB of fp32 logits */
     if (auto_chunk < 64) auto_chunk = 64;
@@ -271,6 +276,7 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
 
     m->tokens = ms_layout_take(l, MS_MEM_DATA, N, i32);
     m->targets = ms_layout_take(l, MS_MEM_DATA, N, i32);
+    m->doc_start = m->doc_mask ? ms_layout_take(l, MS_MEM_DATA, N, i32) : NULL;
 #undef ACT
 #undef F32
 }
@@ -340,7 +346,7 @@ static void block_forward(ms_model *m, ms_device *d, int l, int B, int T) {
     d->matmul_fwd(d, a->v, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 0);
     d->rope_fwd(d, a->q, m->rope_cs, B, T, H, hd);
     d->rope_fwd(d, a->k, m->rope_cs, B, T, KV, hd);
-    d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, B, T, H, KV, hd);
+    d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, m->doc_start, B, T, H, KV, hd);
     d->copy(d, a->x1, a->x, N * D * ms_act_bytes(d));
     d->matmul_fwd(d, a->x1, a->att, P(bt(l, B_WO)), N, H * hd, D, 1);
 
@@ -392,7 +398,8 @@ static void block_backward(ms_model *m, ms_device *d, int l, int B, int T) {
 
     /* x1 = x + Wo·attention */
     d->matmul_bwd(d, m->datt, G(bt(l, B_WO)), m->dres, a->att, P(bt(l, B_WO)), N, H * hd, D, 0);
-    d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->q, a->k, a->v, a->att, a->lse, B, T, H, KV, hd);
+    d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->q, a->k, a->v, a->att, a->lse, m->doc_start, B, T, H, KV,
+                     hd);
     d->rope_bwd(d, m->dq, m->rope_cs, B, T, H, hd);
     d->rope_bwd(d, m->dk, m->rope_cs, B, T, KV, hd);
     d->matmul_bwd(d, m->dxn, G(bt(l, B_WQ)), m->dq, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0);

@@ -96,6 +96,8 @@ typedef struct ms_model {
     int32_t head_dim;
     int32_t chunk;       /* LM-head rows per chunk */
     int32_t checkpoint;  /* activation checkpointing */
+    int32_t doc_mask;    /* attention stays within documents (doc_start is filled) */
+    int32_t bos;         /* the token that starts a document */
     int32_t n_units, n_tensors;
     ms_unit *units;      /* (n_units) metadata, host */
     ms_tensor *tensors;  /* (n_tensors) metadata, host */
@@ -113,6 +115,7 @@ typedef struct ms_model {
     float *logits;       /* (chunk, V) fp32 */
     int32_t *tokens;     /* (N) inputs */
     int32_t *targets;    /* (N) next tokens, -1 = ignore */
+    int32_t *doc_start;  /* (N) under doc_mask: where each token's document starts in its sequence; else NULL */
 } ms_model;
 
 /* Check a configuration: every message names the key and what would be right. */

@@ -13,6 +13,9 @@
  * its group's dq, so there are no races and the sums are deterministic; with
  * B * KV below the thread count some threads idle. Work is O(T^2 hd) per head,
  * memory O(1) beyond the outputs.
+ * Document masking: with doc_start (B, T) given, row t of sequence b attends to
+ * keys doc_start[b, t] <= s <= t only (packed documents do not see each other);
+ * NULL is plain causal (every row starts at key 0).
  */
 #include "cpu/kernels.h"
 #include <math.h>
@@ -32,15 +35,15 @@ static inline void axpy(float *y, float a, const float *x, int n) {
 
 #define TILE 32  /* keys per step: scores held on the stack */
 
-/* One query row: o = softmax over s <= t of (q.k_s * scale) applied to v_s. */
+/* One query row: o = softmax over s0 <= s <= t of (q.k_s * scale) applied to v_s. */
 static float attend_row(float *o,         /* (hd) = */
                         const float *q,   /* (hd) */
                         const float *k,   /* (t+1 rows, stride kv_stride) */
                         const float *v,   /* (t+1 rows, stride kv_stride) */
-                        int t, int64_t kv_stride, int hd, float scale) {
+                        int first, int t, int64_t kv_stride, int hd, float scale) {
     float m = -INFINITY, l = 0.0f, sc[TILE];
     memset(o, 0, sizeof(float) * hd);
-    for (int s0 = 0; s0 <= t; s0 += TILE) {
+    for (int s0 = first; s0 <= t; s0 += TILE) {
         int n = t + 1 - s0 < TILE ? t + 1 - s0 : TILE;
         float tm = m;
         for (int j = 0; j < n; j++) {
@@ -68,6 +71,7 @@ void cpu_attention_fwd(float *out,        /* (B, T, H, hd) = */
                        const float *q,    /* (B, T, H, hd) */
                        const float *k,    /* (B, T, KV, hd) */
                        const float *v,    /* (B, T, KV, hd) */
+                       const int32_t *doc_start, /* (B, T) or NULL */
                        int B, int T, int H, int KV, int hd) {
     float scale = 1.0f / sqrtf((float)hd);
     int group = H / KV;
@@ -77,8 +81,9 @@ void cpu_attention_fwd(float *out,        /* (B, T, H, hd) = */
         int h = (int)(r % H), t = (int)(r / H % T);
         int64_t b = r / H / T;
         int64_t kv0 = b * T * kv_stride + (int64_t)(h / group) * hd;
+        int first = doc_start ? doc_start[b * T + t] : 0;
         lse[(b * H + h) * T + t] =
-            attend_row(out + r * hd, q + r * hd, k + kv0, v + kv0, t, kv_stride, hd, scale);
+            attend_row(out + r * hd, q + r * hd, k + kv0, v + kv0, first, t, kv_stride, hd, scale);
     }
 }
 
@@ -87,9 +92,9 @@ static void attend_row_bwd(float *dq,           /* (hd) += */
                            float *dk, float *dv, /* (t+1 rows, stride kv_stride) += */
                            const float *dout, const float *q, const float *out, /* (hd) */
                            const float *k, const float *v, /* (t+1 rows, stride kv_stride) */
-                           float lse, int t, int64_t kv_stride, int hd, float scale) {
+                           float lse, int first, int t, int64_t kv_stride, int hd, float scale) {
     float D = dot(dout, out, hd), p[TILE], ds[TILE];
-    for (int s0 = 0; s0 <= t; s0 += TILE) {
+    for (int s0 = first; s0 <= t; s0 += TILE) {
         int n = t + 1 - s0 < TILE ? t + 1 - s0 : TILE;
         const float *ks = k + s0 * kv_stride, *vs = v + s0 * kv_stride;
         for (int j = 0; j < n; j++) {
@@ -114,6 +119,7 @@ void cpu_attention_bwd(float *dq,         /* (B, T, H, hd) = */
                        const float *v,    /* (B, T, KV, hd) */
                        const float *out,  /* (B, T, H, hd) */
                        const float *lse,  /* (B, H, T) */
+                       const int32_t *doc_start, /* (B, T) or NULL */
                        int B, int T, int H, int KV, int hd) {
     float scale = 1.0f / sqrtf((float)hd);
     int group = H / KV;
@@ -132,8 +138,8 @@ void cpu_attention_bwd(float *dq,         /* (B, T, H, hd) = */
                 int64_t r = (b * T + t) * q_stride + (int64_t)h * hd;
                 memset(dq + r, 0, sizeof(float) * hd);
                 attend_row_bwd(dq + r, dk + kv0, dv + kv0, dout + r, q + r, out + r,
-                               k + kv0, v + kv0, lse[(b * H + h) * T + t], t, kv_stride,
-                               hd, scale);
+                               k + kv0, v + kv0, lse[(b * H + h) * T + t],
+                               doc_start ? doc_start[b * T + t] : 0, t, kv_stride, hd, scale);
             }
     }
 }

@@ -56,12 +56,15 @@ void cpu_rope_bwd(float *dx,              /* (B, T, n_heads, head_dim) rotated b
 
 /* attention.c — causal grouped-query attention, softmax(q k^T / sqrt(hd)) v.
  * Query head h reads kv head h / (n_heads / n_kv). Forward keeps only the
- * per-row log-sum-exp; backward recomputes the probabilities (no T×T store). */
+ * per-row log-sum-exp; backward recomputes the probabilities (no T×T store).
+ * doc_start (B, T), when not NULL, masks packed documents from each other:
+ * row t attends to keys doc_start[b, t] <= s <= t (the start of its document). */
 void cpu_attention_fwd(float *out,        /* (B, T, H, hd) = */
                        float *lse,        /* (B, H, T) = */
                        const float *q,    /* (B, T, H, hd) */
                        const float *k,    /* (B, T, KV, hd) */
                        const float *v,    /* (B, T, KV, hd) */
+                       const int32_t *doc_start, /* (B, T) or NULL */
                        int B, int T, int H, int KV, int hd);
 void cpu_attention_bwd(float *dq,         /* (B, T, H, hd) = */
                        float *dk,         /* (B, T, KV, hd) = */
@@ -69,6 +72,7 @@ void cpu_attention_bwd(float *dq,         /* (B, T, H, hd) = */
                        const float *dout, /* (B, T, H, hd) */
                        const float *q, const float *k, const float *v,
                        const float *out, const float *lse,
+                       const int32_t *doc_start, /* (B, T) or NULL */
                        int B, int T, int H, int KV, int hd);
 
 /* swiglu.c — h = silu(gate) * up */

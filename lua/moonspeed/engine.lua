@@ -106,6 +106,10 @@ function M.config(r, opts)
   -- the shards must carry the id of data.tokenizer (a path resolves to its vocabulary's id)
   if opts.data ~= false then anchors[1] = require("moonspeed.tokenizer").recipe_id(r) end
   cfg.tokenizer = anchors[1]
+  if r.data.doc_mask then -- documents start at the tokenizer's BOS (any id will do for a plan)
+    local ok, tok = pcall(require("moonspeed.tokenizer").for_recipe, r)
+    cfg.doc_mask, cfg.bos_token = 1, ok and tok.bos or 0
+  end
   if r.comm.provider ~= "" then cfg.comm_provider = anchors[4] end
   if opts.data ~= false then
     anchors[2], anchors[3] = r.data.train, r.data.val

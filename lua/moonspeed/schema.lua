@@ -107,6 +107,8 @@ M.sections = {
       doc = "training token shard (relative paths are relative to the working directory)" },
     { key = "val", type = "string", nonempty = true, default = "data/kjv/val.bin",
       doc = "held-out token shard for evaluation" },
+    { key = "doc_mask", type = "bool", default = false,
+      doc = "documents are packed into sequences; true: attention does not cross them (a BOS starts a document)" },
   }),
   section("zero", "ZeRO: how model state is split across ranks", {
     { key = "stage", type = "int", min = 0, max = 3, default = 0,

@@ -3,20 +3,25 @@
  * double reference (full T x T softmax with the causal mask, query head h on
  * kv head h / (H / KV)); backward against finite differences of
  * L = sum(r * out) (see kernels_fd.h). GQA (H = 2 KV), MHA (H = KV), MQA (KV = 1),
- * and a sequence longer than the kernel's key tile (32).
+ * and a sequence longer than the kernel's key tile (32). With document masking
+ * the reference keeps, for row t, only keys from the start of t's document
+ * (documents packed back to back, different cuts per sequence, one crossing a
+ * key tile) — and masked rows must differ from plain causal ones.
  */
 #include "check.h"
 #include "cpu/kernels.h"
 #include "kernels_fd.h"
 
-typedef struct { double *q, *k, *v, *r, *out; int B, T, H, KV, hd; } attn_ctx;
+typedef struct { double *q, *k, *v, *r, *out; const int32_t *doc_start; int B, T, H, KV, hd; } attn_ctx;
 
 /* One query row: scores over s <= t, softmax, weighted sum; returns the lse. */
 static double ref_attend(double *o, const attn_ctx *c, int b, int t, int h) {
     int kvh = h / (c->H / c->KV);
     double sc[128], m = -INFINITY, sum = 0.0;
     const double *q = c->q + (((long)b * c->T + t) * c->H + h) * c->hd;
-    for (int s = 0; s <= t; s++) {
+    int first = c->doc_start ? c->doc_start[b * c->T + t] : 0;
+    for (int s = 0; s < first; s++) sc[s] = -INFINITY; /* another document: masked */
+    for (int s = first; s <= t; s++) {
         const double *k = c->k + (((long)b * c->T + s) * c->KV + kvh) * c->hd;
         sc[s] = kt_dot(q, k, c->hd) / sqrt((double)c->hd);
         m = fmax(m, sc[s]);
@@ -45,8 +50,8 @@ static double attn_loss(void *p) {
     return kt_dot(c->r, c->out, (long)c->B * c->T * c->H * c->hd);
 }
 
-static int attention_case(int B, int T, int H, int KV, int hd, unsigned seed) {
-    attn_ctx c = {.B = B, .T = T, .H = H, .KV = KV, .hd = hd};
+static int attention_case_docs(int B, int T, int H, int KV, int hd, unsigned seed, const int32_t *doc_start) {
+    attn_ctx c = {.B = B, .T = T, .H = H, .KV = KV, .hd = hd, .doc_start = doc_start};
     CHECK(T <= 128);  /* ref_attend keeps one row of scores on the stack */
     long nq = (long)B * T * H * hd, nkv = (long)B * T * KV * hd, nl = (long)B * H * T;
     float *q = kt_rand(nq, seed, 1.5f), *k = kt_rand(nkv, seed + 1, 1.5f);
@@ -55,7 +60,7 @@ static int attention_case(int B, int T, int H, int KV, int hd, unsigned seed) {
     c.r = kt_to_double(dout, nq), c.out = kt_zeros(nq);
 
     float *out = kt_fill(nq, NAN), *lse = kt_fill(nl, NAN);
-    cpu_attention_fwd(out, lse, q, k, v, B, T, H, KV, hd);
+    cpu_attention_fwd(out, lse, q, k, v, doc_start, B, T, H, KV, hd);
     double *want_lse = kt_zeros(nl);
     ref_attention(&c, want_lse);
     CHECK_ARRAYS("out", out, c.out, nq, KT_FWD_ATOL, KT_FWD_RTOL);
@@ -66,14 +71,52 @@ static int attention_case(int B, int T, int H, int KV, int hd, unsigned seed) {
     kt_fd_grad(gk, c.k, nkv, attn_loss, &c);
     kt_fd_grad(gv, c.v, nkv, attn_loss, &c);
     float *dq = kt_fill(nq, 123.0f), *dk = kt_fill(nkv, 123.0f), *dv = kt_fill(nkv, 123.0f);
-    cpu_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, T, H, KV, hd);
+    cpu_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, doc_start, B, T, H, KV, hd);
     CHECK_ARRAYS("dq", dq, gq, nq, KT_GRAD_ATOL, KT_GRAD_RTOL);
     CHECK_ARRAYS("dk", dk, gk, nkv, KT_GRAD_ATOL, KT_GRAD_RTOL);
     CHECK_ARRAYS("dv", dv, gv, nkv, KT_GRAD_ATOL, KT_GRAD_RTOL);
+    if (doc_start) { /* the mask must matter: a row past a document start differs from plain causal */
+        float *plain = kt_fill(nq, NAN), *plain_lse = kt_fill(nl, NAN);
+        cpu_attention_fwd(plain, plain_lse, q, k, v, NULL, B, T, H, KV, hd);
+        long differ = 0;
+        for (long i = 0; i < nl; i++) differ += plain_lse[i] != lse[i];
+        CHECK(differ > 0);
+    }
     return 0;
+}
+
+static int attention_case(int B, int T, int H, int KV, int hd, unsigned seed) {
+    return attention_case_docs(B, T, H, KV, hd, seed, NULL);
+}
+
+/* doc_start from the BOS positions, as the loader computes it */
+static int32_t *doc_starts(const int32_t *bos_at, int B, int T) {
+    int32_t *ds = malloc(sizeof *ds * (size_t)B * (size_t)T);
+    for (int b = 0; b < B; b++) {
+        int start = 0;
+        for (int t = 0; t < T; t++) {
+            if (bos_at[b * T + t]) start = t;
+            ds[b * T + t] = start;
+        }
+    }
+    return ds;
 }
 
 TEST(kernel_attention_gqa) { return attention_case(2, 5, 4, 2, 8, 100); }
 TEST(kernel_attention_mha) { return attention_case(2, 6, 3, 3, 8, 110); }
 TEST(kernel_attention_mqa) { return attention_case(1, 7, 4, 1, 4, 120); }
 TEST(kernel_attention_long) { return attention_case(1, 70, 2, 1, 4, 130); }  /* 3 key tiles */
+
+/* Documents packed into sequences: sequence 0 has documents at 0, 3 and 7; sequence 1
+ * a single one from 0 and a new one at 1 (a one-token document first). */
+TEST(kernel_attention_doc_mask_gqa) {
+    int32_t bos[2 * 10] = {0};
+    bos[0] = bos[3] = bos[7] = 1;
+    bos[10 + 1] = 1;
+    return attention_case_docs(2, 10, 4, 2, 8, 140, doc_starts(bos, 2, 10));
+}
+TEST(kernel_attention_doc_mask_long) {  /* a document starting inside the second key tile */
+    int32_t bos[70] = {0};
+    bos[0] = bos[20] = bos[45] = bos[69] = 1;
+    return attention_case_docs(1, 70, 2, 1, 4, 150, doc_starts(bos, 1, 70));
+}
