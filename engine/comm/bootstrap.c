@@ -475,10 +475,12 @@ static int judge(ms_boot *b, const ms_world *w, const hello *h, char *why, size_
     return -1;
 }
 
-static ms_status send_table(ms_boot *b, int fd, double deadline) {
+static ms_status send_table(ms_boot *b, int rank, double deadline) {
+    int fd = b->fds[rank];
     if (io_full(fd, b->hosts, (size_t)b->world * MS_BOOT_HOST_LEN, deadline, 1) != 0 ||
         io_full(fd, b->root_blob, sizeof b->root_blob, deadline, 1) != 0)
-        return ms_fail(MS_ERR_IO, "rendezvous at %s: sending the table failed: %s", b->where, io_why());
+        return ms_fail(MS_ERR_IO, "rendezvous at %s: sending the table to rank %d (host %s) failed: %s", b->where,
+                       rank, b->hosts[rank], io_why());
     return MS_OK;
 }
 
@@ -585,7 +587,7 @@ static ms_status rendezvous_root(ms_boot *b, const ms_world *w, double deadline)
     double send_deadline = ms_comm_now() + b->timeout_ms / 1000.0;
     for (int r = 1; r < w->world; r++) {
         send_reply(b->fds[r], REPLY_OK, "", send_deadline);
-        TRY(send_table(b, b->fds[r], send_deadline));
+        TRY(send_table(b, r, send_deadline));
     }
     return MS_OK;
 }
@@ -832,6 +834,17 @@ int32_t ms_boot_gone(ms_boot *b) {
     if (!b) return -1;
     if (b->rank != 0 && atomic_load(&b->gone) < 0) read_rank0(b, 0);
     return atomic_load(&b->gone);
+}
+
+void ms_boot_abort(ms_boot *b) {
+    if (!b) return;
+    if (b->rank == 0 && b->wake[1] >= 0) {
+        char c = 1;
+        if (write(b->wake[1], &c, 1) == 1) pthread_join(b->watcher, NULL);
+        close_fd(&b->wake[0]);
+        close_fd(&b->wake[1]);
+    }
+    boot_free(b);
 }
 
 void ms_boot_close(ms_boot *b) {

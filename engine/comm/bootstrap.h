@@ -52,6 +52,8 @@ int32_t ms_boot_gone(ms_boot *b);
 
 /* Goodbye (waits up to the deadline for everyone's), then close. NULL: no-op. */
 void ms_boot_close(ms_boot *b);
+/* Close at once, without a goodbye: the others see this rank leave (setup failed). */
+void ms_boot_abort(ms_boot *b);
 
 double ms_comm_now(void);   /* seconds, monotonic */
 

@@ -56,6 +56,10 @@ struct ms_comm {
     ms_status (*wait)(ms_comm *c, ms_comm_req *req);
     void (*destroy)(ms_comm *c);
     const char *provider;   /* the libfabric provider ("shm", "tcp;ofi_rxm", "efa"); "none" for single */
+    /* Move requests in flight along without blocking. Progress is manual: a
+       transfer advances only inside wait() or here, so work that overlaps a
+       collective (a prefetch) calls this now and then to keep it flowing. */
+    ms_status (*progress)(ms_comm *c);
 };
 
 /* The world this process belongs to, from the environment (bootstrap.c):

@@ -791,6 +791,17 @@ static ms_status fab_broadcast(ms_comm *c, void *buf, int64_t bytes, int32_t roo
     return start(c->impl, MS_COMM_BROADCAST, buf, buf, bytes, MS_F32, root, req);
 }
 
+static ms_status fab_progress(ms_comm *c) {
+    fab *f = c->impl;
+    TRY(refuse_if_failed(f, "progress"));
+    for (int i = 0; i < 4; i++) {
+        int got = 0;
+        TRY(progress(f, &got));
+        if (!got) break;
+    }
+    return MS_OK;
+}
+
 static ms_status fab_barrier(ms_comm *c) {
     if (!c) return ms_fail(MS_ERR_INVALID, "barrier: the communicator is NULL");
     ms_comm_req *q = NULL;
@@ -1051,13 +1062,12 @@ static ms_status setup(fab *f, const ms_world *w, const char *provider, int32_t 
     TRY(ms_boot_bcast(f->boot, chosen, sizeof chosen));
     chosen[sizeof chosen - 1] = '\0';
     snprintf(f->provider, sizeof f->provider, "%s", chosen);
-    ms_status st = open_endpoint(f, w);
-    if (st != MS_OK) return ms_fail_context(st, "rank %d", w->rank);
+    TRY(open_endpoint(f, w));
     TRY(exchange_names(f));
     TRY(reserve_staging(f));
     TRY(ms_boot_watch(f->boot));
     /* one barrier proves that every pair of neighbours can talk */
-    st = fab_barrier(&f->c);
+    ms_status st = fab_barrier(&f->c);
     if (st != MS_OK) return ms_fail_context(st, "the first barrier over %s", f->provider);
     memset(&f->c.stats, 0, sizeof f->c.stats);
     return MS_OK;
@@ -1069,11 +1079,12 @@ ms_status ms_fabric_create(const ms_world *w, const char *provider, int32_t time
     f->c = (ms_comm){.name = "fabric", .rank = w->rank, .world = w->world, .timeout_ms = timeout_ms, .impl = f,
                      .all_gather = fab_all_gather, .reduce_scatter = fab_reduce_scatter,
                      .all_reduce = fab_all_reduce, .broadcast = fab_broadcast, .barrier = fab_barrier,
-                     .wait = fab_wait, .destroy = fab_destroy, .provider = f->provider};
+                     .wait = fab_wait, .destroy = fab_destroy, .provider = f->provider,
+                     .progress = fab_progress};
     ms_status st = setup(f, w, provider, timeout_ms);
     if (st != MS_OK) {
         ms_fail_context(st, "creating the fabric communicator (rank %d of %d)", w->rank, w->world);
-        ms_boot_close(f->boot);
+        ms_boot_abort(f->boot);
         fab_close(f);
         free(f->addr);
         free(f->names);

@@ -302,8 +302,10 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
             if (!pf[p].revents) continue;
             int i = owner[p];
             char prefix[32] = "";
-            if (flags & MS_LAUNCH_PREFIX) snprintf(prefix, sizeof prefix, "[rank %d] ", ch[i].rank);
-            int show = !(flags & MS_LAUNCH_FIRST_STDOUT_ONLY) || i == 0 || who[p]->to == 2;
+            int first_only = (flags & MS_LAUNCH_FIRST_STDOUT_ONLY) != 0;
+            if ((flags & MS_LAUNCH_PREFIX) || (first_only && who[p]->to == 2))
+                snprintf(prefix, sizeof prefix, "[rank %d] ", ch[i].rank);
+            int show = !first_only || i == 0 || who[p]->to == 2;
             if (!pump(who[p], prefix, show)) open_streams--;
         }
         struct signalfd_siginfo si;

@@ -90,6 +90,11 @@ static ms_status single_wait(ms_comm *c, ms_comm_req *req) {
     return MS_OK;
 }
 
+static ms_status single_progress(ms_comm *c) {
+    (void)c;
+    return MS_OK;
+}
+
 static void single_destroy(ms_comm *c) { free(c); }
 
 ms_status ms_comm_single(ms_comm **out) {
@@ -108,6 +113,7 @@ ms_status ms_comm_single(ms_comm **out) {
     c->barrier = single_barrier;
     c->wait = single_wait;
     c->destroy = single_destroy;
+    c->progress = single_progress;
     *out = c;
     return MS_OK;
 }

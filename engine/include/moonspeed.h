@@ -321,7 +321,8 @@ ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *inputs, in
  * be started; how they ended is in *out. */
 typedef enum ms_launch_flags {
     MS_LAUNCH_PREFIX = 1,            /* prefix every line with "[rank K] " */
-    MS_LAUNCH_FIRST_STDOUT_ONLY = 2  /* drop the standard output of all but the first rank */
+    MS_LAUNCH_FIRST_STDOUT_ONLY = 2  /* keep only the first rank's standard output, unprefixed
+                                        (standard error stays, prefixed) */
 } ms_launch_flags;
 
 typedef struct ms_launch_result {

@@ -279,3 +279,14 @@ TEST(comm_rendezvous_duplicate_rank) {
     CHECK_MSG(WIFEXITED(s2) && WEXITSTATUS(s2) == 0, "rank 2 status %d", s2);
     return 0;
 }
+
+TEST(comm_unknown_provider) {
+    /* rank 0's choice is everyone's; a provider that is not there fails setup
+     * on every rank at once, listing those that are */
+    boot_case bc = {.job = {.world = 2, .port = free_port(), .provider = "nonesuch", .timeout_ms = 20000},
+                    .expect = {"libfabric offers no provider \"nonesuch\"", "libfabric offers no provider \"nonesuch\""}};
+    double t0 = now();
+    CHECK(run_ranks(&bc.job, boot_rank, &bc, 30, NULL) == 0);
+    CHECK_MSG(now() - t0 < 10, "took %.1f s", now() - t0);
+    return 0;
+}
