@@ -6,6 +6,8 @@
 --   for i = 1, 20 do print(e:step()) end
 --   print(moonspeed.plan.compute(r))
 --   e:free()
+--   local tok = moonspeed.tokenizer.load("data/llama3/tokenizer.model")  -- or "bytes"
+--   print(tok:encode("Hello world")[1], tok:decode({ 9906, 1917 }))
 --
 -- Submodules load on first use, so recipe tools (schema, recipe, keys) work
 -- without the engine library.
@@ -16,7 +18,7 @@ local submodules = {
   engine = "moonspeed.engine", recipe = "moonspeed.recipe", schema = "moonspeed.schema",
   plan = "moonspeed.plan", metrics = "moonspeed.metrics", plot = "moonspeed.plot",
   json = "moonspeed.json", repl = "moonspeed.repl", cli = "moonspeed.cli", fmt = "moonspeed.fmt",
-  pretty = "moonspeed.pretty", sys = "moonspeed.sys",
+  pretty = "moonspeed.pretty", sys = "moonspeed.sys", tokenizer = "moonspeed.tokenizer",
 }
 
 -- An engine for a recipe (file name, table or resolved recipe) with overrides.
