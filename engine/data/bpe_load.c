@@ -66,15 +66,14 @@ static ms_status read_all(const char *path, uint8_t **out, int64_t *n) {
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* val[c]: the 6-bit value of base64 character c, or -1. */
+static void b64_table(int8_t val[256]) {
+    memset(val, -1, 256);
+    for (int i = 0; i < 64; i++) val[(uint8_t)B64[i]] = (int8_t)i;
+}
+
 /* Decodes base64 p[0..n) into out; returns bytes or -1 when malformed. */
-static int64_t b64_decode(const uint8_t *p, int64_t n, uint8_t *out) {
-    static int8_t val[256];
-    static int ready;
-    if (!ready) {
-        memset(val, -1, sizeof val);
-        for (int i = 0; i < 64; i++) val[(uint8_t)B64[i]] = (int8_t)i;
-        ready = 1;
-    }
+static int64_t b64_decode(const int8_t val[256], const uint8_t *p, int64_t n, uint8_t *out) {
     if (n == 0 || n % 4) return -1;
     int64_t w = 0;
     for (int64_t i = 0; i < n; i += 4) {
@@ -151,6 +150,8 @@ static ms_status load_tiktoken(ms_tokenizer *t, const char *path, const uint8_t 
     if (st == MS_OK && (!len || !at || !tmp)) st = ms_fail(MS_ERR_NOMEM, "tokenizer %s: out of memory", path);
     for (int64_t r = 0; st == MS_OK && r < MS_LLAMA3_RANKS; r++) at[r] = -1;
     /* pass 2: decode each line into tmp, remember where each rank's bytes are */
+    int8_t val[256];
+    b64_table(val);
     int64_t line = 0, w = 0;
     for (int64_t i = 0; st == MS_OK && i < n; line++) {
         const uint8_t *eol = memchr(buf + i, '\n', (size_t)(n - i));
@@ -163,7 +164,7 @@ static ms_status load_tiktoken(ms_tokenizer *t, const char *path, const uint8_t 
             break;
         }
         int64_t s = sp - buf;
-        int64_t got = b64_decode(buf + i, s - i, tmp + w);
+        int64_t got = b64_decode(val, buf + i, s - i, tmp + w);
         if (got <= 0) {
             st = ms_fail(MS_ERR_FORMAT, "tokenizer %s line %lld: \"%.*s\" is not base64 of a token; the file is "
                          "corrupt", path, (long long)line + 1, (int)(s - i < 40 ? s - i : 40), (const char *)buf + i);
