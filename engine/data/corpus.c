@@ -2,7 +2,7 @@
  * data/corpus.c — a corpus of text files into train/val token shards
  * (ms_tokenize_files; the contract is in moonspeed.h).
  *
- * Pipeline, one batch (about 16 MB of text) at a time:
+ * Pipeline, one batch (about 16 MB of text, or HELD small files) at a time:
  *   1. the calling thread gathers blocks: plain-text files are mapped, JSONL
  *      lines decoded ("text" field, JSON escapes undone) into the batch buffer;
  *      documents longer than BLOCK are cut after a '\n' that is followed by a
@@ -36,6 +36,7 @@
 #define BLOCK (16 << 10)          /* bytes of text per block, about */
 #define BATCH (16 << 20)          /* bytes of text per batch, about */
 #define DEFAULT_SHARD (1LL << 26) /* tokens per shard */
+#define HELD 1024                 /* finished plain-text files whose mappings a batch may hold */
 
 static double now(void) {
     struct timespec ts;
@@ -320,6 +321,9 @@ typedef struct run {
     int64_t file;      /* current input */
     const uint8_t *map;
     int64_t map_bytes, pos, line;
+    void *held[HELD];         /* mappings of finished files whose blocks are in the batch */
+    int64_t held_bytes[HELD];
+    int n_held;
     int64_t doc_pos;   /* plain text: bytes of the current document already cut */
     buf text;          /* batch text decoded from JSONL */
     int pending_jsonl; /* a decoded JSONL document not yet cut into blocks */
@@ -385,6 +389,11 @@ static void close_map(run *r) {
     r->map_bytes = 0;
 }
 
+static void release_held(run *r) {
+    for (int i = 0; i < r->n_held; i++) munmap(r->held[i], (size_t)r->held_bytes[i]);
+    r->n_held = 0;
+}
+
 static ms_status open_input(run *r) {
     input *x = &r->in.v[r->file];
     r->pos = 0, r->line = 0, r->doc_pos = 0;
@@ -411,9 +420,9 @@ static ms_status open_input(run *r) {
     return MS_OK;
 }
 
-/* Fills the batch with blocks. Plain-text blocks point into the current
- * mapping, so a batch ends where a file ends (the mapping is released after
- * the batch is encoded). Returns MS_OK with n_blocks == 0 at the end. */
+/* Fills the batch with blocks. Plain-text blocks point into their file's
+ * mapping: a finished file's mapping is held until the batch is encoded, so
+ * many small files share a batch. Returns MS_OK with n_blocks == 0 at the end. */
 static ms_status fill_batch(run *r) {
     r->n_blocks = 0;
     r->batch_bytes = 0;
@@ -434,7 +443,7 @@ static ms_status fill_batch(run *r) {
             if (r->pend_n == 0) r->pending_jsonl = 0;
             continue;
         }
-        if (r->file >= r->in.n) break;
+        if (r->file >= r->in.n || r->n_held == HELD) break;
         input *x = &r->in.v[r->file];
         if (!r->map && r->pos == 0 && r->map_bytes == 0) {
             TRY(open_input(r));
@@ -445,8 +454,14 @@ static ms_status fill_batch(run *r) {
             }
         }
         if (r->pos >= r->map_bytes) { /* this file is done */
-            if (!x->jsonl) break;    /* its blocks still point into the mapping */
-            close_map(r);
+            if (!x->jsonl) { /* its blocks point into the mapping: keep it until the batch is encoded */
+                r->held[r->n_held] = (void *)r->map;
+                r->held_bytes[r->n_held++] = r->map_bytes;
+                r->map = NULL;
+                r->map_bytes = 0;
+            } else {
+                close_map(r);
+            }
             r->files_bytes += x->bytes;
             r->file++;
             r->pos = 0;
@@ -600,12 +615,7 @@ static ms_status tokenize(run *r, int threads) {
         TRY(encode_batch(r, threads));
         TRY(append_batch(r));
         for (int64_t i = 0; i < r->n_blocks; i++) r->done_bytes += r->blocks[i].n;
-        if (r->file < r->in.n && !r->in.v[r->file].jsonl && r->map && r->pos >= r->map_bytes) {
-            close_map(r); /* a plain-text file whose blocks are all encoded now */
-            r->files_bytes += r->in.v[r->file].bytes;
-            r->file++;
-            r->pos = 0;
-        }
+        release_held(r);
         progress(r, 0);
     }
     TRY(flush_split(r, 0));
@@ -645,6 +655,7 @@ ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *paths, int
     int threads = opt && opt->threads > 0 ? opt->threads : omp_get_num_procs();
     if (st == MS_OK) st = tokenize(r, threads);
     close_map(r);
+    release_held(r);
     if (st == MS_OK) progress(r, 1);
     if (st != MS_OK) { /* remove what this call wrote: no partial corpus is left behind */
         char path[4096];
