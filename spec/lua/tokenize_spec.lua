@@ -143,6 +143,42 @@ describe("moonspeed tokenize", function()
     assert.are.same(train, joined)
   end)
 
+  it("decodes JSON escapes (\\uXXXX, surrogate pairs) to the very text a plain file holds", function()
+    local text = require("mixed_text").generate(3e5, 7)
+    -- JSON with every non-ASCII character escaped, as Python's json.dumps writes it
+    local out, i = { '{"meta": {"text": 1}, "text": "' }, 1
+    local esc = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+    while i <= #text do
+      local c = text:byte(i)
+      local len = c < 0x80 and 1 or c < 0xE0 and 2 or c < 0xF0 and 3 or 4
+      local cp = len == 1 and c or c % (2 ^ (7 - len))
+      for k = 1, len - 1 do cp = cp * 64 + text:byte(i + k) % 64 end
+      local ch = text:sub(i, i)
+      if len == 1 and esc[ch] then out[#out + 1] = esc[ch]
+      elseif len == 1 and c < 0x20 then out[#out + 1] = ("\\u%04x"):format(c)
+      elseif len == 1 then out[#out + 1] = ch
+      elseif cp < 0x10000 then out[#out + 1] = ("\\u%04x"):format(cp)
+      else
+        cp = cp - 0x10000
+        out[#out + 1] = ("\\u%04x\\u%04x"):format(0xD800 + math.floor(cp / 1024), 0xDC00 + cp % 1024)
+      end
+      i = i + len
+    end
+    out[#out + 1] = '"}\n'
+    support.write(dir .. "/doc.jsonl", table.concat(out))
+    support.write(dir .. "/doc.txt", text)
+    for _, f in ipairs({ "doc.jsonl", "doc.txt" }) do
+      local r = support.moonspeed({ "tokenize", "--tokenizer", "bytes", "--out", dir .. "/" .. f .. ".out",
+        "--val-fraction", "0.2", dir .. "/" .. f })
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    for _, shard in ipairs({ "train-00000.bin", "val-00000.bin" }) do
+      local a = support.read(dir .. "/doc.jsonl.out/" .. shard)
+      assert.is_true(#a > 1000)
+      assert.are.equal(support.read(dir .. "/doc.txt.out/" .. shard), a)
+    end
+  end)
+
   it("refuses bad input with the file and line, and leaves no shards behind", function()
     support.write(dir .. "/ok.txt", "fine\n")
     support.write(dir .. "/bad.jsonl", '{"text": "a"}\n{"title": "b", "body": "c"}\n')
