@@ -584,6 +584,17 @@ ms_status ms_boot_bcast(ms_boot *b, void *buf, int32_t len) {
  * The watch: who is gone
  * -------------------------------------------------------------------------- */
 
+/* One frame from a readable socket: 1, 0 when there is none yet, -1 at end of
+ * file or on a broken connection (a frame cut short counts as broken). */
+static int read_frame(int fd, frame *f) {
+    ssize_t got = recv(fd, f, sizeof *f, 0);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    if (got <= 0) return -1;
+    if ((size_t)got < sizeof *f && io_full(fd, (char *)f + got, sizeof *f - (size_t)got, ms_comm_now() + 2.0, 0) != 0)
+        return -1;
+    return 1;
+}
+
 /* Rank 0's watcher: reads every connection; BYE marks a rank as left, end of
  * file without one marks it gone and tells every other rank. */
 static void *watch_main(void *arg) {
@@ -609,9 +620,9 @@ static void *watch_main(void *arg) {
             if (!pf[i].revents) continue;
             int r = who[i];
             frame f;
-            ssize_t got = recv(b->fds[r], &f, sizeof f, MSG_WAITALL);
-            if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-            if (got == (ssize_t)sizeof f && f.type == FRAME_BYE && f.len == 0) {
+            int got = read_frame(b->fds[r], &f);
+            if (got == 0) continue;
+            if (got > 0 && f.type == FRAME_BYE && f.len == 0) {
                 atomic_store(&b->left[r], 1);
                 continue;
             }
@@ -650,10 +661,10 @@ static void read_rank0(ms_boot *b, int block_ms) {
         struct pollfd pf = {.fd = b->fds[0], .events = POLLIN};
         if (b->fds[0] < 0 || poll(&pf, 1, block_ms) <= 0) return;
         frame f;
-        ssize_t got = recv(b->fds[0], &f, sizeof f, MSG_WAITALL);
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        int got = read_frame(b->fds[0], &f);
+        if (got == 0) return;
         int expected = -1;
-        if (got != (ssize_t)sizeof f) {
+        if (got < 0) {
             if (!b->fin_seen) atomic_compare_exchange_strong(&b->gone, &expected, 0);
             close_fd(&b->fds[0]);
             return;
