@@ -544,8 +544,10 @@ static ms_status start(fab *f, int kind, const void *send, void *recv, int64_t c
     if (kind == MS_COMM_ALL_GATHER && count > 0 && (const char *)send != (char *)recv + r * count * q->esize)
         memcpy((char *)recv + r * count * q->esize, send, (size_t)(count * q->esize));
     *out = q;
-    if (q->nchunks == 0) {
+    if (q->nchunks == 0) {                   /* nothing to move: done, no request to wait for */
         finish_req(q);
+        q->in_use = 0;
+        *out = NULL;
         return MS_OK;
     }
     for (int32_t p = 0; p < N_PIPES; p++) {

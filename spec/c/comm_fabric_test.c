@@ -178,3 +178,136 @@ TEST(comm_shm_world4) { return run_collectives("shm", 4); }
 TEST(comm_tcp_world2) { return run_collectives("tcp;ofi_rxm", 2); }
 TEST(comm_tcp_world3) { return run_collectives("tcp;ofi_rxm", 3); }
 TEST(comm_tcp_world4) { return run_collectives("tcp;ofi_rxm", 4); }
+
+/* --- a random mix in flight ----------------------------------------------- */
+
+typedef struct slot {
+    int kind, dtype, in_place, root;
+    int64_t n;
+    char *send, *recv;
+    ms_comm_req *q;
+} slot;
+
+static uint64_t next_rand(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int check_slot(ms_comm *c, const slot *sl) {
+    int w = c->world, r = c->rank;
+    size_t es = (size_t)ms_comm_elem_size(sl->dtype);
+    char *want = malloc((size_t)(sl->n * w) * es + 64);
+    CHECK(want);
+    char what[96];
+    snprintf(what, sizeof what, "%s n=%lld dtype=%d in_place=%d rank %d", ms_comm_kind_name(sl->kind),
+             (long long)sl->n, sl->dtype, sl->in_place, r);
+    int bad = 0;
+    switch (sl->kind) {
+    case MS_COMM_ALL_GATHER:
+        for (int b = 0; b < w; b++) fill(want + (size_t)(b * sl->n) * es, sl->dtype, b, 0, sl->n);
+        bad = same(what, sl->recv, want, sl->dtype, sl->n * w);
+        break;
+    case MS_COMM_REDUCE_SCATTER:
+        expect_sum(want, sl->dtype, w, r * sl->n, sl->n);
+        bad = same(what, sl->in_place ? sl->send + (size_t)(r * sl->n) * es : sl->recv, want, sl->dtype, sl->n);
+        break;
+    case MS_COMM_ALL_REDUCE:
+        expect_sum(want, sl->dtype, w, 0, sl->n);
+        bad = same(what, sl->in_place ? sl->send : sl->recv, want, sl->dtype, sl->n);
+        break;
+    default:
+        for (int64_t i = 0; i < sl->n; i++) want[i] = (char)(i * 7 + sl->root);
+        bad = memcmp(sl->recv, want, (size_t)sl->n) != 0;
+        break;
+    }
+    free(want);
+    CHECK_MSG(!bad, "%s", what);
+    return 0;
+}
+
+static int mix_rank(int rank, void *arg) {
+    const rank_job *job = arg;
+    setenv("MS_FABRIC_CHUNK", "4096", 1);
+    ms_comm *c = NULL;
+    CHECK_OK(job_comm(job, rank, &c));
+    int w = c->world;
+    enum { IN_FLIGHT = 6, TOTAL = 60 };
+    slot sl[IN_FLIGHT];
+    memset(sl, 0, sizeof sl);
+    uint64_t same_everywhere = 0x9E3779B97F4A7C15ull, mine = 0x1234567ull + (uint64_t)rank * 77;
+    int started = 0, waited = 0;
+    while (waited < TOTAL) {
+        /* start while there is room (the same choices on every rank) */
+        int room = -1;
+        for (int i = 0; i < IN_FLIGHT; i++)
+            if (!sl[i].q && !sl[i].send) room = i;
+        if (room >= 0 && started < TOTAL && next_rand(&same_everywhere) % 3 != 0) {
+            slot *s = &sl[room];
+            s->kind = (int)(next_rand(&same_everywhere) % 4);
+            s->dtype = (int)(next_rand(&same_everywhere) % 2);
+            s->in_place = (int)(next_rand(&same_everywhere) % 2);
+            s->root = (int)(next_rand(&same_everywhere) % (uint64_t)w);
+            s->n = (int64_t)(next_rand(&same_everywhere) % 9000);
+            size_t es = (size_t)ms_comm_elem_size(s->dtype);
+            s->send = malloc((size_t)(s->n * w) * es + 64);
+            s->recv = malloc((size_t)(s->n * w) * es + 64);
+            CHECK(s->send && s->recv);
+            switch (s->kind) {
+            case MS_COMM_ALL_GATHER: {
+                void *own = s->in_place ? s->recv + (size_t)(rank * s->n) * es : s->send;
+                fill(own, s->dtype, rank, 0, s->n);
+                CHECK_OK(c->all_gather(c, own, s->recv, s->n, s->dtype, &s->q));
+                break;
+            }
+            case MS_COMM_REDUCE_SCATTER:
+                fill(s->send, s->dtype, rank, 0, s->n * w);
+                CHECK_OK(c->reduce_scatter(c, s->send, s->in_place ? s->send + (size_t)(rank * s->n) * es : s->recv,
+                                           s->n, s->dtype, &s->q));
+                break;
+            case MS_COMM_ALL_REDUCE:
+                fill(s->send, s->dtype, rank, 0, s->n);
+                CHECK_OK(c->all_reduce(c, s->send, s->in_place ? s->send : s->recv, s->n, s->dtype, &s->q));
+                break;
+            default:
+                for (int64_t i = 0; i < s->n; i++) s->recv[i] = rank == s->root ? (char)(i * 7 + s->root) : 0;
+                CHECK_OK(c->broadcast(c, s->recv, s->n, s->root, &s->q));
+                break;
+            }
+            if (!s->q) s->q = (ms_comm_req *)1;   /* an empty one completes at once: nothing to wait */
+            started++;
+            continue;
+        }
+        /* else wait one, chosen differently on every rank */
+        int pick = -1;
+        for (int tries = 0; tries < 64 && pick < 0; tries++) {
+            int i = (int)(next_rand(&mine) % IN_FLIGHT);
+            if (sl[i].send) pick = i;
+        }
+        for (int i = 0; i < IN_FLIGHT && pick < 0; i++)
+            if (sl[i].send) pick = i;
+        if (pick < 0) continue;
+        slot *s = &sl[pick];
+        if (s->q != (ms_comm_req *)1) CHECK_OK(c->wait(c, s->q));
+        CHECK(check_slot(c, s) == 0);
+        free(s->send);
+        free(s->recv);
+        memset(s, 0, sizeof *s);
+        waited++;
+    }
+    c->destroy(c);
+    return 0;
+}
+
+TEST(comm_random_mix_shm) {
+    rank_job job = {.world = 3, .port = free_port(), .provider = "shm", .timeout_ms = 20000};
+    CHECK(run_ranks(&job, mix_rank, &job, 120, NULL) == 0);
+    return 0;
+}
+
+TEST(comm_random_mix_tcp) {
+    rank_job job = {.world = 4, .port = free_port(), .provider = "tcp;ofi_rxm", .timeout_ms = 20000};
+    CHECK(run_ranks(&job, mix_rank, &job, 120, NULL) == 0);
+    return 0;
+}
