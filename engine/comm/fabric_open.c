@@ -172,6 +172,9 @@ static ms_status open_endpoint(fab *f, const ms_world *w) {
                        "here: %s; providers that do: %s",
                        f->provider, f->strerror(-rc), have);
     }
+    /* the name libfabric gives what it found ("tcp" finds "tcp;ofi_rxm") */
+    if (f->info->fabric_attr && f->info->fabric_attr->prov_name)
+        snprintf(f->provider, sizeof f->provider, "%s", f->info->fabric_attr->prov_name);
     uint64_t mr_mode = (uint64_t)f->info->domain_attr->mr_mode;
     const char *force = getenv("MS_FABRIC_REGISTER");
     f->register_buffers = (mr_mode & FI_MR_LOCAL) || (force && strcmp(force, "1") == 0);
