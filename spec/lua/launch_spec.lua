@@ -113,6 +113,18 @@ describe("moonspeed launch", function()
     assert.are.equal("", leftovers(mark))
   end)
 
+  it("takes the world from PET_* inside a Kubeflow pod", function()
+    local mark = marker()
+    local res = support.moonspeed({ "launch", "--", "/bin/sh", "-c",
+      "echo \"$MS_RANK/$MS_WORLD_SIZE $MS_LOCAL_RANK/$MS_LOCAL_WORLD_SIZE $MS_MASTER_ADDR:$MS_MASTER_PORT\" # " .. mark },
+      { env = { PET_NNODES = "2", PET_NPROC_PER_NODE = "2", PET_NODE_RANK = "1", PET_MASTER_ADDR = "127.0.0.1",
+                PET_MASTER_PORT = "29999" } })
+    assert.are.equal(0, res.code, res.stderr)
+    local out = lines(res.stdout)
+    table.sort(out)
+    assert.are.same({ "[rank 2] 2/4 0/2 127.0.0.1:29999", "[rank 3] 3/4 1/2 127.0.0.1:29999" }, out)
+  end)
+
   it("says what is wrong with its arguments", function()
     local res = support.moonspeed({ "launch", "recipes/default.lua" })
     assert.are.equal(2, res.code)
