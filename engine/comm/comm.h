@@ -9,10 +9,14 @@
  * Every collective is asynchronous: it starts the operation and returns a
  * request; wait() drives progress until it completes or the communicator's
  * deadline passes (then the error names the peer that did not answer).
- * Requests come from a fixed pool in the communicator: starting and waiting
- * allocate nothing. Counts are elements of `dtype` (MS_F32 or MS_BF16, bf16
- * stored as uint16) per rank; sums are computed in fp32 and rounded once.
- * `send` may equal `recv` where noted (in place).
+ * Requests come from a fixed pool in the communicator (8 in flight at most):
+ * starting and waiting allocate nothing. A collective with nothing to move
+ * completes at once and hands back a NULL request. Counts are elements of
+ * `dtype` (MS_F32 or MS_BF16, bf16 stored as uint16) per rank; sums are
+ * computed in fp32 and rounded once. `send` may equal `recv` where noted (in
+ * place). Every rank starts the same collectives in the same order; requests
+ * may be waited in any order. After a failure the communicator refuses
+ * further work. One thread uses a communicator at a time.
  */
 #ifndef MS_COMM_H
 #define MS_COMM_H
@@ -43,7 +47,8 @@ struct ms_comm {
        send == recv + rank * count */
     ms_status (*all_gather)(ms_comm *c, const void *send, void *recv, int64_t count, int32_t dtype,
                             ms_comm_req **req);
-    /* recv (count) = sum over ranks of send[rank * count .. (rank + 1) * count) */
+    /* recv (count) = sum over ranks of send[rank * count .. (rank + 1) * count); in place
+       when recv == send + rank * count */
     ms_status (*reduce_scatter)(ms_comm *c, const void *send, void *recv, int64_t count, int32_t dtype,
                                 ms_comm_req **req);
     /* recv (count) = sum over ranks of send (count); in place when send == recv */
