@@ -63,6 +63,7 @@ ms_status ms_zero_acquire(ms_zero *z, ms_model *m, ms_device *d, const int32_t *
 void ms_zero_release(ms_zero *z, ms_model *m, int u) {
     ms_unit *un = &m->units[u];
     if (!un->split.shard_params) return;
+    (void)z->comm->progress(z->comm); /* move prefetches along (a failure shows at the next wait) */
     int s = slot_of(z, u);
     if (s >= 0) z->slot_unit[s] = -1;
     un->params = NULL;
