@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "core/status.h"
@@ -81,7 +82,13 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     e->cfg.tokenizer = e->tokenizer;
     e->cfg.comm_provider = NULL; /* read only here */
     TRY(ms_config_world(cfg, &e->world));
-    TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, cfg->threads));
+    /* ranks on one host share its cores unless the recipe says otherwise */
+    int32_t threads = cfg->threads;
+    if (threads == 0 && e->world.local_world > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > e->world.local_world ? (int32_t)(cores / e->world.local_world) : 1;
+    }
+    TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, threads));
     TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
     ms_model *m = &e->model;
     e->order_fwd = malloc((size_t)m->n_units * sizeof *e->order_fwd);
@@ -264,6 +271,7 @@ ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
 int64_t ms_engine_get_step(const ms_engine *e) { return e ? e->step : -1; }
 int32_t ms_engine_rank(const ms_engine *e) { return e ? e->world.rank : -1; }
 int32_t ms_engine_world_size(const ms_engine *e) { return e ? e->world.world : 0; }
+int32_t ms_engine_threads(const ms_engine *e) { return e ? e->dev.threads : 0; }
 
 ms_status ms_engine_set_step(ms_engine *e, int64_t step) {
     if (!e || step < 0) return ms_fail(MS_ERR_INVALID, "ms_engine_set_step: step must be >= 0");

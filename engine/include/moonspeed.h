@@ -208,6 +208,7 @@ ms_status ms_engine_eval(ms_engine *e, float *out_loss);
 int64_t ms_engine_get_step(const ms_engine *e);
 int32_t ms_engine_rank(const ms_engine *e);
 int32_t ms_engine_world_size(const ms_engine *e);
+int32_t ms_engine_threads(const ms_engine *e);   /* worker threads this rank computes with */
 ms_status ms_engine_set_step(ms_engine *e, int64_t step);
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out);
 ms_status ms_engine_plan(const ms_engine *e, ms_plan *out);

@@ -216,8 +216,8 @@ options:
       local w = lead and metrics.writer(dir .. "/metrics.jsonl") or { write = quiet, close = quiet }
       local mem = e:memory().reserved.total
       local steps = r.train.steps
-      local threads = r.threads > 0 and r.threads or sys.nproc()
       local world = e:world_size()
+      local threads = e:threads()
       say(("run %s: %s, %s parameters, %s on %s (%d thread%s%s); %d steps of %d x %d tokens -> %s"):format(
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", steps,

@@ -381,6 +381,7 @@ end
 -- This process's rank and the number of ranks (1 outside a launched job).
 function Engine:rank() return tonumber(C.ms_engine_rank(live(self, "e:rank()"))) end
 function Engine:world_size() return tonumber(C.ms_engine_world_size(live(self, "e:world_size()"))) end
+function Engine:threads() return tonumber(C.ms_engine_threads(live(self, "e:threads()"))) end
 
 -- Mean held-out loss over train.eval_batches micro-batches (nats/token).
 function Engine:eval()
