@@ -147,7 +147,7 @@ M.command = {
   summary = "start the local ranks of a distributed job",
   help = [[
 usage: moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT]
-                        RECIPE [section.key=value ...]
+                        RECIPE [section.key=value ...] [--run-dir DIR]
        moonspeed launch --nproc-per-node N ... -- PROGRAM [ARGS ...]
 
 Starts N ranks on this node, each running `moonspeed run RECIPE overrides` (or
@@ -172,6 +172,7 @@ options:
   --node-rank R        this node's place, 0..M-1 (0)
   --master HOST:PORT   where rank 0 listens (needed with several nodes)
   --grace SECONDS      how long stopped ranks get before SIGKILL (5)
+  --run-dir DIR        passed on to every rank's `moonspeed run` (rank 0 writes there)
 ]],
   spec = { raw = true },
   run = function(args, usage, parse)
@@ -186,18 +187,21 @@ options:
     end
     local opts, pos, overrides = parse(before, {
       flags = { ["--nproc-per-node"] = "int", ["--nnodes"] = "int", ["--node-rank"] = "int",
-                ["--master"] = "string", ["--grace"] = "number" },
+                ["--master"] = "string", ["--grace"] = "number", ["--run-dir"] = "string" },
       max_positional = 1, overrides = true })
     local w = M.world(opts, usage)
     local argv, path
     if program then
       if #program == 0 then usage("nothing after --: give the program each rank runs") end
-      if pos[1] or #overrides > 0 then usage("give either RECIPE [overrides] or -- PROGRAM, not both") end
+      if pos[1] or #overrides > 0 or opts["run-dir"] then
+        usage("give either RECIPE [overrides] [--run-dir DIR] or -- PROGRAM, not both")
+      end
       argv, path = program, program[1]
     else
       if not pos[1] then usage("missing RECIPE (each rank runs `moonspeed run RECIPE`)") end
       argv = { "moonspeed", "run", pos[1] }
       for _, o in ipairs(overrides) do argv[#argv + 1] = o end
+      if opts["run-dir"] then argv[#argv + 1] = "--run-dir"; argv[#argv + 1] = opts["run-dir"] end
     end
     local grace = opts.grace or 5
     if grace < 0 then usage("--grace must be >= 0") end

@@ -113,6 +113,30 @@ describe("moonspeed launch", function()
     assert.are.equal("", leftovers(mark))
   end)
 
+  it("trains under ZeRO stage 3 on two ranks into one run directory, with one rank's losses", function()
+    assert.is_nil(support.missing_data())
+    local dir = support.tmpdir()
+    local function losses(run)
+      local out = {}
+      for l in support.read(run .. "/metrics.jsonl"):gmatch("[^\n]+") do
+        out[#out + 1] = assert(tonumber(l:match('"loss":([%d.e+-]+)')))
+      end
+      return out
+    end
+    local common = { "spec/fixtures/recipes/tiny.lua", "train.steps=6", "train.batch=8", "train.micro_batch=2" }
+    local one = support.moonspeed({ "run", common[1], common[2], common[3], common[4], "--run-dir", dir .. "/one" })
+    assert.are.equal(0, one.code, one.stderr)
+    local two = support.moonspeed({ "launch", "--nproc-per-node", "2", common[1], common[2], common[3], common[4],
+      "zero.stage=3", "--run-dir", dir .. "/two" })
+    assert.are.equal(0, two.code, two.stderr)
+    assert.matches("%[rank 0%] run [^\n]*2 ranks, ZeRO stage 3", two.stdout)
+    assert.is_nil(two.stdout:find("[rank 1] run", 1, true))  -- rank 1 trains silently
+    local a, b = losses(dir .. "/one"), losses(dir .. "/two")
+    assert.are.equal(6, #b)
+    for i = 1, 6 do assert.is_true(math.abs(a[i] - b[i]) <= 1e-5 * a[i], ("step %d: %g vs %g"):format(i, a[i], b[i])) end
+    assert.is_true(support.exists(dir .. "/two/model.bin"))
+  end)
+
   it("takes the world from PET_* inside a Kubeflow pod", function()
     local mark = marker()
     local res = support.moonspeed({ "launch", "--", "/bin/sh", "-c",
