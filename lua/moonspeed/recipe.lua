@@ -362,13 +362,7 @@ end
 
 local layered = setmetatable({}, { __mode = "k" })  -- table -> origin, for extend results
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("moonspeed.sys").read_file
 
 local function dirname(p)
   return p:match("^(.*)/[^/]*$") or "."
@@ -756,14 +750,8 @@ end
 -- Writing a resolved recipe back as a loadable file
 ---------------------------------------------------------------------------
 
-local function lua_number(x)
-  if x == math.floor(x) and math.abs(x) < 2^53 then return ("%d"):format(x) end
-  for prec = 6, 17 do
-    local s = ("%." .. prec .. "g"):format(x)
-    if tonumber(s) == x then return s end
-  end
-  return ("%.17g"):format(x)
-end
+-- the shortest decimal that reads back as the same number (recipe values are finite)
+local lua_number = require("moonspeed.json").number
 
 local function lua_value(v)
   if type(v) == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end

@@ -274,15 +274,7 @@ TEST(engine_schedules) {
 TEST(engine_trains_and_generates) {
     char dir[64];
     CHECK(fixture_shards(dir, sizeof dir) == 0);
-    ms_config c;
-    ms_config_defaults(&c);
-    fixture_paths(&c, dir);
-    c.model.dim = 32;
-    c.model.n_layers = 2;
-    c.model.ffn_dim = 64;
-    c.train.seq_len = 32;
-    c.train.batch = 8;
-    c.train.micro_batch = 4;
+    ms_config c = fixture_tiny(dir);
     c.train.steps = 200;
     c.train.lr = 1e-2f;
     c.train.eval_batches = 4;

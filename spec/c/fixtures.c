@@ -42,6 +42,19 @@ void fixture_paths(ms_config *c, const char *dir) {
     c->tokenizer = "bytes";
 }
 
+ms_config fixture_tiny(const char *dir) {
+    ms_config c;
+    ms_config_defaults(&c);
+    fixture_paths(&c, dir);
+    c.model.dim = 32;
+    c.model.n_layers = 2;
+    c.model.ffn_dim = 64;
+    c.train.seq_len = 32;
+    c.train.batch = 8;
+    c.train.micro_batch = 4;
+    return c;
+}
+
 void fixture_remove(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;

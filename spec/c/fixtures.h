@@ -9,6 +9,8 @@
 int fixture_shards(char *dir, size_t len);
 /* Point a config at them (the strings live until the next call). */
 void fixture_paths(ms_config *c, const char *dir);
+/* A small model on the fixture shards (dim 32, 2 layers, seq_len 32, batch 8 of 4). */
+ms_config fixture_tiny(const char *dir);
 /* Remove DIR and everything in it. */
 void fixture_remove(const char *dir);
 /* Write `n` raw bytes to DIR/name; returns the full path in a static buffer. */

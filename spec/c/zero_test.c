@@ -4,10 +4,7 @@
  * one-rank run's, each rank's initial shard is bit-identical to the
  * whole-model init, and the per-rank memory follows the plan.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,28 +14,8 @@
 
 enum { STEPS = 30, MAX_WORLD = 4 };
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 static ms_config tiny(const char *dir, int stage) {
-    ms_config c;
-    ms_config_defaults(&c);
-    fixture_paths(&c, dir);
-    c.model.dim = 32;
-    c.model.n_layers = 2;
-    c.model.n_heads = 4;
-    c.model.n_kv_heads = 2;
-    c.model.ffn_dim = 64;
-    c.train.seq_len = 32;
-    c.train.batch = 8;
+    ms_config c = fixture_tiny(dir);
     c.train.micro_batch = 2;
     c.train.steps = STEPS;
     c.train.lr = 3e-3f;
@@ -118,7 +95,9 @@ static void rank_main(const char *dir, int stage, int rank, int world, int port,
 
 /* Run a world in forked processes; rank 0's report into out. */
 static int run_world(const char *dir, int stage, int world, report *out) {
-    int port = free_port(), fds[MAX_WORLD][2];
+    int32_t port;
+    int fds[MAX_WORLD][2];
+    if (ms_free_port(&port) != MS_OK) return 1;
     pid_t pids[MAX_WORLD];
     for (int r = 0; r < world; r++) {
         if (pipe(fds[r]) != 0) return 1;
