@@ -58,8 +58,7 @@ static ms_status measure(ms_comm *c, int kind, float *a, float *b, int64_t bytes
     for (int32_t i = 0; i < iters; i++) TRY(run_once(c, kind, a, b, bytes));
     double per = (ms_comm_now() - t0) / iters;
     TRY(slowest(c, per, &per));
-    double n = c->world;
-    double factor = kind == MS_COMM_ALL_REDUCE ? 2 * (n - 1) / n : kind == MS_COMM_BROADCAST ? 1 : (n - 1) / n;
+    double factor = ms_comm_bus_factor(kind, c->world);
     row->kind = kind;
     row->iters = iters;
     row->bytes = bytes;
@@ -67,6 +66,17 @@ static ms_status measure(ms_comm *c, int kind, float *a, float *b, int64_t bytes
     row->algbw = per > 0 ? (double)bytes / per / 1e9 : 0;
     row->busbw = row->algbw * factor;
     return MS_OK;
+}
+
+double ms_comm_bus_factor(int32_t kind, int32_t n) {
+    double f = n > 0 ? (double)(n - 1) / n : 0;
+    switch (kind) {
+    case MS_COMM_ALL_GATHER:
+    case MS_COMM_REDUCE_SCATTER: return f;
+    case MS_COMM_ALL_REDUCE: return 2 * f;
+    case MS_COMM_BROADCAST: return 1;
+    }
+    return 0;
 }
 
 ms_status ms_comm_bench(const char *provider, int64_t min_bytes, int64_t max_bytes, int32_t timeout_ms,

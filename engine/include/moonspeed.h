@@ -360,6 +360,10 @@ typedef struct ms_comm_bench_info {
     char provider[64];
 } ms_comm_bench_info;
 
+/* The busbw / algbw factor above for a collective kind in a world of n ranks
+ * (kinds as in ms_step_stats.comm_*: 0 all-gather ... 4 barrier, which moves nothing). */
+double ms_comm_bus_factor(int32_t kind, int32_t n);
+
 /* Joins the world of the environment (MS_*, PET_*, torchrun) over provider
  * (NULL: the default choice) and times every collective of fp32 data at sizes
  * min_bytes, 4 x min_bytes, ... up to max_bytes. Collective: every rank calls it. */

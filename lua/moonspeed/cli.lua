@@ -237,7 +237,8 @@ options:
         local rec = {
           step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
           tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = mem,
-          comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds, busbw = st.busbw, seconds = st.seconds,
+          comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
+          busbw = st.busbw, seconds = st.seconds,
         }
         if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or s == steps then
           rec.val_loss = e:eval()

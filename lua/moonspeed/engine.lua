@@ -343,6 +343,8 @@ end
 
 function Engine:alive() return self.h ~= nil end
 
+local COMM_KINDS = { "all_gather", "reduce_scatter", "all_reduce", "broadcast", "barrier" }
+
 -- One optimizer step; returns its stats (step counts steps done: 1 after the first).
 function Engine:step()
   local h = live(self, "e:step()")
@@ -352,14 +354,17 @@ function Engine:step()
   local seconds = tonumber(st.seconds)
   local flops = tonumber(st.flops)
   local gflops = seconds > 0 and flops / seconds / 1e9 or 0
-  -- bus bandwidth: bytes each link carries, as nccl-tests count it
+  -- per collective kind: bytes, seconds and bus bandwidth (bytes each link carries, as nccl-tests count)
   local n = tonumber(C.ms_engine_world_size(h))
-  local factors = { (n - 1) / n, (n - 1) / n, 2 * (n - 1) / n, 1, 0 } -- gather, scatter, reduce, bcast, barrier
-  local comm_bytes, comm_seconds, bus_bytes = 0, 0, 0
+  local comm, comm_bytes, comm_seconds, bus_bytes = {}, 0, 0, 0
   for k = 0, 4 do
-    local b = tonumber(st.comm_bytes[k])
-    comm_bytes, comm_seconds = comm_bytes + b, comm_seconds + tonumber(st.comm_seconds[k])
-    bus_bytes = bus_bytes + b * factors[k + 1]
+    local b, t = tonumber(st.comm_bytes[k]), tonumber(st.comm_seconds[k])
+    if tonumber(st.comm_calls[k]) > 0 then
+      local bus = b * C.ms_comm_bus_factor(k, n)
+      comm[COMM_KINDS[k + 1]] = { calls = tonumber(st.comm_calls[k]), bytes = b, seconds = t,
+                                  busbw = t > 0 and bus / t or 0 }
+      comm_bytes, comm_seconds, bus_bytes = comm_bytes + b, comm_seconds + t, bus_bytes + bus
+    end
   end
   return setmetatable({
     step = tonumber(st.step) + 1,
@@ -372,6 +377,7 @@ function Engine:step()
     tokens_per_s = seconds > 0 and tonumber(st.tokens) / seconds or 0,
     gflops = gflops,
     mfu = gflops / s.peak,
+    comm = comm,
     comm_bytes = comm_bytes,
     comm_seconds = comm_seconds,
     busbw = comm_seconds > 0 and bus_bytes / comm_seconds or 0,

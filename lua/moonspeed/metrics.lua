@@ -11,8 +11,10 @@
 --   gflops        model GFLOP/s (6N + 6LTd FLOPs per token)
 --   mfu           gflops / log.peak_gflops
 --   memory_bytes  bytes the engine reserved (all arenas)
---   comm_bytes    bytes of this rank's collectives in the step; comm_seconds their time
---   busbw         bus bandwidth of those collectives, bytes/s (nccl-tests convention)
+--   comm          per collective kind of the step on rank 0 (all_gather, reduce_scatter,
+--                 all_reduce, broadcast, barrier): { calls, bytes, seconds, busbw (bytes/s) }
+--   comm_bytes    their bytes in all; comm_seconds their time; busbw their bus bandwidth,
+--                 bytes/s (nccl-tests convention)
 --   seconds       wall time of the step; elapsed: since the first step began
 --
 -- The progress line: on a terminal one live line rewritten in place
@@ -26,7 +28,7 @@ local fmt = require "moonspeed.fmt"
 local M = {}
 
 M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-             "gflops", "mfu", "memory_bytes", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed" }
+             "gflops", "mfu", "memory_bytes", "comm", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed" }
 
 local Writer = {}
 Writer.__index = Writer
