@@ -55,18 +55,12 @@ static ms_status open_data(ms_engine *e) {
     const char *tok = e->tokenizer;
     int T = e->cfg.train.seq_len, V = e->cfg.model.vocab_size;
     if (e->train_path) {
-        TRY(ms_shard_open(&e->train, e->train_path, V, tok));
+        TRY(ms_dataset_open(&e->train, e->train_path, V, tok, T));
         e->has_train = 1;
-        if (e->train.info.n_tokens < T + 1)
-            return ms_fail(MS_ERR_INVALID, "token shard %s: %lld tokens are fewer than train.seq_len + 1 = %d",
-                           e->train_path, (long long)e->train.info.n_tokens, T + 1);
     }
     if (e->val_path) {
-        TRY(ms_shard_open(&e->val, e->val_path, V, tok));
+        TRY(ms_dataset_open(&e->val, e->val_path, V, tok, T));
         e->has_val = 1;
-        if (e->val.info.n_tokens < T + 1)
-            return ms_fail(MS_ERR_INVALID, "token shard %s: %lld tokens are fewer than train.seq_len + 1 = %d",
-                           e->val_path, (long long)e->val.info.n_tokens, T + 1);
     }
     return MS_OK;
 }
@@ -137,8 +131,8 @@ void ms_engine_free(ms_engine *e) {
         for (int p = 0; p < MS_MEM_COUNT; p++) e->dev.release(&e->dev, e->arenas[p].base);
     if (e->dev.stop) e->dev.stop(&e->dev);
     if (e->comm) e->comm->destroy(e->comm);
-    ms_shard_close(&e->train);
-    ms_shard_close(&e->val);
+    ms_dataset_close(&e->train);
+    ms_dataset_close(&e->val);
     ms_model_free(&e->model);
     free(e->order_fwd);
     free(e->order_bwd);

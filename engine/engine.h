@@ -24,7 +24,7 @@ struct ms_engine {
     ms_arena arenas[MS_MEM_COUNT]; /* one per purpose, each exactly the planned size */
     int64_t reservations;          /* arena reservations since create */
     ms_plan plan;
-    ms_shard train, val;
+    ms_dataset train, val;
     int has_train, has_val;
     int64_t step;                  /* optimizer steps taken */
 };

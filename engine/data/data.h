@@ -36,18 +36,32 @@ typedef struct ms_shard {
 ms_status ms_shard_open(ms_shard *s, const char *path, int32_t expect_vocab, const char *expect_tokenizer);
 void ms_shard_close(ms_shard *s);
 
-/* Training batches: sequence j of step `step` starts at a position drawn
- * from (seed, step, j) alone, so a run resumes exactly from its step number
+/* A dataset: the shards a path names — one file, or a glob pattern such as
+ * "data/corpus/train-*.bin" (matches sorted by name) — read as one sequence of
+ * windows of T + 1 tokens: shard i holds windows [first[i], first[i + 1]).
+ * A window never crosses from one shard into the next. */
+typedef struct ms_dataset {
+    int32_t n;
+    ms_shard *shards;   /* (n) */
+    int64_t *first;     /* (n + 1) */
+    int64_t windows;    /* in all */
+    int64_t tokens;     /* in all */
+} ms_dataset;
+
+/* Open every shard of `path` (checked as ms_shard_open does) for windows of T + 1 tokens. */
+ms_status ms_dataset_open(ms_dataset *d, const char *path, int32_t expect_vocab, const char *expect_tokenizer,
+                          int T);
+void ms_dataset_close(ms_dataset *d);
+
+/* Training batches: sequence j of step `step` is window number
+ * draw(seed, step, j) alone, so a run resumes exactly from its step number
  * and the global batch is the same set of sequences whatever the world size
  * (each rank asks for its own range of j). Fills B sequences j = first.. . */
-void ms_batch_train(const ms_shard *s, uint64_t seed, int64_t step, int64_t first, int B, int T,
+void ms_batch_train(const ms_dataset *d, uint64_t seed, int64_t step, int64_t first, int B, int T,
                     int32_t *tokens, int32_t *targets);
-/* Document starts for masked attention: doc_start[b, t] is the position of the
- * last `bos` at or before t in sequence b (0 when there is none), so a BOS
- * begins a new document and tokens before it are out of reach. */
 void ms_batch_doc_starts(const int32_t *tokens, int B, int T, int32_t bos, int32_t *doc_start);
-/* Evaluation batches: evenly spaced windows over the shard, the same every time. */
-void ms_batch_eval(const ms_shard *s, int32_t batch, int32_t n_batches, int B, int T,
+/* Evaluation batches: evenly spaced windows over the dataset, the same every time. */
+void ms_batch_eval(const ms_dataset *d, int32_t batch, int32_t n_batches, int B, int T,
                    int32_t *tokens, int32_t *targets);
 
 #endif

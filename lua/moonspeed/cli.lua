@@ -132,7 +132,7 @@ local function check_data(r, info)
   local sys = require "moonspeed.sys"
   for _, k in ipairs({ "train", "val" }) do
     local p = r.data[k]
-    if not sys.exists(p) then
+    if not p:find("[%*%?%[]") and not sys.exists(p) then -- a pattern's matches are the engine's to check
       error(("%s: data.%s = %q does not exist; run `make data`, or point data.%s at a token shard")
         :format(info.origin["data." .. k] or info.file, k, p, k), 0)
     end

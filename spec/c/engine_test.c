@@ -330,10 +330,10 @@ TEST(engine_trains_and_generates) {
 TEST(engine_resumes_data_order_from_step) {
     char dir[64];
     CHECK(fixture_shards(dir, sizeof dir) == 0);
-    ms_shard s;
+    ms_dataset s;
     char path[96];
     snprintf(path, sizeof path, "%s/train.bin", dir);
-    CHECK_OK(ms_shard_open(&s, path, 258, "bytes"));
+    CHECK_OK(ms_dataset_open(&s, path, 258, "bytes", 32));
     int32_t a[64], at[64], b[64], bt[64];
     ms_batch_train(&s, 5, 17, 2, 2, 32, a, at);
     ms_batch_train(&s, 5, 3, 2, 2, 32, b, bt); /* another step in between changes nothing */
@@ -346,7 +346,42 @@ TEST(engine_resumes_data_order_from_step) {
     int32_t c[96], ct[96];
     ms_batch_train(&s, 5, 17, 1, 3, 32, c, ct);
     CHECK(memcmp(a, c + 32, sizeof a) == 0);
-    ms_shard_close(&s);
+    ms_dataset_close(&s);
+    fixture_remove(dir);
+    return 0;
+}
+
+/* A pattern names several shards, read as one sequence of windows that never
+ * cross from one shard into the next. */
+TEST(engine_dataset_spans_shards) {
+    char dir[64], path[128];
+    CHECK(fixture_shards(dir, sizeof dir) == 0);
+    uint32_t tokens[200];
+    for (int k = 0; k < 3; k++) {
+        int n = 50 + 50 * k; /* 50, 100, 150 tokens, all equal to k + 1 */
+        for (int i = 0; i < n; i++) tokens[i] = (uint32_t)(k + 1);
+        snprintf(path, sizeof path, "%s/part-%05d.bin", dir, k);
+        CHECK_OK(ms_shard_write(path, tokens, n, 258, "bytes"));
+    }
+    snprintf(path, sizeof path, "%s/part-*.bin", dir);
+    ms_dataset d;
+    CHECK_OK(ms_dataset_open(&d, path, 258, "bytes", 60)); /* part 0 is too short for a window */
+    CHECK(d.n == 3 && d.tokens == 300 && d.windows == (100 - 60) + (150 - 60));
+    int32_t x[60 * 8], y[60 * 8];
+    int seen[4] = {0};
+    for (int b = 0; b < 4; b++) {
+        ms_batch_eval(&d, b, 4, 2, 60, x, y);
+        for (int i = 0; i < 2; i++) {
+            int first = x[i * 60];
+            for (int t = 0; t < 60; t++) CHECK(x[i * 60 + t] == first && y[i * 60 + t] == first);
+            seen[first]++;
+        }
+    }
+    CHECK(seen[1] == 0 && seen[2] > 0 && seen[3] > 0 && seen[2] + seen[3] == 8);
+    ms_batch_train(&d, 1, 0, 0, 8, 60, x, y);
+    for (int i = 0; i < 8; i++)
+        for (int t = 0; t < 60; t++) CHECK(x[i * 60 + t] == x[i * 60] && x[i * 60] >= 2);
+    ms_dataset_close(&d);
     fixture_remove(dir);
     return 0;
 }

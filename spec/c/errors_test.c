@@ -132,7 +132,14 @@ TEST(errors_bad_shards) {
 
     header(buf, 1, 258, 10, "bytes");
     p = fixture_file(dir, "few.bin", buf, 64 + 40);
-    CHECK_FAILS(with_train(p), MS_ERR_INVALID, "10 tokens are fewer than train.seq_len + 1 = 17");
+    CHECK_FAILS(with_train(p), MS_ERR_INVALID, "few.bin: 10 tokens, and no shard holds train.seq_len + 1 = 17");
+
+    /* a pattern reads every matching shard; one that matches nothing says so */
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "%s/nothing-*.bin", dir);
+    CHECK_FAILS(with_train(pattern), MS_ERR_IO, "the pattern matches no file; run `moonspeed tokenize`");
+    snprintf(pattern, sizeof pattern, "%s/v*.bin", dir); /* v2.bin and val.bin: v2's version stops it */
+    CHECK_FAILS(with_train(pattern), MS_ERR_FORMAT, "v2.bin: version 2");
 
     /* the shard info reader says the same */
     ms_shard_info info;

@@ -141,6 +141,16 @@ describe("moonspeed tokenize", function()
       for _, x in ipairs(part) do joined[#joined + 1] = x end
     end
     assert.are.same(train, joined)
+    -- a run reads every cut shard through a pattern
+    local tiny = "spec/fixtures/recipes/tiny.lua"
+    local r = support.moonspeed({ "run", tiny, "data.train=" .. dir .. "/cut/train-*.bin",
+      "data.val=" .. dir .. "/cut/val-*.bin", "train.steps=2", "log.sample_tokens=0", "--run-dir", dir .. "/run" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_true(support.exists(dir .. "/run/model.bin"))
+    r = support.moonspeed({ "run", tiny, "data.train=" .. dir .. "/cut/nothing-*.bin", "train.steps=2",
+      "--run-dir", dir .. "/run2" })
+    assert.are.equal(1, r.code)
+    assert.matches("the pattern matches no file", r.stderr)
   end)
 
   it("decodes JSON escapes (\\uXXXX, surrogate pairs) to the very text a plain file holds", function()
