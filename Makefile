@@ -38,13 +38,31 @@ SPEC_C_SRC := $(wildcard spec/c/*.c)
 SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS    := $(wildcard engine/include/*.h engine/*/*.h kernels/cpu/*.h spec/c/*.h)
 
+# With nvcc the CUDA backend (engine/device/cuda.c over kernels/cuda/*.cu) is
+# built into the library and the binary: a fat binary for sm_80, sm_89 (L40S)
+# and sm_90 (H100/H200); cudart is linked statically, cuBLASLt from the
+# toolkit. Without a GPU or driver the binary still starts: CUDA is only
+# touched when device = "cuda" is asked for.
 ifeq ($(NVCC),)
 CUDA_NOTE := nvcc not found: building the CPU backend only (install the CUDA toolkit for the GPU backend)
 else
-CUDA_NOTE := nvcc found at $(NVCC): the CUDA backend has no sources yet, building the CPU backend
+CUDA_NOTE := nvcc found at $(NVCC): building the CPU and CUDA backends
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+NVCCFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-fno-threadsafe-statics,-fno-exceptions -Werror all-warnings \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
+             -gencode arch=compute_90,code=[sm_90,compute_90]
+CFLAGS    += -DMS_HAVE_CUDA
+INCLUDES  += -isystem $(CUDA_HOME)/include
+ENGINE_OBJ += $(CUDA_OBJ)
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt
+HEADERS   += $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 endif
+SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
+SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
 
-.PHONY: all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
+.PHONY: test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -53,6 +71,10 @@ cuda-note:
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Iengine/include -Iengine -Ikernels -c $< -o $@
 
 $(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
 	@rm -f $@
@@ -73,6 +95,17 @@ $(BUILD)/lua/moonspeed/cdef.lua: engine/include/moonspeed.h lua/gen_cdef.lua
 
 $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
+
+# The GPU specs: every op against the CPU backend, a tiny model's step and a
+# short run (spec/gpu). Needs nvcc to build and a GPU to run; `make test` never runs them.
+$(BUILD)/spec-gpu: $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a $(STATIC_LIBS) $(LDLIBS)
+
+test-gpu: $(BUILD)/spec-gpu
+	@[ -n "$(NVCC)" ] || { echo "test-gpu: nvcc not found; the GPU specs need the CUDA backend" >&2; exit 1; }
+	@p=0; f=0; for t in $$($(BUILD)/spec-gpu --list | grep -v ^bench_); do \
+	  if $(BUILD)/spec-gpu $$t; then echo "ok $$t"; p=$$((p+1)); else echo "not ok $$t"; f=$$((f+1)); fi; \
+	done; echo "$$p passed, $$f failed"; [ $$f = 0 ]
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

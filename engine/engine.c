@@ -83,6 +83,9 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         threads = cores > e->world.local_world ? (int32_t)(cores / e->world.local_world) : 1;
     }
     TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, threads));
+    if (e->dev.kind == MS_DEVICE_CUDA) /* the step still touches buffers from the host */
+        return ms_fail(MS_ERR_INVALID, "device \"cuda\": the CUDA backend's ops are built (make test-gpu) but the "
+                                       "engine does not drive them yet; use device = \"cpu\"");
     TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
     ms_model *m = &e->model;
     e->order_fwd = malloc((size_t)m->n_units * sizeof *e->order_fwd);

@@ -65,8 +65,11 @@ TEST(errors_impossible_model_shapes) {
     CHECK_FAILS(create(&c), MS_ERR_INVALID, "train.beta2 = 1 must be in [0, 1)");
     c = tiny();
     c.device = MS_DEVICE_CUDA;
-    CHECK_FAILS(create(&c), MS_ERR_INVALID, "this build has no CUDA backend");
-    CHECK_FAILS(ms_plan_compute(&c, &(ms_plan){0}), MS_ERR_INVALID, "this build has no CUDA backend");
+    /* without nvcc: no CUDA backend; with it: no device here, or the engine does not drive it yet */
+    CHECK_FAILS(create(&c), MS_ERR_INVALID, "device \"cuda\"");
+    ms_plan plan = {0};
+    ms_status st = ms_plan_compute(&c, &plan);
+    CHECK(st == MS_OK || strstr(ms_last_error(), "device \"cuda\"") != NULL);
     return 0;
 }
 

@@ -1,0 +1,410 @@
+/*
+ * device/cuda.c — the CUDA backend: one stream, cuBLASLt matmuls, and the
+ * kernels of kernels/cuda for everything else.
+ *
+ * Act buffers hold real bf16 (2 bytes) under bf16 precision and fp32 otherwise.
+ * Matmuls take act inputs and accumulate in fp32 (CUBLAS_COMPUTE_32F: no TF32,
+ * so the fp32 mode matches the CPU to ~1e-6); parameter gradients and logits
+ * are fp32 outputs of bf16 inputs. Memory is plain cudaMalloc; the backend's
+ * own scratch (cuBLASLt workspace, attention's D_t, per-row losses, sumsq
+ * partials) is taken at start() and grown when a call needs more (a later
+ * slice sizes it from the plan). Every CUDA/cuBLAS status is checked: the
+ * first failure is latched (cuda.h) and turns later ops into no-ops.
+ */
+#ifdef MS_HAVE_CUDA
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "cpu/kernels.h"
+#include "cuda/kernels.h"
+#include "device/cuda.h"
+
+#define WORKSPACE_BYTES ((size_t)32 << 20)
+#define SUM_BLOCKS 256
+enum { SCR_DELTA, SCR_LOSS, SCR_N };
+
+typedef struct cuda_impl {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;
+    double *sums;         /* (SUM_BLOCKS + 1) device doubles: partials, result */
+    double *host_sum;     /* pinned */
+    void *scr[SCR_N];
+    int64_t scr_bytes[SCR_N];
+    ms_status err;
+} cuda_impl;
+
+static cuda_impl *impl_of(const ms_device *d) { return (cuda_impl *)d->impl; }
+
+static void latch(ms_device *d, ms_status st) {
+    cuda_impl *c = impl_of(d);
+    if (c && c->err == MS_OK) c->err = st;
+}
+
+/* Check a CUDA runtime status; on failure latch and return nonzero. */
+static int cuda_bad(ms_device *d, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 0;
+    latch(d, ms_fail(MS_ERR_INTERNAL, "cuda: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e)));
+    return 1;
+}
+
+static int lt_bad(ms_device *d, cublasStatus_t e, const char *what) {
+    if (e == CUBLAS_STATUS_SUCCESS) return 0;
+    latch(d, ms_fail(MS_ERR_INTERNAL, "cuda: cuBLASLt %s failed: status %d", what, (int)e));
+    return 1;
+}
+
+#define LIVE(d) (impl_of(d) && impl_of(d)->err == MS_OK && impl_of(d)->stream)
+#define KCHECK(d, call, what) ((void)cuda_bad(d, (cudaError_t)(call), what))
+
+ms_status ms_cuda_status(const ms_device *d) { return impl_of(d) ? impl_of(d)->err : MS_OK; }
+
+/* ---- memory --------------------------------------------------------------- */
+
+static int64_t elem_bytes(const ms_device *d, int32_t dtype) {
+    (void)d;
+    return dtype == MS_BF16 ? 2 : 4;
+}
+
+static ms_status reserve(ms_device *d, int64_t bytes, void **out) {
+    *out = NULL;
+    if (bytes == 0) return MS_OK;
+    cudaError_t e = cudaSetDevice(impl_of(d)->device);
+    if (e == cudaSuccess) e = cudaMalloc(out, (size_t)bytes);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&free_b, &total_b);
+        *out = NULL;
+        return ms_fail(MS_ERR_NOMEM, "cuda: could not reserve %lld bytes of GPU memory (%s; %lld of %lld bytes free)",
+                       (long long)bytes, cudaGetErrorString(e), (long long)free_b, (long long)total_b);
+    }
+    return MS_OK;
+}
+
+static void release(ms_device *d, void *p) {
+    if (p) cuda_bad(d, cudaFree(p), "cudaFree");
+}
+
+static void upload(ms_device *d, void *dst, const void *src, int64_t n) {
+    if (!LIVE(d) || n == 0) return;
+    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyHostToDevice, impl_of(d)->stream), "upload");
+}
+
+/* The host sees the bytes when download returns. */
+static void download(ms_device *d, void *dst, const void *src, int64_t n) {
+    if (!LIVE(d) || n == 0) return;
+    if (cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToHost, impl_of(d)->stream), "download"))
+        return;
+    cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "download (stream sync)");
+}
+
+static void copy(ms_device *d, void *dst, const void *src, int64_t n) {
+    if (!LIVE(d) || n == 0) return;
+    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToDevice, impl_of(d)->stream), "copy");
+}
+
+static void zero(ms_device *d, void *p, int64_t n) {
+    if (!LIVE(d) || n == 0) return;
+    cuda_bad(d, cudaMemsetAsync(p, 0, (size_t)n, impl_of(d)->stream), "zero");
+}
+
+static void sync(ms_device *d) {
+    if (!LIVE(d)) return;
+    cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "stream sync");
+}
+
+/* Backend scratch of at least bytes (grown when needed; NULL after a failure). */
+static void *scratch(ms_device *d, int slot, int64_t bytes) {
+    cuda_impl *c = impl_of(d);
+    if (c->scr_bytes[slot] >= bytes) return c->scr[slot];
+    if (c->scr[slot] && cuda_bad(d, cudaFree(c->scr[slot]), "cudaFree (scratch)")) return NULL;
+    c->scr[slot] = NULL;
+    c->scr_bytes[slot] = 0;
+    if (cuda_bad(d, cudaMalloc(&c->scr[slot], (size_t)bytes), "cudaMalloc (backend scratch)")) return NULL;
+    c->scr_bytes[slot] = bytes;
+    return c->scr[slot];
+}
+
+static ms_status start(ms_device *d) {
+    cuda_impl *c = impl_of(d);
+    cudaError_t e;
+    if ((e = cudaSetDevice(c->device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess ||
+        (e = cudaMalloc((void **)&c->sums, sizeof(double) * (SUM_BLOCKS + 1))) != cudaSuccess ||
+        (e = cudaMallocHost((void **)&c->host_sum, sizeof(double))) != cudaSuccess)
+        return c->err = ms_fail(MS_ERR_STATE, "cuda: starting the backend on device %d: %s", c->device,
+                                cudaGetErrorString(e));
+    cublasStatus_t s = cublasLtCreate(&c->lt);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return c->err = ms_fail(MS_ERR_STATE, "cuda: cublasLtCreate failed: status %d", (int)s);
+    return MS_OK;
+}
+
+static void stop(ms_device *d) {
+    cuda_impl *c = impl_of(d);
+    if (!c) return;
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < SCR_N; i++) cudaFree(c->scr[i]);
+    cudaFree(c->workspace);
+    cudaFree(c->sums);
+    cudaFreeHost(c->host_sum);
+    if (c->lt) cublasLtDestroy(c->lt);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+    d->impl = NULL;
+}
+
+/* ---- matmuls through cuBLASLt ---------------------------------------------- */
+
+/* Column-major D (m, n) = op(A) op(B) + beta C, C = D; fp32 accumulation. */
+static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, cudaDataType_t at,
+                 int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *cm, cudaDataType_t ct, int64_t ldc,
+                 float beta) {
+    if (!LIVE(d) || m == 0 || n == 0) return;
+    cuda_impl *c = impl_of(d);
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    size_t ws = WORKSPACE_BYTES;
+    float alpha = 1.0f;
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    if (k == 0) { /* D = beta C */
+        if (beta == 0.0f) cuda_bad(d, cudaMemsetAsync(cm, 0, (size_t)(ldc * n * (ct == CUDA_R_32F ? 4 : 2)), c->stream), "zero");
+        return;
+    }
+    if (lt_bad(d, cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate") ||
+        lt_bad(d, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "set TRANSA") ||
+        lt_bad(d, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "set TRANSB") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&la, at, ta ? k : m, ta ? m : k, lda), "layout A") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&lb, bt, tb ? n : k, tb ? k : n, ldb), "layout B") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&lc, ct, m, n, ldc), "layout C") ||
+        lt_bad(d, cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate") ||
+        lt_bad(d, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+               "set workspace") ||
+        lt_bad(d, cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &h, &found), "AlgoGetHeuristic"))
+        goto done;
+    if (found == 0) {
+        latch(d, ms_fail(MS_ERR_INTERNAL, "cuda: cuBLASLt has no algorithm for a %lld x %lld x %lld matmul",
+                         (long long)m, (long long)n, (long long)k));
+        goto done;
+    }
+    lt_bad(d, cublasLtMatmul(c->lt, op, &alpha, a, la, b, lb, &beta, cm, lc, cm, lc, &h.algo, c->workspace, ws,
+                             c->stream), "Matmul");
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+}
+
+static cudaDataType_t act_t(const ms_device *d) { return d->bf16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* Row-major y (n, out) = x (n, in) W^T, W (out, in); y of type yt. */
+static void linear(ms_device *d, void *y, cudaDataType_t yt, const void *x, const void *w, int64_t n, int in, int out,
+                   float beta) {
+    gemm(d, 1, 0, out, n, in, w, act_t(d), in, x, act_t(d), in, y, yt, out, beta);
+}
+
+static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int acc) {
+    linear(d, y, act_t(d), x, w, n, in, out, acc ? 1.0f : 0.0f);
+}
+
+/* dx (n, in) = or += dy (n, out) W; dW (out, in) += dy^T x. dy of type gt with row stride ldg. */
+static void linear_bwd(ms_device *d, void *dx, float *dw, const void *dy, cudaDataType_t gt, int64_t ldg, const void *x,
+                       const void *w, int64_t n, int in, int out, float beta_dx) {
+    if (dx) gemm(d, 0, 0, in, n, out, w, act_t(d), in, dy, gt, ldg, dx, act_t(d), in, beta_dx);
+    if (dw) gemm(d, 0, 1, in, out, n, x, act_t(d), in, dy, gt, ldg, dw, CUDA_R_32F, in, 1.0f);
+}
+
+static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w, int64_t n,
+                       int in, int out, int acc) {
+    linear_bwd(d, dx, dw, dy, act_t(d), out, x, w, n, in, out, acc ? 1.0f : 0.0f);
+}
+
+/* ---- kernels ------------------------------------------------------------------ */
+
+#define S(d) ((ms_cuda_stream)impl_of(d)->stream)
+#define RUN(d, what, call)                             \
+    do {                                               \
+        if (!LIVE(d)) return;                          \
+        KCHECK(d, call, what);                         \
+    } while (0)
+
+static void embedding_fwd(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim) {
+    RUN(d, "embedding_fwd", cuda_embedding_fwd(S(d), d->bf16, y, tokens, table, n, dim));
+}
+
+static void embedding_bwd(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim) {
+    RUN(d, "embedding_bwd", cuda_embedding_bwd(S(d), d->bf16, dtable, dy, tokens, n, dim));
+}
+
+static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps) {
+    RUN(d, "rmsnorm_fwd", cuda_rmsnorm_fwd(S(d), d->bf16, y, rstd, x, w, n, dim, eps));
+}
+
+static void rmsnorm_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                        const float *rstd, int64_t n, int dim) {
+    RUN(d, "rmsnorm_bwd", cuda_rmsnorm_bwd(S(d), d->bf16, dx, dw, dy, x, w, rstd, n, dim));
+}
+
+static void rope_fwd(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int hd) {
+    RUN(d, "rope_fwd", cuda_rope(S(d), d->bf16, x, cs, B, T, heads, hd, 1.0f));
+}
+
+static void rope_bwd(ms_device *d, void *dx, const float *cs, int64_t B, int T, int heads, int hd) {
+    RUN(d, "rope_bwd", cuda_rope(S(d), d->bf16, dx, cs, B, T, heads, hd, -1.0f));
+}
+
+static void attention_fwd(ms_device *d, void *out, float *lse, const void *q, const void *k, const void *v,
+                          const int32_t *doc_start, int B, int T, int H, int KV, int hd) {
+    if (LIVE(d) && (hd > 128 || KV < 1 || H % KV)) {
+        latch(d, ms_fail(MS_ERR_INVALID, "cuda: attention needs head_dim <= 128 and n_heads a multiple of "
+                                         "n_kv_heads; got head_dim %d, %d heads, %d kv heads", hd, H, KV));
+        return;
+    }
+    RUN(d, "attention_fwd", cuda_attention_fwd(S(d), d->bf16, out, lse, q, k, v, doc_start, B, T, H, KV, hd));
+}
+
+static void attention_bwd(ms_device *d, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                          const void *v, const void *out, const float *lse, const int32_t *doc_start, int B, int T,
+                          int H, int KV, int hd) {
+    if (!LIVE(d)) return;
+    float *delta = scratch(d, SCR_DELTA, (int64_t)B * H * T * 4);
+    if (!delta) return;
+    RUN(d, "attention_bwd",
+        cuda_attention_bwd(S(d), d->bf16, dq, dk, dv, dout, q, k, v, out, lse, delta, doc_start, B, T, H, KV, hd));
+}
+
+static void swiglu_fwd(ms_device *d, void *h, const void *gate, const void *up, int64_t n) {
+    RUN(d, "swiglu_fwd", cuda_swiglu_fwd(S(d), d->bf16, h, gate, up, n));
+}
+
+static void swiglu_bwd(ms_device *d, void *dgate, void *dup, const void *dh, const void *gate, const void *up, int64_t n) {
+    RUN(d, "swiglu_bwd", cuda_swiglu_bwd(S(d), d->bf16, dgate, dup, dh, gate, up, n));
+}
+
+/* Sum n device doubles in a fixed order and bring the sum to the host. */
+static double sum_to_host(ms_device *d, const double *x, int64_t n) {
+    cuda_impl *c = impl_of(d);
+    if (cuda_bad(d, (cudaError_t)cuda_sum_doubles(S(d), c->sums + SUM_BLOCKS, x, n), "sum kernel") ||
+        cuda_bad(d, cudaMemcpyAsync(c->host_sum, c->sums + SUM_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
+                                    c->stream), "download of a sum") ||
+        cuda_bad(d, cudaStreamSynchronize(c->stream), "stream sync"))
+        return NAN;
+    return *c->host_sum;
+}
+
+/* Chunk by chunk: fp32 logits = x_c W^T (cuBLASLt), per-row loss and, with dx,
+ * dlogits in place (bf16 under bf16, as the CPU rounds them), then
+ * dx_c = dlogits W and dW += dlogits^T x_c. */
+static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale) {
+    if (!LIVE(d)) return NAN;
+    if (n == 0) return 0.0;
+    double *loss = scratch(d, SCR_LOSS, n * (int64_t)sizeof(double));
+    if (!loss) return NAN;
+    int64_t ab = ms_act_bytes(d);
+    int grad = dx != NULL, bfg = grad && d->bf16;
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        int rows = (int)(n - r0 < chunk ? n - r0 : chunk);
+        const char *xc = (const char *)x + r0 * dim * ab;
+        linear(d, logits, CUDA_R_32F, xc, w, rows, dim, vocab, 0.0f);
+        if (!LIVE(d)) return NAN;
+        if (cuda_bad(d, (cudaError_t)cuda_xent_rows(S(d), logits, loss + r0, targets + r0, rows, vocab, grad, bfg,
+                                                    grad_scale), "cross-entropy kernel"))
+            return NAN;
+        if (grad)
+            linear_bwd(d, (char *)dx + r0 * dim * ab, dw, logits, bfg ? CUDA_R_16BF : CUDA_R_32F,
+                       bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0.0f);
+    }
+    if (!LIVE(d)) return NAN;
+    return sum_to_host(d, loss, n);
+}
+
+static void logits(ms_device *d, float *y, const void *x, const void *w, int64_t n, int dim, int vocab) {
+    linear(d, y, CUDA_R_32F, x, w, n, dim, vocab, 0.0f);
+}
+
+/* The CPU formula on the host (fp32 as Hugging Face computes it), then uploaded. */
+static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
+    if (!LIVE(d)) return;
+    int64_t n = (int64_t)T * hd;
+    float *h = malloc((size_t)n * sizeof(float));
+    if (!h) {
+        latch(d, ms_fail(MS_ERR_NOMEM, "cuda: rope_table: no host memory for %lld floats", (long long)n));
+        return;
+    }
+    cpu_rope_table(h, T, hd, theta);
+    if (d->bf16)
+        for (int64_t i = 0; i < n; i++) h[i] = cpu_bf16_round(h[i]);
+    if (!cuda_bad(d, cudaMemcpyAsync(cs, h, (size_t)n * 4, cudaMemcpyHostToDevice, impl_of(d)->stream), "rope_table upload"))
+        cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "stream sync");
+    free(h);
+}
+
+static double sumsq(ms_device *d, const float *x, int64_t n) {
+    if (!LIVE(d)) return NAN;
+    cuda_impl *c = impl_of(d);
+    if (cuda_bad(d, (cudaError_t)cuda_sumsq(S(d), c->sums, c->sums + SUM_BLOCKS, x, n), "sumsq kernel")) return NAN;
+    if (cuda_bad(d, cudaMemcpyAsync(c->host_sum, c->sums + SUM_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
+                                    c->stream), "download of a sum") ||
+        cuda_bad(d, cudaStreamSynchronize(c->stream), "stream sync"))
+        return NAN;
+    return *c->host_sum;
+}
+
+static void adamw(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr, float b1,
+                  float b2, float eps, float wd, float scale, int64_t step) {
+    float step_size = (float)(lr / (1.0 - pow(b1, (double)step)));
+    float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)step));
+    RUN(d, "adamw", cuda_adamw(S(d), param, m, v, g, n, lr, b1, b2, eps, wd, scale, step_size, bc2_sqrt));
+}
+
+static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {
+    if (!d->bf16 && params == (const void *)master) return;
+    RUN(d, "cast_params", cuda_cast_params(S(d), d->bf16, params, master, n));
+}
+
+static void add(ms_device *d, float *y, const float *x, int64_t n) { RUN(d, "add", cuda_add(S(d), y, x, n)); }
+
+ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        return ms_fail(MS_ERR_INVALID, "device \"cuda\": no CUDA device (%s); use device = \"cpu\"",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    }
+    cuda_impl *c = calloc(1, sizeof *c);
+    if (!c) return ms_fail(MS_ERR_NOMEM, "cuda: no host memory for the backend");
+    *d = (ms_device){
+        .name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
+        .impl = c,
+        .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
+        .upload = upload, .download = download, .copy = copy, .zero = zero, .sync = sync,
+        .start = start, .stop = stop,
+        .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,
+        .matmul_fwd = matmul_fwd, .matmul_bwd = matmul_bwd,
+        .rmsnorm_fwd = rmsnorm_fwd, .rmsnorm_bwd = rmsnorm_bwd,
+        .rope_fwd = rope_fwd, .rope_bwd = rope_bwd, .rope_table = rope_table,
+        .attention_fwd = attention_fwd, .attention_bwd = attention_bwd,
+        .swiglu_fwd = swiglu_fwd, .swiglu_bwd = swiglu_bwd,
+        .lmhead_xent = lmhead_xent, .logits = logits,
+        .sumsq = sumsq, .adamw = adamw, .cast_params = cast_params, .add = add,
+    };
+    return MS_OK;
+}
+#else
+typedef int ms_cuda_not_built; /* nvcc was not found: no CUDA backend in this build */
+#endif

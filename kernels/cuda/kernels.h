@@ -1,0 +1,65 @@
+/*
+ * kernels/cuda/kernels.h — launchers of the CUDA kernels, one op family per
+ * .cu file, callable from C (engine/device/cuda.c).
+ *
+ * Semantics, shapes and = / += are those of kernels/cpu/kernels.h. "act"
+ * pointers hold bf16 when bf16 != 0 and fp32 otherwise; everything else is
+ * fp32 (int32 for tokens). Every launcher enqueues on the given stream and
+ * returns the launch status (cudaGetLastError after the launch) as an int
+ * (a cudaError_t); 0 is success. Matmuls are not here: cuda.c does them
+ * through cuBLASLt.
+ */
+#ifndef MS_KERNELS_CUDA_H
+#define MS_KERNELS_CUDA_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+typedef struct CUstream_st *ms_cuda_stream;
+
+/* embedding.cu */
+int cuda_embedding_fwd(ms_cuda_stream s, int bf16, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
+int cuda_embedding_bwd(ms_cuda_stream s, int bf16, float *dtable, const void *dy, const int32_t *tokens, int64_t n,
+                       int dim);  /* += with atomics: not bitwise deterministic */
+
+/* rmsnorm.cu */
+int cuda_rmsnorm_fwd(ms_cuda_stream s, int bf16, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim,
+                     float eps);
+int cuda_rmsnorm_bwd(ms_cuda_stream s, int bf16, void *dx, float *dw, const void *dy, const void *x, const void *w,
+                     const float *rstd, int64_t n, int dim);  /* dx +=, dw += (atomics over row slices) */
+
+/* rope.cu */
+int cuda_rope(ms_cuda_stream s, int bf16, void *x, const float *cs, int64_t B, int T, int heads, int hd, float sign);
+
+/* attention.cu — causal GQA, online softmax, O(T) memory; hd a multiple of 1 up to 256 */
+int cuda_attention_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k, const void *v,
+                       const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+/* delta (B, H, T) fp32 scratch: D_t = dout_t . out_t */
+int cuda_attention_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                       const void *k, const void *v, const void *out, const float *lse, float *delta,
+                       const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+
+/* swiglu.cu */
+int cuda_swiglu_fwd(ms_cuda_stream s, int bf16, void *h, const void *gate, const void *up, int64_t n);
+int cuda_swiglu_bwd(ms_cuda_stream s, int bf16, void *dgate, void *dup, const void *dh, const void *gate,
+                    const void *up, int64_t n);
+
+/* xent.cu — rows of fp32 logits (row stride ld floats): loss[i] = lse - z[target]
+ * (0 when target < 0); with grad, dlogits = (softmax - onehot) * scale written in
+ * place: fp32, or bf16 into the first half of each row (bf16 row stride 2*ld). */
+int cuda_xent_rows(ms_cuda_stream s, float *logits, double *loss, const int32_t *targets, int rows, int vocab,
+                   int grad, int bf16_grad, float grad_scale);
+/* out[0] = sum of x[0..n) in a fixed order (one block) */
+int cuda_sum_doubles(ms_cuda_stream s, double *out, const double *x, int64_t n);
+
+/* optim.cu */
+int cuda_sumsq(ms_cuda_stream s, double *partial /* (256) scratch */, double *out, const float *x, int64_t n);
+int cuda_adamw(ms_cuda_stream s, float *param, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
+               float beta2, float eps, float weight_decay, float grad_scale, float step_size, float bc2_sqrt);
+int cuda_cast_params(ms_cuda_stream s, int bf16, void *params, const float *master, int64_t n);
+int cuda_add(ms_cuda_stream s, float *y, const float *x, int64_t n);
+#ifdef __cplusplus
+}
+#endif
+#endif
