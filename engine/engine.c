@@ -96,7 +96,10 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         e->order_bwd[u] = m->n_units - 1 - u;
     }
     TRY(open_data(e));
-    if (e->world.world > 1 && e->world.rank >= 0 && cfg->world_size != 1)
+    if (e->world.world > 1 && strcmp(e->world.source, "none") == 0)
+        return ms_fail(MS_ERR_INVALID, "world_size = %d, but no ranks were started: run the recipe with "
+                       "`moonspeed launch --nproc-per-node %d`", e->world.world, e->world.world);
+    if (e->world.world > 1)
         TRY(ms_comm_create(&e->world, cfg->comm_provider, cfg->comm_timeout_ms ? cfg->comm_timeout_ms : 300000,
                            &e->comm));
     else

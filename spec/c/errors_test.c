@@ -70,6 +70,11 @@ TEST(errors_impossible_model_shapes) {
     ms_plan plan = {0};
     ms_status st = ms_plan_compute(&c, &plan);
     CHECK(st == MS_OK || strstr(ms_last_error(), "device \"cuda\"") != NULL);
+    c = tiny();
+    c.world_size = 2; /* a plan may be for several ranks; an engine needs them started */
+    c.train.batch = 4;
+    CHECK_OK(ms_plan_compute(&c, &plan));
+    CHECK_FAILS(create(&c), MS_ERR_INVALID, "world_size = 2, but no ranks were started");
     return 0;
 }
 
