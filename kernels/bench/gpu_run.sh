@@ -19,6 +19,7 @@ grep -E "step 1|steps:" $OUT/specs.log
 grep -B3 "check failed\|relative error\|failed" $OUT/specs.log | head -40
 for b in bench_tiny bench_ops_1b bench_llama_1b; do timeout 200 $B/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 2>&1 | tail -3 | tee -a $OUT/bench.log
+[ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 --compile 2>&1 | tail -3 | tee -a $OUT/bench.log
 echo "==== table"
 grep -c "^ok" $OUT/summary.log | sed 's/^/specs passed: /'; grep -c "^not ok" $OUT/summary.log | sed 's/^/specs failed: /'
 grep BENCH $OUT/bench.log
