@@ -131,6 +131,18 @@ static ms_status vocab_alloc(vocab *v, const char *path, int32_t n_ids, int64_t 
 
 /* --- tiktoken form ------------------------------------------------------- */
 
+/* Give the tokenizer the vocabulary (it frees it either way); on success close
+ * the offset table and set the sizes of a Llama 3 vocabulary. */
+static ms_status vocab_hand_over(ms_tokenizer *t, vocab *v, ms_status st) {
+    t->blob = v->blob;
+    t->off = v->off;
+    if (st != MS_OK) return st;
+    t->off[MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS] = (uint32_t)v->blob_len;
+    t->n_ranks = MS_LLAMA3_RANKS;
+    t->vocab_size = MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS;
+    return MS_OK;
+}
+
 static ms_status load_tiktoken(ms_tokenizer *t, const char *path, const uint8_t *buf, int64_t n) {
     /* pass 1: count lines, check the shape */
     int64_t lines = 0;
@@ -205,13 +217,7 @@ static ms_status load_tiktoken(ms_tokenizer *t, const char *path, const uint8_t 
         memcpy(v.blob + v.blob_len, name, strlen(name));
         v.blob_len += (int64_t)strlen(name);
     }
-    t->blob = v.blob;
-    t->off = v.off;
-    if (st != MS_OK) return st;
-    t->off[MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS] = (uint32_t)v.blob_len;
-    t->n_ranks = MS_LLAMA3_RANKS;
-    t->vocab_size = MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS;
-    return MS_OK;
+    return vocab_hand_over(t, &v, st);
 }
 
 /* --- tokenizer.json form -------------------------------------------------- */
@@ -515,13 +521,7 @@ static ms_status load_json(ms_tokenizer *t, const char *path, const uint8_t *buf
     free(j->at);
     free(j->blob);
     free(j);
-    t->blob = v.blob;
-    t->off = v.off;
-    if (st != MS_OK) return st;
-    t->off[MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS] = (uint32_t)v.blob_len;
-    t->n_ranks = MS_LLAMA3_RANKS;
-    t->vocab_size = MS_LLAMA3_RANKS + MS_LLAMA3_SPECIALS;
-    return MS_OK;
+    return vocab_hand_over(t, &v, st);
 }
 
 /* --- entry points --------------------------------------------------------- */
