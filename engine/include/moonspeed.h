@@ -219,6 +219,8 @@ ms_status ms_engine_unit(const ms_engine *e, int32_t unit, ms_unit_info *out);
 ms_status ms_engine_tensor(const ms_engine *e, int32_t unit, int32_t index, ms_tensor_info *out);
 ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index, int32_t view,
                                 int64_t offset, float *dst, int64_t n);
+/* Writes this rank's master weights (and its compute copy) of the elements it
+ * owns; with several ranks each writes its own range. */
 ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index,
                                  int64_t offset, const float *src, int64_t n);
 

@@ -11,7 +11,7 @@ static int64_t shard_of(const ms_unit *u) { return u->padded / u->split.world; }
 void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm) {
     memset(z, 0, sizeof *z);
     z->stage = stage;
-    z->prefetch = prefetch < 0 ? 0 : prefetch > MS_ZERO_MAX_SLOTS - 1 ? MS_ZERO_MAX_SLOTS - 1 : prefetch;
+    z->prefetch = prefetch; /* 0..MS_ZERO_MAX_SLOTS - 1: ms_config_check holds it there */
     z->comm = comm;
     for (int s = 0; s < MS_ZERO_MAX_SLOTS; s++) z->slot_unit[s] = -1;
 }
