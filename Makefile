@@ -43,11 +43,21 @@ HEADERS    := $(wildcard engine/include/*.h engine/*/*.h kernels/cpu/*.h spec/c/
 # and sm_90 (H100/H200); cudart is linked statically, cuBLASLt from the
 # toolkit. Without a GPU or driver the binary still starts: CUDA is only
 # touched when device = "cuda" is asked for.
+# nvcc may be a wrapper script outside the toolkit, so the toolkit root is
+# what nvcc itself reports (its TOP); the backend needs cuBLASLt's header
+# there too, or the build stays CPU-only and says why.
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(realpath $(shell $(NVCC) -dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^\#\$$ TOP=//p'))
+ifeq ($(wildcard $(CUDA_HOME)/include/cublasLt.h),)
+CUDA_NOTE := nvcc found at $(NVCC) but no cublasLt.h under the toolkit root '$(CUDA_HOME)': building the CPU backend only (install cuBLAS or set CUDA_HOME)
+override NVCC :=
+endif
+endif
+
 ifeq ($(NVCC),)
-CUDA_NOTE := nvcc not found: building the CPU backend only (install the CUDA toolkit for the GPU backend)
+CUDA_NOTE ?= nvcc not found: building the CPU backend only (install the CUDA toolkit for the GPU backend)
 else
-CUDA_NOTE := nvcc found at $(NVCC): building the CPU and CUDA backends
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_NOTE := nvcc found at $(NVCC) (toolkit $(CUDA_HOME)): building the CPU and CUDA backends
 CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
 CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 NVCCFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-fno-threadsafe-statics,-fno-exceptions -Werror all-warnings \
