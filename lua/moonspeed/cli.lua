@@ -15,8 +15,8 @@
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
--- adds a Lua traceback. The training loop lives here (run), so that the REPL
--- can drive the very same engine calls one step at a time.
+-- adds a Lua traceback. The training loop lives in train.lua; the REPL drives
+-- the very same engine calls one step at a time.
 
 local M = {}
 
@@ -188,7 +188,6 @@ options:
   run = function(opts, pos, overrides)
     local engine_mod = require "moonspeed.engine"
     local plan = require "moonspeed.plan"
-    local metrics = require "moonspeed.metrics"
     local sys = require "moonspeed.sys"
     local fmt = require "moonspeed.fmt"
     local recipe = require "moonspeed.recipe"
@@ -213,50 +212,15 @@ options:
       local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
         #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
       if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header))) end
-      local w = lead and metrics.writer(dir .. "/metrics.jsonl") or { write = quiet, close = quiet }
-      local mem = e:memory().reserved.total
-      local steps = r.train.steps
-      local world = e:world_size()
-      local threads = e:threads()
+      local t = require("moonspeed.train").new(r, info, e, dir, { say = say })
+      local threads, world = e:threads(), e:world_size()
       say(("run %s: %s, %s parameters, %s on %s (%d thread%s%s); %d steps of %d x %d tokens -> %s"):format(
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
-        world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", steps,
+        world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
-      local prog = lead and metrics.progress({ total = steps, tty = sys.isatty(1), every = r.log.every })
-        or { step = quiet, finish = quiet }
-      local t0 = sys.now()
-      local last, last_val = nil, nil
-      local tok_sum, time_sum, flop_sum = 0, 0, 0
-      for s = 1, steps do
-        local st = e:step()
-        if st.loss ~= st.loss then
-          prog:finish()
-          error(("the loss became NaN at step %d (lr %.3g, grad_norm %s); try a lower train.lr or train.clip")
-            :format(st.step, st.lr, tostring(st.grad_norm)), 0)
-        end
-        local rec = {
-          step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
-          tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = mem,
-          comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
-          busbw = st.busbw, seconds = st.seconds,
-        }
-        if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or s == steps then
-          rec.val_loss = e:eval()
-          last_val = rec.val_loss
-        end
-        rec.elapsed = sys.now() - t0
-        w:write(rec)
-        prog:step(rec)
-        tok_sum, time_sum, flop_sum = tok_sum + st.tokens, time_sum + st.seconds, flop_sum + st.flops
-        last = rec
-      end
-      prog:finish()
-      w:close()
+      t:run()
       e:save(dir .. "/model.bin")
-      local elapsed = sys.now() - t0
-      say(("done: %d steps in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %.4f"):format(
-        steps, fmt.duration(elapsed), fmt.si(tok_sum / time_sum), flop_sum / time_sum / 1e9,
-        100 * flop_sum / time_sum / 1e9 / engine_mod.peak_gflops(r), last.loss, last_val))
+      say(t:summary())
       if r.log.sample_tokens > 0 then
         local text = e:generate(r.log.sample_prompt, { tokens = r.log.sample_tokens,
           temperature = r.log.sample_temperature, top_k = r.log.sample_top_k, seed = r.train.seed })

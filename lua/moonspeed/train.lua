@@ -1,0 +1,106 @@
+-- lua/moonspeed/train.lua — the training loop of `moonspeed run`.
+--
+-- One Trainer owns the engine of a run, its run directory and its metrics.
+-- Between two steps (never inside one) it calls every control it was given —
+-- control(t) — so that an attached operator, a signal handler or a checkpoint
+-- policy can act on a consistent state: read t.step, t.last, t:memory(), and
+-- ask for t:request("checkpoint") or t:request("stop"). Controls run in the
+-- order given, so one placed last (the checkpoint policy) sees what the
+-- others asked for in t.requests; the trainer stops when "stop" was asked.
+
+local engine_mod = require "moonspeed.engine"
+local metrics = require "moonspeed.metrics"
+local sys = require "moonspeed.sys"
+local fmt = require "moonspeed.fmt"
+
+local M = {}
+
+local Trainer = {}
+Trainer.__index = Trainer
+M.Trainer = Trainer
+
+local function quiet() end
+
+-- r, info: the resolved recipe and its origin; dir: the run directory (rank 0's);
+-- e: an engine made from r; opts.say(text) prints on the lead rank;
+-- opts.controls: functions called between steps.
+function M.new(r, info, e, dir, opts)
+  local lead = e:rank() == 0
+  local t = setmetatable({
+    r = r, info = info, e = e, dir = dir, lead = lead,
+    say = lead and (opts.say or quiet) or quiet,
+    controls = opts.controls or {},
+    requests = {},
+    step = e:get_step(),
+    last = nil, last_val = nil,
+    sums = { tokens = 0, seconds = 0, flops = 0 },
+  }, Trainer)
+  t.writer = lead and metrics.writer(dir .. "/metrics.jsonl") or { write = quiet, close = quiet }
+  t.progress = lead and metrics.progress({ total = r.train.steps, tty = sys.isatty(1), every = r.log.every })
+    or { step = quiet, finish = quiet }
+  t.memory_bytes = e:memory().reserved.total
+  return t
+end
+
+function Trainer:request(what) self.requests[what] = true end
+
+-- One optimizer step, its evaluation when due, and its metrics record.
+function Trainer:one_step()
+  local r, e = self.r, self.e
+  local st = e:step()
+  if st.loss ~= st.loss then
+    self.progress:finish()
+    error(("the loss became NaN at step %d (lr %.3g, grad_norm %s); try a lower train.lr or train.clip")
+      :format(st.step, st.lr, tostring(st.grad_norm)), 0)
+  end
+  local rec = {
+    step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
+    tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = self.memory_bytes,
+    comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
+    busbw = st.busbw, seconds = st.seconds,
+  }
+  if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or st.step == r.train.steps then
+    rec.val_loss = e:eval()
+    self.last_val = rec.val_loss
+  end
+  rec.elapsed = sys.now() - self.t0
+  self.writer:write(rec)
+  self.progress:step(rec)
+  local s = self.sums
+  s.tokens, s.seconds, s.flops = s.tokens + st.tokens, s.seconds + st.seconds, s.flops + st.flops
+  self.step, self.last = st.step, rec
+end
+
+-- Runs the controls; returns true to go on.
+function Trainer:between_steps()
+  for _, control in ipairs(self.controls) do control(self) end
+  local stop = self.requests.stop
+  self.requests = {}
+  return not stop
+end
+
+-- Trains from the engine's current step to train.steps; returns true when
+-- every step ran, false when a control stopped the run early.
+function Trainer:run()
+  self.t0 = sys.now()
+  local finished = true
+  while self.step < self.r.train.steps do
+    self:one_step()
+    if not self:between_steps() then finished = self.step >= self.r.train.steps break end
+  end
+  self.progress:finish()
+  self.writer:close()
+  self.elapsed = sys.now() - self.t0
+  return finished
+end
+
+function Trainer:summary()
+  local s, last = self.sums, self.last
+  if not last then return ("done: no step to run (the run was at step %d of %d)"):format(self.step, self.r.train.steps) end
+  return ("done: %d steps in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s"):format(
+    self.step, fmt.duration(self.elapsed), fmt.si(s.tokens / s.seconds), s.flops / s.seconds / 1e9,
+    100 * s.flops / s.seconds / 1e9 / engine_mod.peak_gflops(self.r), last.loss,
+    self.last_val and ("%.4f"):format(self.last_val) or "-")
+end
+
+return M
