@@ -133,6 +133,7 @@ ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
 
 void ms_engine_free(ms_engine *e) {
     if (!e) return;
+    ms_state_abandon(e);
     if (e->dev.release)
         for (int p = 0; p < MS_MEM_COUNT; p++) e->dev.release(&e->dev, e->arenas[p].base);
     if (e->dev.stop) e->dev.stop(&e->dev);

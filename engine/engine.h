@@ -27,6 +27,7 @@ struct ms_engine {
     ms_dataset train, val;
     int has_train, has_val;
     int64_t step;                  /* optimizer steps taken */
+    struct ms_state_job *save;     /* a checkpoint save being written (ckpt/state.c), or NULL */
 };
 
 /* The world a configuration asks for: cfg->world_size, or the environment's. */
@@ -41,5 +42,10 @@ void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l)
 /* One micro-batch forward and backward over the tokens/targets already in the
  * model's data buffers: gradients accumulate, *loss gets this rank's sum. */
 ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss);
+
+/* ckpt/state.c: the file name of a rank's state ("rank-00001-of-00004.state"),
+ * and dropping a save still in flight when the engine is freed. */
+void ms_state_name(char *out, size_t n, int32_t rank, int32_t world);
+void ms_state_abandon(ms_engine *e);
 
 #endif

@@ -1,8 +1,10 @@
 /* core/file.c — atomic writes and exact reads (see file.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
@@ -83,4 +85,35 @@ ms_status ms_read_exact(const char *what, const char *path, int fd, void *dst, i
         bytes -= r;
     }
     return MS_OK;
+}
+
+ms_status ms_fsync_dir(const char *path) {
+    if (!path) return ms_fail(MS_ERR_INVALID, "ms_fsync_dir: path is required");
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return ms_fail(MS_ERR_IO, "%s: %s", path, strerror(errno));
+    int bad = fsync(fd) != 0 && errno != EINVAL; /* some file systems cannot sync directories */
+    int err = errno;
+    close(fd);
+    if (bad) return ms_fail(MS_ERR_IO, "%s: fsync: %s", path, strerror(err));
+    return MS_OK;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb, (void)type, (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+ms_status ms_remove_tree(const char *path) {
+    if (!path || !*path) return ms_fail(MS_ERR_INVALID, "ms_remove_tree: path is required");
+    struct stat sb;
+    if (lstat(path, &sb) != 0 && errno == ENOENT) return MS_OK;
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ms_fail(MS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    return MS_OK;
+}
+
+ms_status ms_write_file(const char *path, const void *data, int64_t bytes) {
+    if (!path || (!data && bytes > 0)) return ms_fail(MS_ERR_INVALID, "ms_write_file: path and data are required");
+    ms_span span = {data, bytes};
+    return ms_write_atomic("file", path, &span, 1);
 }

@@ -228,6 +228,36 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index,
 ms_status ms_engine_save_weights(ms_engine *e, const char *path);  /* atomic; collective, rank 0 writes */
 ms_status ms_engine_load_weights(ms_engine *e, const char *path);        /* shapes must match */
 
+/* --- checkpoints: every rank's training state in its own file ------------
+ * A checkpoint directory holds one state file per rank ("rank-00000-of-00002.state":
+ * the fp32 master weights and Adam moments of the elements the rank owns, and
+ * the step). ms_engine_state_save starts writing this rank's file into dir (an
+ * existing directory) — here, or with async from a host snapshot on a
+ * background thread; ms_engine_state_wait then gathers every rank's outcome
+ * into files (world entries). With block = 0 it only checks: *done = 0 while
+ * any rank is still writing. Both are collective. ms_engine_state_load reads a
+ * checkpoint of any world size and ZeRO stage (files: the records the save
+ * returned, one per rank that saved): each rank checks the size and CRC-32C of
+ * every file it reads, and a damaged checkpoint is refused as a whole with the
+ * engine unchanged (MS_ERR_FORMAT naming the file and the mismatch). */
+typedef struct ms_state_file {
+    char name[64];            /* the file's name within the directory */
+    char error[160];          /* why the write failed, when status != MS_OK */
+    uint64_t bytes;
+    uint32_t crc32c;
+    int32_t status;
+} ms_state_file;
+
+ms_status ms_engine_state_save(ms_engine *e, const char *dir, int32_t async);
+ms_status ms_engine_state_wait(ms_engine *e, int32_t block, int32_t *done, ms_state_file *files);
+ms_status ms_engine_state_load(ms_engine *e, const char *dir, const ms_state_file *files, int32_t n_files);
+
+/* --- files: checksums and directories, for checkpoint bookkeeping --------- */
+ms_status ms_crc32c_file(const char *path, uint32_t *crc, uint64_t *bytes);  /* CRC-32C of a whole file */
+ms_status ms_fsync_dir(const char *path);     /* make renames inside path durable */
+ms_status ms_remove_tree(const char *path);   /* a directory and everything below it; absent is fine */
+ms_status ms_write_file(const char *path, const void *data, int64_t bytes);  /* atomic and durable */
+
 /* --- text generation: sampling from the model's next-token distribution -- */
 ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prompt,
                              int32_t max_new, float temperature, int32_t top_k,

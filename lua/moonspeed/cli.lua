@@ -139,11 +139,18 @@ local function check_data(r, info)
   end
 end
 
+-- The run directory: --run-dir (which may hold the run being resumed), or a
+-- new one under log.dir.
 local function new_run_dir(r, info, wanted)
   local sys = require "moonspeed.sys"
   if wanted then
     if sys.exists(wanted .. "/metrics.jsonl") then
-      error(("run directory %s already holds a run (metrics.jsonl); choose another --run-dir"):format(wanted), 0)
+      local checkpoint = require "moonspeed.checkpoint"
+      if r.checkpoint.resume == "none" or #checkpoint.list(checkpoint.root(r, wanted)) == 0 then
+        error(("run directory %s already holds a run (metrics.jsonl) and no checkpoint to resume from; choose another --run-dir")
+          :format(wanted), 0)
+      end
+      return wanted -- resumed below; metrics go on in the same file
     end
     local ok, err = sys.mkdir_p(wanted)
     if not ok then error(err, 0) end
@@ -181,10 +188,16 @@ The run directory (runs/<recipe>-<YYYYmmdd-HHMMSS>/ unless --run-dir) holds:
   model.bin       the final weights (moonspeed sample RUN_DIR uses them)
   sample.txt      a sample from the final model
 
+Checkpoints (checkpoint.every, or asked for) go to checkpoint.dir, by default
+<run dir>/checkpoints; with checkpoint.resume = "auto" (the default) a run whose
+--run-dir or checkpoint.dir holds checkpoints resumes from the newest valid one.
+
 options:
-  --run-dir DIR   write the run here instead (must not hold a run already)
+  --run-dir DIR   write the run here instead (must not hold a run already,
+                  unless it is resumed from its checkpoints)
+  --stop-at STEP  stop after STEP (a checkpoint is saved), to resume later
 ]],
-  spec = { flags = { ["--run-dir"] = "string" }, max_positional = 1, overrides = true },
+  spec = { flags = { ["--run-dir"] = "string", ["--stop-at"] = "int" }, max_positional = 1, overrides = true },
   run = function(opts, pos, overrides)
     local engine_mod = require "moonspeed.engine"
     local plan = require "moonspeed.plan"
@@ -208,17 +221,37 @@ options:
       local lead = e:rank() == 0
       local quiet = function() end
       local say = lead and say or quiet
-      local dir = lead and new_run_dir(r, info, opts["run-dir"]) or (opts["run-dir"] or "(rank 0's)")
+      local dir = lead and new_run_dir(r, info, opts["run-dir"]) or opts["run-dir"]
+      if not dir and r.checkpoint.dir == "" and r.checkpoint.every > 0 then
+        error("with several ranks and checkpoint.every > 0 every rank must know where checkpoints go: "
+          .. "give --run-dir (moonspeed launch does on one node) or set checkpoint.dir", 0)
+      end
+      dir = dir or "(rank 0's)"
       local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
         #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
-      if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header))) end
-      local t = require("moonspeed.train").new(r, info, e, dir, { say = say })
+      local recipe_text = recipe.serialize(r, header)
+      if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe_text)) end
+      local ckpt = require("moonspeed.checkpoint").policy(r, e, dir, { say = say, recipe_text = recipe_text,
+        warn = function(msg) io.stderr:write("warning: ", msg, "\n") end })
+      local resumed = ckpt:resume()
+      local controls = {}
+      if opts["stop-at"] then
+        local stop_at = opts["stop-at"]
+        controls[#controls + 1] = function(t) if t.step >= stop_at then t:request("stop") end end
+      end
+      controls[#controls + 1] = ckpt:control() -- last: it serves what the others asked for
+      local t = require("moonspeed.train").new(r, info, e, dir, { say = say, resumed_at = resumed, controls = controls })
       local threads, world = e:threads(), e:world_size()
       say(("run %s: %s, %s parameters, %s on %s (%d thread%s%s); %d steps of %d x %d tokens -> %s"):format(
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
-      t:run()
+      local finished = t:run()
+      ckpt:close()
+      if not finished then
+        say(("stopped at step %d of %d; the checkpoint in %s resumes it"):format(t.step, r.train.steps, ckpt.root))
+        return
+      end
       e:save(dir .. "/model.bin")
       say(t:summary())
       if r.log.sample_tokens > 0 then

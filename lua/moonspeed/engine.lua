@@ -557,6 +557,62 @@ function Engine:load(path)
 end
 
 ---------------------------------------------------------------------------
+-- Checkpoint state (checkpoint.lua keeps the directories around it)
+---------------------------------------------------------------------------
+
+-- Starts writing this rank's state file into dir (collective; async: from a
+-- host snapshot on a background thread).
+function Engine:state_save(dir, async)
+  check(C.ms_engine_state_save(live(self, "e:state_save()"), dir, async and 1 or 0), "ms_engine_state_save")
+end
+
+-- Collective. block: wait for every rank's writer. Returns false while any
+-- rank is still writing (block = false), else true and every rank's file
+-- record { name, bytes, crc32c }.
+function Engine:state_wait(block)
+  local h = live(self, "e:state_wait()")
+  local n = self:world_size()
+  local files, done = ffi.new("ms_state_file[?]", n), ffi.new("int32_t[1]")
+  check(C.ms_engine_state_wait(h, block and 1 or 0, done, files), "ms_engine_state_wait")
+  if done[0] == 0 then return false end
+  local out = {}
+  for i = 0, n - 1 do
+    out[i + 1] = { name = ffi.string(files[i].name), bytes = tonumber(files[i].bytes), crc32c = tonumber(files[i].crc32c) }
+  end
+  return true, out
+end
+
+-- Loads the state saved in dir, described by its file records (collective).
+-- Returns true, or false, the engine's message and its status code (a
+-- damaged or foreign checkpoint leaves the engine unchanged).
+function Engine:state_load(dir, files)
+  local h = live(self, "e:state_load()")
+  local recs = ffi.new("ms_state_file[?]", #files)
+  for i, f in ipairs(files) do
+    ffi.copy(recs[i - 1].name, f.name, math.min(#f.name, 63))
+    recs[i - 1].bytes, recs[i - 1].crc32c = f.bytes, f.crc32c
+  end
+  local st = C.ms_engine_state_load(h, dir, recs, #files)
+  if st ~= 0 then return false, last_error(), tonumber(st) end
+  return true
+end
+
+M.STATUS_FORMAT, M.STATUS_IO = 3, 2
+
+-- CRC-32C and size of a whole file, or nil and the message.
+function M.crc32c_file(path)
+  local crc, bytes = ffi.new("uint32_t[1]"), ffi.new("uint64_t[1]")
+  if C.ms_crc32c_file(path, crc, bytes) ~= 0 then return nil, last_error() end
+  return tonumber(crc[0]), tonumber(bytes[0])
+end
+
+-- Durable directory operations: fsync a directory (so renames inside it
+-- survive a crash), remove a tree, write a file atomically and durably.
+function M.fsync_dir(path) check(C.ms_fsync_dir(path), "ms_fsync_dir") end
+function M.remove_tree(path) check(C.ms_remove_tree(path), "ms_remove_tree") end
+function M.write_atomic(path, text) check(C.ms_write_file(path, text, #text), "ms_write_file") end
+
+---------------------------------------------------------------------------
 -- Data helpers
 ---------------------------------------------------------------------------
 

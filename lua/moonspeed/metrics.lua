@@ -33,9 +33,21 @@ M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_pe
 local Writer = {}
 Writer.__index = Writer
 
--- Opens (creates) a metrics file for writing.
-function M.writer(path)
-  local f, err = io.open(path, "wb")
+-- Opens (creates) a metrics file for writing. resumed_at: a run resumed at
+-- that step goes on in the same file, which keeps the records up to it (the
+-- steps after it are trained again).
+function M.writer(path, resumed_at)
+  if resumed_at then
+    local kept, old = {}, io.open(path, "rb")
+    for line in old and old:lines() or function() end do
+      local step = tonumber(line:match('^{"step":(%d+)'))
+      if step and step <= resumed_at then kept[#kept + 1] = line .. "\n" end
+    end
+    if old then old:close() end
+    local f = io.open(path, "wb")
+    if f then f:write(table.concat(kept)) f:close() end
+  end
+  local f, err = io.open(path, resumed_at and "ab" or "wb")
   if not f then error("cannot write metrics: " .. tostring(err), 2) end
   return setmetatable({ f = f, path = path }, Writer)
 end

@@ -122,6 +122,18 @@ M.sections = {
     { key = "timeout_s", type = "number", gt = 0, max = 86400, default = 300,
       doc = "deadline of every collective; a dead or stuck rank becomes an error naming it" },
   }),
+  section("checkpoint", "Sharded checkpoints and resuming", {
+    { key = "dir", type = "string", default = "",
+      doc = "where checkpoints go (one folder shared by every rank); empty = <run dir>/checkpoints" },
+    { key = "every", type = "int", min = 0, max = 1e9, default = 0,
+      doc = "steps between checkpoints (and one after the last step); 0 = only when asked for (attach, a stop)" },
+    { key = "keep", type = "int", min = 1, max = 1e6, default = 3,
+      doc = "complete checkpoints kept; older ones are removed once a newer one is in place" },
+    { key = "async", type = "bool", default = false,
+      doc = "snapshot the state to host memory and write it from a background thread while training goes on" },
+    { key = "resume", type = "string", nonempty = true, default = "auto",
+      doc = "\"auto\": from the newest valid checkpoint in dir (damaged ones skipped), \"none\", or a checkpoint folder" },
+  }),
   section("log", "What a run reports", {
     { key = "every", type = "int", min = 1, max = 1e9, default = 10,
       doc = "steps between progress lines when the output is not a terminal" },
@@ -143,7 +155,6 @@ M.sections = {
 -- Sections accepted only empty in this release.
 M.reserved = {
   { name = "offload", doc = "moving optimizer state and parameters to host memory" },
-  { name = "checkpoint", doc = "periodic sharded checkpoints and resuming" },
   { name = "cluster", doc = "nodes, GPUs per node and the Kubernetes layout" },
 }
 

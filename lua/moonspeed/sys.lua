@@ -16,6 +16,12 @@ local decls = {
   "int clock_gettime(int clk, struct ms_lua_timespec *ts);",
   "char *strerror(int errnum);",
   "int rmdir(const char *path);",
+  "typedef struct ms_lua_dir ms_lua_dir;",
+  "ms_lua_dir *opendir(const char *path);",
+  "int closedir(ms_lua_dir *d);",
+  -- glibc's struct dirent on 64-bit Linux
+  "struct ms_lua_dirent { uint64_t d_ino; int64_t d_off; uint16_t d_reclen; uint8_t d_type; char d_name[256]; };",
+  "struct ms_lua_dirent *readdir(ms_lua_dir *d);",
 }
 for _, d in ipairs(decls) do pcall(ffi.cdef, d) end
 
@@ -67,6 +73,22 @@ function M.mkdir_new(path)
 end
 
 function M.rmdir(path) return C.rmdir(path) == 0 end
+
+-- The names in a folder (without . and ..), sorted; nil and why when it cannot be read.
+function M.list_dir(path)
+  local d = C.opendir(path)
+  if d == nil then return nil, ("%s: %s"):format(path, ffi.string(C.strerror(ffi.errno()))) end
+  local names = {}
+  while true do
+    local ent = C.readdir(d)
+    if ent == nil then break end
+    local n = ffi.string(ent.d_name)
+    if n ~= "." and n ~= ".." then names[#names + 1] = n end
+  end
+  C.closedir(d)
+  table.sort(names)
+  return names
+end
 
 function M.nproc()
   local n = tonumber(C.sysconf(SC_NPROCESSORS_ONLN))

@@ -23,7 +23,8 @@ local function quiet() end
 
 -- r, info: the resolved recipe and its origin; dir: the run directory (rank 0's);
 -- e: an engine made from r; opts.say(text) prints on the lead rank;
--- opts.controls: functions called between steps.
+-- opts.controls: functions called between steps; opts.resumed_at: the step a
+-- resumed run starts from (its metrics go on in the same metrics.jsonl).
 function M.new(r, info, e, dir, opts)
   local lead = e:rank() == 0
   local t = setmetatable({
@@ -35,7 +36,7 @@ function M.new(r, info, e, dir, opts)
     last = nil, last_val = nil,
     sums = { tokens = 0, seconds = 0, flops = 0 },
   }, Trainer)
-  t.writer = lead and metrics.writer(dir .. "/metrics.jsonl") or { write = quiet, close = quiet }
+  t.writer = lead and metrics.writer(dir .. "/metrics.jsonl", opts.resumed_at) or { write = quiet, close = quiet }
   t.progress = lead and metrics.progress({ total = r.train.steps, tty = sys.isatty(1), every = r.log.every })
     or { step = quiet, finish = quiet }
   t.memory_bytes = e:memory().reserved.total
