@@ -319,6 +319,12 @@ static ms_status open_source(const ms_engine *e, const char *dir, const ms_state
     snprintf(s->path, sizeof s->path, "%s/%s", dir, name);
     s->fd = open(s->path, O_RDONLY);
     if (s->fd < 0) return ms_fail(MS_ERR_IO, "%s: %s", s->path, strerror(errno));
+    struct stat sb;
+    if (fstat(s->fd, &sb) != 0) return ms_fail(MS_ERR_IO, "%s: %s", s->path, strerror(errno));
+    if ((uint64_t)sb.st_size != rec->bytes)
+        return ms_fail(MS_ERR_FORMAT, "%s: %lld bytes, but meta.json records %llu; the file is %s", s->path,
+                       (long long)sb.st_size, (unsigned long long)rec->bytes,
+                       (uint64_t)sb.st_size < rec->bytes ? "truncated" : "longer than written");
     TRY(read_at(s->path, s->fd, &s->head, sizeof s->head, 0));
     const state_header *h = &s->head;
     if (memcmp(h->magic, STATE_MAGIC, 8) != 0 || h->version != STATE_VERSION)
@@ -357,14 +363,8 @@ static ms_status open_source(const ms_engine *e, const char *dir, const ms_state
     return MS_OK;
 }
 
-/* Size and CRC-32C of the whole file against the record. */
+/* The CRC-32C of the whole file against the record (its size was checked on opening). */
 static ms_status verify(const source *s, const ms_state_file *rec) {
-    struct stat sb;
-    if (fstat(s->fd, &sb) != 0) return ms_fail(MS_ERR_IO, "%s: %s", s->path, strerror(errno));
-    if ((uint64_t)sb.st_size != rec->bytes)
-        return ms_fail(MS_ERR_FORMAT, "%s: %lld bytes, but meta.json records %llu; the file is %s", s->path,
-                       (long long)sb.st_size, (unsigned long long)rec->bytes,
-                       (uint64_t)sb.st_size < rec->bytes ? "truncated" : "longer than written");
     uint32_t crc;
     uint64_t bytes;
     TRY(ms_crc32c_file(s->path, &crc, &bytes));

@@ -242,7 +242,7 @@ ms_status ms_engine_load_weights(ms_engine *e, const char *path);        /* shap
  * engine unchanged (MS_ERR_FORMAT naming the file and the mismatch). */
 typedef struct ms_state_file {
     char name[64];            /* the file's name within the directory */
-    char error[160];          /* why the write failed, when status != MS_OK */
+    char error[448];          /* why the write failed, when status != MS_OK */
     uint64_t bytes;
     uint32_t crc32c;
     int32_t status;

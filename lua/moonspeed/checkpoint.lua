@@ -10,6 +10,7 @@
 --                             and CRC-32C — written last, by rank 0
 --   latest                    "step-00000020": the newest, replaced atomically
 --   .tmp-step-00000030/       a save in progress (or one a crash interrupted)
+--   .trash-step-00000010/     a checkpoint being removed (renamed first)
 --
 -- A save writes everything into the .tmp- directory (every file fsync'ed),
 -- then rank 0 writes meta.json, renames the directory into place, fsyncs the
@@ -135,6 +136,11 @@ end
 -- under the root (damaged or incomplete ones skipped with a warning), "none",
 -- or the path of one checkpoint. Returns the step resumed at, or nil.
 function Policy:resume()
+  if self.lead then -- what a crash left behind; no rank saves before the first step
+    for _, n in ipairs(sys.list_dir(self.root) or {}) do
+      if n:match("^%.tmp%-") or n:match("^%.trash%-") then engine_mod.remove_tree(self.root .. "/" .. n) end
+    end
+  end
   local want = self.r.checkpoint.resume
   if want == "none" then return nil end
   local candidates
@@ -197,6 +203,16 @@ end
 local META_ORDER = { "format", "version", "moonspeed", "step", "world_size", "zero_stage", "precision", "saved_at",
   "model", "data", "rng", "schedule", "files", "recipe" }
 
+-- Removes a checkpoint: first renamed out of sight in one step, so that a
+-- crash halfway through the removal never leaves a damaged one under its name.
+function Policy:discard(name)
+  local trash = ("%s/.trash-%s"):format(self.root, name)
+  engine_mod.remove_tree(trash)
+  local ok, err = os.rename(self.root .. "/" .. name, trash)
+  if not ok then error(("checkpoint: cannot remove %s/%s: %s"):format(self.root, name, err), 0) end
+  engine_mod.remove_tree(trash)
+end
+
 -- Rank 0 puts a written checkpoint in place: meta.json, rename, latest, prune.
 function Policy:commit(p, files)
   self.saved_step = p.step
@@ -208,17 +224,13 @@ function Policy:commit(p, files)
     if not keep[n] then os.remove(p.tmp .. "/" .. n) end
   end
   engine_mod.fsync_dir(p.tmp)
-  if sys.exists(p.final) then -- saved again at the same step (after a resume): replace it
-    engine_mod.remove_tree(p.final .. ".old")
-    assert(os.rename(p.final, p.final .. ".old"))
-  end
+  if sys.exists(p.final) then self:discard(name_of(p.step)) end -- saved again at a step (after a resume)
   local ok, err = os.rename(p.tmp, p.final)
   if not ok then error(("checkpoint: cannot rename %s to %s: %s"):format(p.tmp, p.final, err), 0) end
-  engine_mod.remove_tree(p.final .. ".old")
   engine_mod.fsync_dir(self.root)
   engine_mod.write_atomic(self.root .. "/latest", name_of(p.step) .. "\n")
   local all = M.list(self.root)
-  for i = self.r.checkpoint.keep + 1, #all do engine_mod.remove_tree(all[i].path) end
+  for i = self.r.checkpoint.keep + 1, #all do self:discard(all[i].name) end
   engine_mod.fsync_dir(self.root)
   self.say(("checkpoint %s written (%d file%s)"):format(p.final, #files, #files == 1 and "" or "s"))
 end

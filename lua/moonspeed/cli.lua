@@ -5,6 +5,7 @@
 --   moonspeed sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
 --   moonspeed repl [RECIPE] [overrides]
 --   moonspeed plot RUN_DIR [-o FILE]
+--   moonspeed checkpoint DIR
 --   moonspeed keys [--markdown]
 --   moonspeed check [RECIPE] [overrides]
 --   moonspeed prepare-bytes TEXT --out DIR [--val-every N]
@@ -366,6 +367,49 @@ Line editing and history (~/.moonspeed_history) on a terminal. Ctrl-D or exit() 
     local path = pos[1] or default_recipe()
     local r, info = load_recipe(path, overrides)
     return require("moonspeed.repl").start(r, info)
+  end,
+})
+
+command("checkpoint", {
+  summary = "list the checkpoints in a folder and check every file against its checksum",
+  help = [[
+usage: moonspeed checkpoint DIR
+
+DIR is a checkpoint folder (checkpoint.dir, or RUN_DIR/checkpoints; a run
+directory works too). Prints every checkpoint, newest first: its step, world
+size, ZeRO stage, size, and "ok" or what is wrong (a missing meta.json, a
+truncated or modified file, by name), plus saves in progress or interrupted.
+Exit status 0 when every checkpoint is intact, 1 otherwise.
+]],
+  spec = { max_positional = 1 },
+  run = function(_, pos)
+    if not pos[1] then usage("missing DIR: the checkpoint folder (or run directory) to check") end
+    local checkpoint = require "moonspeed.checkpoint"
+    local sys = require "moonspeed.sys"
+    local fmt = require "moonspeed.fmt"
+    local root = pos[1]
+    if not sys.is_dir(root) then error(("%s is not a directory"):format(root), 0) end
+    if sys.is_dir(root .. "/checkpoints") and #checkpoint.list(root) == 0 then root = root .. "/checkpoints" end
+    local latest = (sys.read_file(root .. "/latest") or ""):match("^(%S+)")
+    say(("checkpoints in %s (latest: %s)"):format(root, latest or "none"))
+    local bad = 0
+    for _, c in ipairs(checkpoint.list(root)) do
+      local fine, meta = checkpoint.verify(c.path)
+      if fine then
+        local bytes = 0
+        for _, f in ipairs(meta.files) do bytes = bytes + f.bytes end
+        say(("  %s  step %d  %d rank%s  stage %d  %s  ok"):format(c.name, meta.step, meta.world_size,
+          meta.world_size == 1 and "" or "s", meta.zero_stage, fmt.bytes(bytes)))
+      else
+        bad = bad + 1
+        say(("  %s  damaged: %s"):format(c.name, meta))
+      end
+    end
+    for _, n in ipairs(sys.list_dir(root) or {}) do
+      if n:match("^%.tmp%-step%-%d+$") then say(("  %s  incomplete: a save in progress, or one a crash interrupted"):format(n)) end
+      if n:match("^%.trash%-step%-%d+$") then say(("  %s  being removed (older than the checkpoints kept)"):format(n)) end
+    end
+    return bad == 0 and 0 or 1
   end,
 })
 

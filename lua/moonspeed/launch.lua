@@ -172,7 +172,11 @@ options:
   --node-rank R        this node's place, 0..M-1 (0)
   --master HOST:PORT   where rank 0 listens (needed with several nodes)
   --grace SECONDS      how long stopped ranks get before SIGKILL (5)
-  --run-dir DIR        passed on to every rank's `moonspeed run` (rank 0 writes there)
+  --run-dir DIR        passed on to every rank's `moonspeed run` (rank 0 writes
+                       there); on one node the default is a new folder under
+                       log.dir, named once here so every rank knows where
+                       checkpoints go
+  --stop-at STEP       passed on: stop after STEP with a checkpoint, to resume later
 ]],
   spec = { raw = true },
   run = function(args, usage, parse)
@@ -187,21 +191,28 @@ options:
     end
     local opts, pos, overrides = parse(before, {
       flags = { ["--nproc-per-node"] = "int", ["--nnodes"] = "int", ["--node-rank"] = "int",
-                ["--master"] = "string", ["--grace"] = "number", ["--run-dir"] = "string" },
+                ["--master"] = "string", ["--grace"] = "number", ["--run-dir"] = "string",
+                ["--stop-at"] = "int" },
       max_positional = 1, overrides = true })
     local w = M.world(opts, usage)
     local argv, path
     if program then
       if #program == 0 then usage("nothing after --: give the program each rank runs") end
-      if pos[1] or #overrides > 0 or opts["run-dir"] then
-        usage("give either RECIPE [overrides] [--run-dir DIR] or -- PROGRAM, not both")
+      if pos[1] or #overrides > 0 or opts["run-dir"] or opts["stop-at"] then
+        usage("give either RECIPE [overrides] [--run-dir DIR] [--stop-at STEP] or -- PROGRAM, not both")
       end
       argv, path = program, program[1]
     else
       if not pos[1] then usage("missing RECIPE (each rank runs `moonspeed run RECIPE`)") end
       argv = { "moonspeed", "run", pos[1] }
       for _, o in ipairs(overrides) do argv[#argv + 1] = o end
-      if opts["run-dir"] then argv[#argv + 1] = "--run-dir"; argv[#argv + 1] = opts["run-dir"] end
+      local run_dir = opts["run-dir"]
+      if not run_dir and w.nnodes == 1 then
+        local r, info = require("moonspeed.recipe").load(pos[1], overrides)
+        run_dir = ("%s/%s-%s"):format(r.log.dir, info.name, os.date("%Y%m%d-%H%M%S"))
+      end
+      if run_dir then argv[#argv + 1] = "--run-dir"; argv[#argv + 1] = run_dir end
+      if opts["stop-at"] then argv[#argv + 1] = "--stop-at"; argv[#argv + 1] = tostring(opts["stop-at"]) end
     end
     local grace = opts.grace or 5
     if grace < 0 then usage("--grace must be >= 0") end
