@@ -174,7 +174,7 @@ function Policy:resume()
     if c.explicit then error(("cannot resume from %s: %s"):format(c.path, why), 0) end
     self.warn(("skipping checkpoint %s: %s"):format(c.path, why))
   end
-  if want == "auto" then self.say(("no checkpoint in %s: starting at step 0"):format(self.root)) end
+  if #candidates > 0 then self.say(("no valid checkpoint in %s: starting at step 0"):format(self.root)) end
   return nil
 end
 

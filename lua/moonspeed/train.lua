@@ -32,7 +32,7 @@ function M.new(r, info, e, dir, opts)
     say = lead and (opts.say or quiet) or quiet,
     controls = opts.controls or {},
     requests = {},
-    step = e:get_step(),
+    step = e:get_step(), first_step = e:get_step(),
     last = nil, last_val = nil,
     sums = { tokens = 0, seconds = 0, flops = 0 },
   }, Trainer)
@@ -98,8 +98,11 @@ end
 function Trainer:summary()
   local s, last = self.sums, self.last
   if not last then return ("done: no step to run (the run was at step %d of %d)"):format(self.step, self.r.train.steps) end
-  return ("done: %d steps in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s"):format(
-    self.step, fmt.duration(self.elapsed), fmt.si(s.tokens / s.seconds), s.flops / s.seconds / 1e9,
+  local ran = self.step - self.first_step
+  local steps = self.first_step == 0 and ("%d steps"):format(ran)
+    or ("%d steps (to step %d, resumed at %d)"):format(ran, self.step, self.first_step)
+  return ("done: %s in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s"):format(
+    steps, fmt.duration(self.elapsed), fmt.si(s.tokens / s.seconds), s.flops / s.seconds / 1e9,
     100 * s.flops / s.seconds / 1e9 / engine_mod.peak_gflops(self.r), last.loss,
     self.last_val and ("%.4f"):format(self.last_val) or "-")
 end

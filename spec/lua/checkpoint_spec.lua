@@ -208,7 +208,7 @@ describe("checkpoints", function()
       ok(res)
       assert.matches("skipping checkpoint [^\n]*step%-00000020: [^\n]*CRC%-32C is %x+, but meta.json records %x+; the file was modified or damaged", res.stderr)
       assert.matches("skipping checkpoint [^\n]*step%-00000010: meta.json is missing %(the save did not finish%)", res.stderr)
-      assert.matches("no checkpoint in [^\n]*: starting at step 0", res.stdout)
+      assert.matches("no valid checkpoint in [^\n]*: starting at step 0", res.stdout)
     end)
 
     it("refuses a damaged checkpoint named explicitly, and one of another model", function()

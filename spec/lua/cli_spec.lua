@@ -118,7 +118,7 @@ describe("moonspeed run", function()
   it("refuses a run directory that holds a run already", function()
     local again = support.moonspeed({ "run", TINY, "--run-dir", dir .. "/run" })
     assert.are.equal(1, again.code)
-    assert.are.equal(("moonspeed: run directory %s/run already holds a run (metrics.jsonl); choose another --run-dir\n")
+    assert.are.equal(("moonspeed: run directory %s/run already holds a run (metrics.jsonl) and no checkpoint to resume from; choose another --run-dir\n")
       :format(dir), again.stderr)
   end)
 

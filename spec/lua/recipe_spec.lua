@@ -192,8 +192,8 @@ describe("overrides", function()
   end)
 
   it("accept a key without its section when the name is unique", function()
-    local r = recipe.load("recipes/default.lua", { "lr=5e-4", "steps=3", "n_layers=2", "every=1" })
-    assert.are.same({ 5e-4, 3, 2, 1 }, { r.train.lr, r.train.steps, r.model.n_layers, r.log.every })
+    local r = recipe.load("recipes/default.lua", { "lr=5e-4", "steps=3", "n_layers=2", "keep=1" })
+    assert.are.same({ 5e-4, 3, 2, 1 }, { r.train.lr, r.train.steps, r.model.n_layers, r.checkpoint.keep })
   end)
 
   it("keep everything after the first = as the value", function()

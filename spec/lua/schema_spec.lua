@@ -32,10 +32,11 @@ describe("schema", function()
       "log.peak_gflops", "log.dir" }) do
       assert.is_not_nil(schema.field_by_path[path], path)
     end
-    for _, name in ipairs({ "offload", "checkpoint", "cluster" }) do
+    for _, name in ipairs({ "offload", "cluster" }) do
       assert.is_not_nil(schema.reserved_by_name[name], name)
     end
-    for _, path in ipairs({ "zero.stage", "zero.prefetch", "comm.provider", "comm.timeout_s" }) do
+    for _, path in ipairs({ "zero.stage", "zero.prefetch", "comm.provider", "comm.timeout_s", "checkpoint.dir",
+      "checkpoint.every", "checkpoint.keep", "checkpoint.async", "checkpoint.resume" }) do
       assert.is_not_nil(schema.field_by_path[path], path)
     end
   end)
