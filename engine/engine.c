@@ -280,6 +280,20 @@ ms_status ms_engine_set_step(ms_engine *e, int64_t step) {
     return MS_OK;
 }
 
+ms_status ms_engine_agree_max(ms_engine *e, int32_t value, int32_t *max) {
+    if (!e || !max) return ms_fail(MS_ERR_INVALID, "ms_engine_agree_max: engine and max are required");
+    int32_t *all = calloc((size_t)e->world.world, sizeof *all);
+    if (!all) return ms_fail(MS_ERR_NOMEM, "ms_engine_agree_max: out of host memory");
+    ms_comm_req *req;
+    ms_status st = e->comm->all_gather(e->comm, &value, all, 1, MS_F32, &req); /* 4 bytes each, copied as they are */
+    if (st == MS_OK) st = e->comm->wait(e->comm, req);
+    *max = value;
+    for (int r = 0; st == MS_OK && r < e->world.world; r++)
+        if (all[r] > *max) *max = all[r];
+    free(all);
+    return st;
+}
+
 /* ---- memory and introspection -------------------------------------------- */
 
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out) {

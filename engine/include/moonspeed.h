@@ -258,6 +258,17 @@ ms_status ms_fsync_dir(const char *path);     /* make renames inside path durabl
 ms_status ms_remove_tree(const char *path);   /* a directory and everything below it; absent is fine */
 ms_status ms_write_file(const char *path, const void *data, int64_t bytes);  /* atomic and durable */
 
+/* --- signals: a graceful stop -------------------------------------------
+ * After ms_signals_watch the first SIGTERM or SIGINT only sets a flag that
+ * ms_signal_pending returns (the signal's number; 0 while none came): a
+ * training loop finishes its step, saves a checkpoint and exits. A second
+ * signal ends the process as usual. ms_engine_agree_max is collective: *max
+ * gets the largest value any rank passed, so that every rank stops after the
+ * same step whichever of them saw the signal first. */
+ms_status ms_signals_watch(void);
+int32_t ms_signal_pending(void);
+ms_status ms_engine_agree_max(ms_engine *e, int32_t value, int32_t *max);
+
 /* --- text generation: sampling from the model's next-token distribution -- */
 ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prompt,
                              int32_t max_new, float temperature, int32_t top_k,

@@ -216,6 +216,7 @@ options:
     end
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
+    local status = 0
     local ok, err = pcall(function()
       -- with several ranks every rank makes the same (collective) engine calls;
       -- rank 0 alone writes the run directory and talks
@@ -235,7 +236,13 @@ options:
       local ckpt = require("moonspeed.checkpoint").policy(r, e, dir, { say = say, recipe_text = recipe_text,
         warn = function(msg) io.stderr:write("warning: ", msg, "\n") end })
       local resumed = ckpt:resume()
-      local controls = {}
+      -- between steps: a signal (every rank stops after the same step), --stop-at, then the checkpoints
+      engine_mod.watch_signals()
+      local controls = { function(t)
+        local sig = engine_mod.signal_pending()
+        if e:world_size() > 1 then sig = e:agree_max(sig) end
+        if sig ~= 0 then t.signal = sig; t:request("stop") end
+      end }
       if opts["stop-at"] then
         local stop_at = opts["stop-at"]
         controls[#controls + 1] = function(t) if t.step >= stop_at then t:request("stop") end end
@@ -250,7 +257,9 @@ options:
       local finished = t:run()
       ckpt:close()
       if not finished then
-        say(("stopped at step %d of %d; the checkpoint in %s resumes it"):format(t.step, r.train.steps, ckpt.root))
+        local why = t.signal and ("by %s "):format(require("moonspeed.launch").signame(t.signal)) or ""
+        say(("stopped %sat step %d of %d; the checkpoint in %s resumes it"):format(why, t.step, r.train.steps, ckpt.root))
+        status = t.signal and 128 + t.signal or 0 -- a stop by a signal is not a finished run
         return
       end
       e:save(dir .. "/model.bin")
@@ -267,7 +276,7 @@ options:
     end)
     e:free()
     if not ok then error(err, 0) end
-    return 0
+    return status
   end,
 })
 

@@ -599,6 +599,18 @@ end
 
 M.STATUS_FORMAT, M.STATUS_IO = 3, 2
 
+-- The largest value any rank passed (collective; every rank gets it).
+function Engine:agree_max(value)
+  local out = ffi.new("int32_t[1]")
+  check(C.ms_engine_agree_max(live(self, "e:agree_max()"), value, out), "ms_engine_agree_max")
+  return out[0]
+end
+
+-- A graceful stop: after watch_signals the first SIGTERM/SIGINT only sets a
+-- flag that signal_pending returns (its number, 0 while none came).
+function M.watch_signals() check(C.ms_signals_watch(), "ms_signals_watch") end
+function M.signal_pending() return tonumber(C.ms_signal_pending()) end
+
 -- CRC-32C and size of a whole file, or nil and the message.
 function M.crc32c_file(path)
   local crc, bytes = ffi.new("uint32_t[1]"), ffi.new("uint64_t[1]")

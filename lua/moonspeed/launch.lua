@@ -105,6 +105,7 @@ function M.world(opts, usage, getenv)
 end
 
 local function signame(sig) return SIGNAMES[sig] or ("signal " .. sig) end
+M.signame = signame
 
 -- Runs argv as the local ranks of w; returns the exit status for the CLI.
 function M.run_ranks(w, argv, opts)
