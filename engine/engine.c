@@ -9,6 +9,7 @@
  * each unit, so one code path serves every stage and world size.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -194,6 +195,24 @@ static void comm_delta(const ms_comm_stats *before, const ms_comm_stats *after, 
     }
 }
 
+/* A step whose loss or gradient norm is not finite: nothing is updated; it
+ * is skipped (counted as a step) or it fails, as the recipe says. */
+static ms_status nonfinite(ms_engine *e, ms_step_stats *out, double loss, double norm, double t0) {
+    char where[sizeof out->nonfinite];
+    TRY(ms_health_diagnose(e, where, sizeof where));
+    if (!e->cfg.train.skip_nonfinite)
+        return ms_fail(MS_ERR_NUMERIC, "the loss is %g and the gradient norm %g; the first non-finite numbers are in %s. "
+                       "Nothing was updated; lower train.lr, set train.clip, or set train.nan = \"skip\" to skip such steps",
+                       loss, norm, where);
+    if (out) {
+        *out = (ms_step_stats){.step = e->step, .loss = (float)loss, .lr = ms_schedule_lr(&e->cfg.train, e->step),
+                               .grad_norm = (float)norm, .seconds = now_seconds() - t0, .skipped = 1};
+        snprintf(out->nonfinite, sizeof out->nonfinite, "%s", where);
+    }
+    e->step++;
+    return MS_OK;
+}
+
 static ms_status step(ms_engine *e, ms_step_stats *out) {
     double t0 = now_seconds();
     const ms_train_config *t = &e->cfg.train;
@@ -215,10 +234,12 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
         loss += part;
     }
     TRY(ms_zero_grads_step_end(&e->zero, m, d));
+    ms_health_inject(e);
     TRY(ms_zero_grad_sumsq(&e->zero, m, d, &sums[1]));
     sums[0] = loss;
     TRY(ms_zero_sum(&e->zero, sums, 1));
     double norm = sqrt(sums[1]);
+    if (!isfinite(sums[0]) || !isfinite(norm)) return nonfinite(e, out, sums[0] / ((double)t->batch * T), norm, t0);
     float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
     float lr = ms_schedule_lr(t, e->step);
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);

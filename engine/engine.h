@@ -48,4 +48,10 @@ ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scal
 void ms_state_name(char *out, size_t n, int32_t rank, int32_t world);
 void ms_state_abandon(ms_engine *e);
 
+/* health.c: after a step whose loss or gradient norm is not finite, where the
+ * non-finite numbers first appear (collective; a phrase for messages), and
+ * the faults MS_FAULT injects for specs. */
+ms_status ms_health_diagnose(ms_engine *e, char *where, size_t n);
+void ms_health_inject(ms_engine *e);
+
 #endif

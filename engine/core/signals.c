@@ -5,6 +5,8 @@
  * steps: it finishes the step, saves a checkpoint and exits. The handler is
  * installed with SA_RESETHAND, so a second signal acts as usual and ends the
  * process at once. SA_RESTART keeps the system calls of a step going.
+ * SIGXFSZ (a file-size limit reached) is ignored, so that it becomes a write
+ * error the writer reports (EFBIG) instead of killing the process mid-save.
  */
 #include <signal.h>
 #include <string.h>
@@ -29,6 +31,7 @@ ms_status ms_signals_watch(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         if (sigaction(sigs[i], &sa, NULL) != 0)
             return ms_fail(MS_ERR_INTERNAL, "cannot watch signal %d: %s", sigs[i], strerror(errno));
+    signal(SIGXFSZ, SIG_IGN);
     return MS_OK;
 }
 

@@ -21,6 +21,7 @@ const char *ms_status_name(ms_status status) {
     case MS_ERR_NOMEM: return "out of memory";
     case MS_ERR_STATE: return "wrong state";
     case MS_ERR_INTERNAL: return "internal error";
+    case MS_ERR_NUMERIC: return "not finite";
     }
     return "unknown status";
 }

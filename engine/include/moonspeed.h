@@ -29,7 +29,8 @@ typedef enum ms_status {
     MS_ERR_FORMAT = 3,    /* a file exists but its contents are wrong */
     MS_ERR_NOMEM = 4,     /* a reservation failed */
     MS_ERR_STATE = 5,     /* the call does not fit the object's state */
-    MS_ERR_INTERNAL = 6   /* a broken invariant: a bug in moonspeed */
+    MS_ERR_INTERNAL = 6,  /* a broken invariant: a bug in moonspeed */
+    MS_ERR_NUMERIC = 7    /* the loss or the gradients became NaN or Inf */
 } ms_status;
 
 typedef enum ms_dtype {
@@ -87,6 +88,7 @@ typedef struct ms_train_config {
     int32_t checkpoint_activations; /* 1: keep block inputs, recompute in backward */
     int32_t eval_batches;    /* micro-batches per evaluation */
     uint64_t seed;           /* init and data order */
+    int32_t skip_nonfinite;  /* a step whose loss or gradients are NaN/Inf: 1 skipped (no update), 0 an error */
 } ms_train_config;
 
 typedef struct ms_config {
@@ -146,6 +148,8 @@ typedef struct ms_step_stats {
     int64_t comm_calls[5];
     int64_t comm_bytes[5];
     double comm_seconds[5];
+    int32_t skipped;         /* 1: the loss or gradients were not finite; nothing was updated */
+    char nonfinite[92];      /* then: where they first appear ("the gradients of unit block.1") */
 } ms_step_stats;
 
 typedef struct ms_memory_report {
@@ -262,7 +266,8 @@ ms_status ms_write_file(const char *path, const void *data, int64_t bytes);  /* 
  * After ms_signals_watch the first SIGTERM or SIGINT only sets a flag that
  * ms_signal_pending returns (the signal's number; 0 while none came): a
  * training loop finishes its step, saves a checkpoint and exits. A second
- * signal ends the process as usual. ms_engine_agree_max is collective: *max
+ * signal ends the process as usual (and SIGXFSZ, a file-size limit, becomes
+ * a write error instead of a kill). ms_engine_agree_max is collective: *max
  * gets the largest value any rank passed, so that every rank stops after the
  * same step whichever of them saw the signal first. */
 ms_status ms_signals_watch(void);

@@ -375,6 +375,15 @@ void ms_model_unit_forward(ms_model *m, ms_device *d, int u, int B, int T) {
     }
 }
 
+void *ms_model_unit_output(const ms_model *m, int u) {
+    const ms_unit *un = &m->units[u];
+    switch (un->kind) {
+    case UNIT_EMBED: return m->acts[0].x;
+    case UNIT_BLOCK: return un->layer + 1 < m->c.n_layers ? m->acts[un->layer + 1].x : m->x_final;
+    default: return m->xnf;
+    }
+}
+
 void ms_model_logits_at(ms_model *m, ms_device *d, int pos, float *out) {
     int64_t row = (int64_t)pos * ms_act_bytes(d) * m->c.dim;
     d->logits(d, out, (char *)m->xnf + row, P(head_weight(m)), 1, m->c.dim, m->c.vocab_size);

@@ -142,6 +142,9 @@ float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index);
  * Forward of unit u over m->tokens (B sequences of T tokens, B <= m->B,
  * T <= m->T): embedding lookup, one block, or the final norm. */
 void ms_model_unit_forward(ms_model *m, ms_device *d, int u, int B, int T);
+/* The (B*T, dim) activations, in the compute dtype, that unit u's forward
+ * wrote last: the embedding, a block's output, the head's normed input. */
+void *ms_model_unit_output(const ms_model *m, int u);
 /* Backward of unit u, reading the gradient of its output from m->dres and
  * leaving its input's there; gradients accumulate into unit->grads (the head's
  * into the embedding's too when tied). The head computes the loss here (fused

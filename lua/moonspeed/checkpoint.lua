@@ -132,12 +132,26 @@ function M.policy(r, e, run_dir, opts)
   }, Policy)
 end
 
+-- Fails now, before any training, when checkpoints could not be written.
+function Policy:check_writable()
+  local ok, err = sys.mkdir_p(self.root)
+  if ok then
+    ok, err = pcall(engine_mod.write_atomic, self.root .. "/.probe", "moonspeed\n")
+    os.remove(self.root .. "/.probe")
+  end
+  if not ok then
+    error(("checkpoints cannot be written to %s: %s; point checkpoint.dir at a writable folder; nothing was trained")
+      :format(self.root, tostring(err):gsub("^ms_write_file failed: ", "")), 0)
+  end
+end
+
 -- Resumes as checkpoint.resume says: "auto" = the newest valid checkpoint
 -- under the root (damaged or incomplete ones skipped with a warning), "none",
 -- or the path of one checkpoint. Returns the step resumed at, or nil.
 function Policy:resume()
-  if self.lead then -- what a crash left behind; no rank saves before the first step
-    for _, n in ipairs(sys.list_dir(self.root) or {}) do
+  if self.lead then
+    self:check_writable()
+    for _, n in ipairs(sys.list_dir(self.root) or {}) do -- what a crash left behind; no rank saves before the first step
       if n:match("^%.tmp%-") or n:match("^%.trash%-") then engine_mod.remove_tree(self.root .. "/" .. n) end
     end
   end
@@ -240,7 +254,13 @@ end
 function Policy:finish(block)
   local p = self.pending
   if not p then return true end
-  local done, files = self.e:state_wait(block)
+  local ok, done, files = pcall(self.e.state_wait, self.e, block)
+  if not ok then -- a rank could not write: nothing half-written stays behind
+    self.pending = nil
+    if self.lead then engine_mod.remove_tree(p.tmp) end
+    error(("checkpoint %s could not be written: %s; %s"):format(p.final, tostring(done):gsub("^ms_engine_state_wait failed: ", ""),
+      self.saved_step and ("the checkpoint of step %d is intact"):format(self.saved_step) or "no earlier checkpoint exists"), 0)
+  end
   if not done then return false end
   self.pending = nil
   self:commit(p, files)

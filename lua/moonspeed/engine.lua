@@ -97,6 +97,7 @@ function M.config(r, opts)
   t.weight_decay, t.clip = rt.weight_decay, rt.clip
   t.checkpoint_activations = rt.checkpoint_activations and 1 or 0
   t.eval_batches, t.seed = rt.eval_batches, rt.seed
+  t.skip_nonfinite = rt.nan == "skip" and 1 or 0
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
   cfg.loss_chunk = rt.loss_chunk
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
@@ -381,6 +382,8 @@ function Engine:step()
     comm_bytes = comm_bytes,
     comm_seconds = comm_seconds,
     busbw = comm_seconds > 0 and bus_bytes / comm_seconds or 0,
+    skipped = st.skipped ~= 0 or nil,
+    nonfinite = st.skipped ~= 0 and ffi.string(st.nonfinite) or nil,
   }, Stats)
 end
 

@@ -28,7 +28,8 @@ local fmt = require "moonspeed.fmt"
 local M = {}
 
 M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-             "gflops", "mfu", "memory_bytes", "comm", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed" }
+             "gflops", "mfu", "memory_bytes", "comm", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed",
+             "skipped", "nonfinite" }
 
 local Writer = {}
 Writer.__index = Writer

@@ -32,6 +32,7 @@ function M.new(r, info, e, dir, opts)
     say = lead and (opts.say or quiet) or quiet,
     controls = opts.controls or {},
     requests = {},
+    skips = 0, skipped = 0,   -- steps skipped in a row, and in all (train.nan = "skip")
     step = e:get_step(), first_step = e:get_step(),
     last = nil, last_val = nil,
     sums = { tokens = 0, seconds = 0, flops = 0 },
@@ -48,17 +49,25 @@ function Trainer:request(what) self.requests[what] = true end
 -- One optimizer step, its evaluation when due, and its metrics record.
 function Trainer:one_step()
   local r, e = self.r, self.e
-  local st = e:step()
-  if st.loss ~= st.loss then
-    self.progress:finish()
-    error(("the loss became NaN at step %d (lr %.3g, grad_norm %s); try a lower train.lr or train.clip")
-      :format(st.step, st.lr, tostring(st.grad_norm)), 0)
+  local ok, st = pcall(e.step, e)
+  if not ok then self.progress:finish() error(st, 0) end
+  if st.skipped then
+    self.skips, self.skipped = self.skips + 1, self.skipped + 1
+    self.say(("step %d skipped: the loss or gradients are not finite (first in %s); %d skipped so far")
+      :format(st.step, st.nonfinite, self.skipped))
+    if self.skips >= r.train.nan_max_skips then
+      self.progress:finish()
+      error(("%d steps in a row were skipped (train.nan_max_skips): the loss or gradients stay NaN or Inf, first in %s; lower train.lr or set train.clip")
+        :format(self.skips, st.nonfinite), 0)
+    end
+  else
+    self.skips = 0
   end
   local rec = {
     step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
     tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = self.memory_bytes,
     comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
-    busbw = st.busbw, seconds = st.seconds,
+    busbw = st.busbw, seconds = st.seconds, skipped = st.skipped, nonfinite = st.nonfinite,
   }
   if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or st.step == r.train.steps then
     rec.val_loss = e:eval()

@@ -1,0 +1,151 @@
+-- spec/lua/faults_spec.lua — faults a long run meets: preemption (SIGTERM),
+-- NaN or Inf in the loss or gradients, a full disk and a read-only folder
+-- while checkpointing. Each asserts that nothing was lost and that the error
+-- names the cause.
+
+local support = require "support"
+
+local TINY = "spec/fixtures/recipes/tiny.lua"
+
+local function ok(res) assert.are.equal(0, res.code, res.stdout .. res.stderr) end
+
+local function run(args, opts)
+  local a = { "run", TINY, "train.eval_every=0", "log.sample_tokens=0" }
+  for _, x in ipairs(args) do a[#a + 1] = x end
+  return support.moonspeed(a, opts)
+end
+
+local function quoted(list)
+  local q = {}
+  for i, a in ipairs(list) do q[i] = support.quote(a) end
+  return table.concat(q, " ")
+end
+
+describe("faults", function()
+  assert.is_nil(support.missing_build())
+  assert.is_nil(support.missing_data())
+  teardown(function() support.cleanup() end)
+
+  it("SIGTERM to a two-rank launch: every rank stops after the same step, saves, exits 143; the resume continues exactly", function()
+    local dir = support.tmpdir()
+    local common = { TINY, "train.steps=100000", "train.batch=8", "zero.stage=2", "train.eval_every=0",
+                     "log.sample_tokens=0", "log.every=1" }
+    local launch = { support.exe, "launch", "--nproc-per-node", "2", "--grace", "20", unpack(common) }
+    local out = dir .. "/term.out"
+    -- preempted once it has trained a while; the launcher forwards the signal
+    local res = support.sh(("{ %s --run-dir %s >%s 2>&1 & pid=$!; " ..
+      "while kill -0 $pid 2>/dev/null && ! grep -q 'step *30/' %s; do sleep 0.02; done; " ..
+      "kill -TERM $pid; wait $pid; echo rc=$?; }"):format(quoted(launch), support.quote(dir .. "/run"),
+      support.quote(out), support.quote(out)))
+    local text = support.read(out)
+    assert.matches("rc=143\n", res.stdout, text)
+    local step = tonumber(text:match("%[rank 0%] stopped by SIGTERM at step (%d+) of 100000; the checkpoint in [^\n]* resumes it"))
+    assert.is_not_nil(step, text)
+    assert.matches(("%%[rank 0%%] checkpoint [^\n]*step%%-%08d written %%(2 files%%)"):format(step), text)
+    assert.matches("moonspeed launch: interrupted by SIGTERM", text)
+    -- the resumed run and one never stopped reach step + 3 with the same state
+    local stop = tostring(step + 3)
+    local launch_args = { "launch", "--nproc-per-node", "2", unpack(common) }
+    local function go(run_dir)
+      local a = { unpack(launch_args) }
+      for _, x in ipairs({ "--run-dir", run_dir, "--stop-at", stop }) do a[#a + 1] = x end
+      return support.moonspeed(a)
+    end
+    local resumed = go(dir .. "/run")
+    ok(resumed)
+    assert.matches(("resumed from [^\n]*step%%-%08d at step %d %%(saved by 2 ranks, ZeRO stage 2%%)"):format(step, step),
+      resumed.stdout)
+    ok(go(dir .. "/straight"))
+    for r = 0, 1 do
+      local name = ("/checkpoints/step-%08d/rank-%05d-of-00002.state"):format(step + 3, r)
+      assert.are.equal(support.read(dir .. "/straight" .. name), support.read(dir .. "/run" .. name))
+    end
+  end)
+
+  describe("NaN", function()
+    it("stops the run by default, naming the unit whose gradients went bad, with nothing updated", function()
+      local dir = support.tmpdir()
+      local res = run({ "train.steps=10", "--run-dir", dir }, { env = { MS_FAULT = "nan_grad:5:block.1" } })
+      assert.are.equal(1, res.code)
+      assert.matches("step 5: the loss is [%d.]+ and the gradient norm nan; the first non%-finite numbers are in " ..
+        "the gradients of unit block.1%. Nothing was updated; lower train.lr, set train.clip, or set train.nan = \"skip\"", res.stderr)
+    end)
+
+    it("skips and counts the step under train.nan = \"skip\", and training goes on", function()
+      local dir = support.tmpdir()
+      local res = run({ "train.steps=10", "train.nan=skip", "--run-dir", dir }, { env = { MS_FAULT = "nan_grad:5:block.0" } })
+      ok(res)
+      assert.matches("step 6 skipped: the loss or gradients are not finite %(first in the gradients of unit block.0%); 1 skipped so far", res.stdout)
+      local skipped = 0
+      for line in support.read(dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
+        if line:find('"skipped":true', 1, true) then
+          skipped = skipped + 1
+          assert.matches('"step":6,', line)
+          assert.matches('"nonfinite":"the gradients of unit block.0"', line)
+        end
+      end
+      assert.are.equal(1, skipped)
+      assert.matches("done: 10 steps", res.stdout)
+    end)
+
+    it("names the unit whose parameters went bad, and ends a run that keeps skipping", function()
+      local res = support.luajit(([[
+        local recipe = require "moonspeed.recipe"
+        local engine = require "moonspeed.engine"
+        local r = recipe.load(%q, { "train.nan=skip" })
+        local e = engine.new(r)
+        e:step()
+        local w = e:param("block.1.attn_norm")
+        local v = w:read()
+        v[3] = 0 / 0
+        w:set(v)
+        local st = e:step()
+        print(st.skipped, st.nonfinite)
+      ]]):format(TINY))
+      ok(res)
+      assert.matches("true\tthe parameters of unit block.1\n", res.stdout)
+      local dir = support.tmpdir()
+      res = run({ "train.steps=20", "train.nan=skip", "train.nan_max_skips=3", "--run-dir", dir },
+        { env = { MS_FAULT = "nan_grad:4:head" } })
+      assert.are.equal(0, res.code, res.stderr) -- one bad step is not three in a row
+    end)
+  end)
+
+  describe("checkpointing onto a bad disk", function()
+    it("a full disk: the save fails naming the file and the cause, the earlier checkpoint stays, nothing half-written", function()
+      local dir = support.tmpdir()
+      ok(run({ "train.steps=30", "--stop-at", "10", "--run-dir", dir }))
+      local before = support.read(dir .. "/checkpoints/step-00000010/rank-00000-of-00001.state")
+      -- a file-size limit below a state file's size: every write of one fails as on a full disk
+      local a = { support.exe, "run", TINY, "train.eval_every=0", "log.sample_tokens=0", "train.steps=30",
+                  "--stop-at", "20", "--run-dir", dir }
+      local res = support.sh(("ulimit -f %d; %s"):format(math.floor(#before / 1024 / 2), quoted(a)))
+      assert.are.equal(1, res.code)
+      assert.matches("checkpoint [^\n]*step%-00000020 could not be written: rank 0 could not write its checkpoint state: " ..
+        "checkpoint state [^\n]*rank%-00000%-of%-00001.state: write failed: File too large; [^\n]*the checkpoint of step 10 is intact",
+        res.stderr)
+      assert.are.same({ "latest", "step-00000010" }, support.ls(dir .. "/checkpoints"))
+      assert.are.equal("step-00000010\n", support.read(dir .. "/checkpoints/latest"))
+      assert.are.equal(before, support.read(dir .. "/checkpoints/step-00000010/rank-00000-of-00001.state"))
+      ok(support.moonspeed({ "checkpoint", dir }))
+    end)
+
+    it("a read-only folder is refused before any training", function()
+      local dir = support.tmpdir()
+      local ro = dir .. "/ro"
+      assert.is_true(os.execute("mkdir -p " .. support.quote(ro)) == 0 or true)
+      -- root ignores permissions: a read-only mount then; others: a folder without write permission
+      local mounted = support.sh(("[ $(id -u) = 0 ] && mount -t tmpfs -o ro,size=64k tmpfs %s"):format(support.quote(ro))).code == 0
+      if not mounted then
+        assert.are.equal(0, support.sh("[ $(id -u) != 0 ] && chmod 555 " .. support.quote(ro)).code,
+          "running as root without the right to mount: cannot make a read-only folder here")
+      end
+      local res = run({ "train.steps=5", "checkpoint.dir=" .. ro .. "/ck", "--run-dir", dir .. "/run" })
+      if mounted then support.sh("umount " .. support.quote(ro)) else support.sh("chmod 755 " .. support.quote(ro)) end
+      assert.are.equal(1, res.code)
+      assert.matches(("checkpoints cannot be written to %s/ck: cannot create folder %s/ck: [^\n]*; point checkpoint.dir at a writable folder; nothing was trained")
+        :format(ro:gsub("%p", "%%%0"), ro:gsub("%p", "%%%0")), res.stderr)
+      assert.is_nil(res.stdout:find("step ", 1, true))
+    end)
+  end)
+end)
