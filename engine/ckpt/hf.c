@@ -227,10 +227,23 @@ ms_status ms_hf_config_check(const char *path, const ms_model_config *c) {
     differ_int(&d, cfg, "head_dim", 1, c->dim / c->n_heads, "dim / model.n_heads", c->dim / c->n_heads);
     differ_int(&d, cfg, "tie_word_embeddings", 1, 0, "tie_embeddings", c->tie_embeddings != 0);
     /* LlamaConfig's defaults where a key is absent */
-    differ_float(&d, cfg, "rope_theta", 10000.0, "rope_theta", c->rope_theta);
+    /* newer transformers write rope_parameters: {"rope_type": "default", "rope_theta": ...} */
+    const ms_json *rope = ms_json_get(cfg, "rope_parameters");
+    if (rope && rope->kind == MS_JSON_OBJECT) {
+        const ms_json *type = ms_json_get(rope, "rope_type");
+        if (type && (type->kind != MS_JSON_STRING || strcmp(type->string, "default") != 0))
+            ms_text_printf(&d, "; rope_parameters.rope_type must be \"default\" for moonspeed's Llama (scaled "
+                           "RoPE is not supported)");
+        differ_float(&d, rope, "rope_theta", 10000.0, "rope_theta", c->rope_theta);
+    } else {
+        differ_float(&d, cfg, "rope_theta", 10000.0, "rope_theta", c->rope_theta);
+    }
     differ_float(&d, cfg, "rms_norm_eps", 1e-6, "norm_eps", c->norm_eps);
     unsupported(&d, cfg, "hidden_act", "silu", 0);
-    unsupported(&d, cfg, "rope_scaling", NULL, 0);
+    const ms_json *scaling = ms_json_get(cfg, "rope_scaling"), *kind = ms_json_get(scaling, "rope_type");
+    if (!kind) kind = ms_json_get(scaling, "type");
+    if (!(kind && kind->kind == MS_JSON_STRING && strcmp(kind->string, "default") == 0)) /* plain RoPE spelled out */
+        unsupported(&d, cfg, "rope_scaling", NULL, 0);
     unsupported(&d, cfg, "attention_bias", NULL, 1);
     unsupported(&d, cfg, "mlp_bias", NULL, 1);
     ms_json_free(cfg);

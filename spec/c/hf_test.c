@@ -476,3 +476,45 @@ TEST(hf_export_leaves_nothing_behind_when_it_fails) {
     rm_tree(dir);
     return 0;
 }
+
+TEST(hf_config_check_reads_every_transformers_spelling) {
+    char dir[64], want[512];
+    CHECK(make_tmp(dir, sizeof dir) == 0);
+    ms_config c = hf_config(1);
+    const char *shape = "\"vocab_size\": 300, \"hidden_size\": 32, \"intermediate_size\": 48, "
+                        "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                        "\"tie_word_embeddings\": true, \"rms_norm_eps\": 1e-05";
+    char text[1024];
+    /* transformers 4: rope_theta at the top; 5: rope_parameters; either may spell plain RoPE out */
+    const char *ok[] = {
+        "{%s, \"rope_theta\": 500000.0, \"rope_scaling\": null, \"model_type\": \"llama\"}",
+        "{%s, \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000}}",
+        "{%s, \"rope_theta\": 500000, \"rope_scaling\": {\"rope_type\": \"default\"}, \"hidden_act\": \"silu\"}",
+    };
+    for (int i = 0; i < 3; i++) {
+        snprintf(text, sizeof text, ok[i], shape);
+        CHECK_OK(ms_hf_config_check(fixture_file(dir, "config.json", text, strlen(text)), &c.model));
+    }
+    struct { const char *text, *msg; } bad[] = {
+        {"{%s, \"rope_theta\": 500000, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}}",
+         "rope_scaling must be null or absent for moonspeed's Llama (it is not supported)"},
+        {"{%s, \"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 500000}}",
+         "rope_parameters.rope_type must be \"default\" for moonspeed's Llama (scaled RoPE is not supported)"},
+        {"{%s, \"rope_theta\": 500000, \"attention_bias\": true, \"hidden_act\": \"gelu\", \"model_type\": \"gpt2\"}",
+         "model_type is \"gpt2\", expected \"llama\"; hidden_act must be \"silu\" for moonspeed's Llama; "
+         "attention_bias must be false for moonspeed's Llama"},
+        {"{%s}", "rope_theta = 10000 but model.rope_theta = 500000"}, /* LlamaConfig's default when absent */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, bad[i].text, shape);
+        const char *p = fixture_file(dir, "config.json", text, strlen(text));
+        snprintf(want, sizeof want, "%s/config.json differs from the recipe's model section: %s; set the model",
+                 dir, bad[i].msg);
+        CHECK_FAILS(ms_hf_config_check(p, &c.model), MS_ERR_INVALID, want);
+    }
+    const char *p = fixture_file(dir, "config.json", "{\"vocab_size\": 300,}", 20);
+    snprintf(want, sizeof want, "%s/config.json is not valid JSON: at byte 19: expected a key", dir);
+    CHECK_FAILS(ms_hf_config_check(p, &c.model), MS_ERR_FORMAT, want);
+    rm_tree(dir);
+    return 0;
+}
