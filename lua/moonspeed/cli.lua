@@ -296,6 +296,7 @@ options (defaults from the recipe's log section):
     local recipe = require "moonspeed.recipe"
     local engine = require "moonspeed.engine"
     local r, info = recipe.load(dir .. "/recipe.lua")
+    r.init.from = "" -- the run's own weights replace whatever it started from
     if opts.tokens and opts.tokens < 0 then usage("--tokens must be >= 0") end
     if opts.temperature and opts.temperature < 0 then usage("--temperature must be >= 0") end
     if opts["top-k"] and opts["top-k"] < 0 then usage("--top-k must be >= 0") end

@@ -132,7 +132,12 @@ options:
         error(("%s does not exist"):format(path), 0)
       end
       local r, info = recipe.load(path, overrides)
-      if r.init.from ~= "" then weights = nil end -- an explicit init.from wins over the run's weights
+      if weights then
+        -- a run's trained weights win over the init.from it started from, unless one is given here
+        local given = false
+        for _, o in ipairs(overrides) do given = given or o:match("^init%.from=") or o:match("^from=") end
+        if given then weights = nil else r.init.from = "" end
+      end
       local e = engine.new(r, nil, { data = false, info = info })
       local ok, err = pcall(function()
         if weights then e:load(weights) end

@@ -162,6 +162,22 @@ describe("Hugging Face export and import", function()
     end
   end)
 
+  it("trains from an import, and the run's own weights replace it afterwards", function()
+    local hf, run2 = dir .. "/hf-start", dir .. "/run2"
+    ok(support.moonspeed({ "export", run, "--hf", hf, "--dtype", "fp32" }))
+    ok(support.moonspeed({ "run", TINY, "init.from=" .. hf, "train.steps=2", "log.sample_tokens=0",
+                           "--run-dir", run2 }))
+    assert.matches('init = {%s*from = "[^"]*/hf%-start"', support.read(run2 .. "/recipe.lua"))
+    os.execute("rm -rf " .. support.quote(hf)) -- the run no longer needs where it started
+    local trained = logits(support.moonspeed({ "logits", run2, "--tokens", TOKENS }))
+    local started = logits(support.moonspeed({ "logits", run, "--tokens", TOKENS }))
+    assert.are_not.same(started.logits[1], trained.logits[1])
+    ok(support.moonspeed({ "sample", run2, "--tokens", "5" }))
+    local metrics = support.read(run2 .. "/metrics.jsonl")
+    local first = tonumber(metrics:match('"loss":([%d.e+-]+)'))
+    assert.is_true(first < 5.4, metrics) -- started from the trained weights, not from ln(258) = 5.55
+  end)
+
   it("refuses a directory whose config.json does not match the recipe, naming every key", function()
     local res = support.moonspeed({ "logits", TINY, "init.from=" .. dir .. "/hf32", "model.dim=64",
                                     "model.ffn_dim=96", "--tokens", "1" })
