@@ -29,7 +29,6 @@
 
 typedef struct planned {
     char name[128];        /* Hugging Face name */
-    int tensor;            /* our index */
     int shard;
     int64_t bytes;
 } planned;
@@ -53,14 +52,17 @@ static void shard_name(char *buf, size_t len, int s, int n) {
 
 static ms_status write_shard(exporter *x, int s) {
     const ms_model *m = &x->m;
-    ms_st_spec specs[1024];
+    ms_st_spec *specs = calloc((size_t)m->n_tensors, sizeof *specs);
+    ms_st_writer *w = malloc(sizeof *w);
+    if (!specs || !w) {
+        free(specs);
+        free(w);
+        return ms_fail(MS_ERR_NOMEM, "export %s: out of host memory", x->dir);
+    }
     int first = -1, n = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (x->plan[i].shard == s) {
             if (first < 0) first = i;
-            if (n == (int)(sizeof specs / sizeof specs[0]))
-                return ms_fail(MS_ERR_INVALID, "export %s: more than %d tensors in one shard; lower "
-                               "--max-shard-size", x->dir, n);
             const ms_tensor *t = &m->tensors[i];
             specs[n] = (ms_st_spec){.name = x->plan[i].name, .ndim = t->ndim};
             for (int d = 0; d < t->ndim; d++) specs[n].shape[d] = t->shape[d];
@@ -70,8 +72,6 @@ static ms_status write_shard(exporter *x, int s) {
     shard_name(file, sizeof file, s, x->n_shards);
     snprintf(path, sizeof path, "%s/%s", x->tmp, file);
     const char *keys[] = {"format"}, *values[] = {"pt"};
-    ms_st_writer *w = malloc(sizeof *w);
-    if (!w) return ms_fail(MS_ERR_NOMEM, "export %s: out of host memory", x->dir);
     ms_status st = ms_st_begin(w, path, x->dtype == MS_BF16 ? MS_ST_BF16 : MS_ST_F32, specs, n, keys, values, 1);
     for (int i = first; st == MS_OK && i < first + n; i++) {
         const ms_tensor *t = &m->tensors[i];
@@ -86,6 +86,7 @@ static ms_status write_shard(exporter *x, int s) {
     if (st == MS_OK) st = ms_st_commit(w);
     else ms_st_abort(w);
     free(w);
+    free(specs);
     return st;
 }
 
@@ -186,7 +187,6 @@ static ms_status plan_shards(exporter *x, int64_t max_bytes) {
     for (int i = 0; i < m->n_tensors; i++) {
         planned *p = &x->plan[i];
         ms_hf_name(m, i, p->name, sizeof p->name);
-        p->tensor = i;
         p->bytes = m->tensors[i].numel * (x->dtype == MS_BF16 ? 2 : 4);
         if (in_shard > 0 && in_shard + p->bytes > max_bytes) {
             shard++;

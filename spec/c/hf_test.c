@@ -518,3 +518,65 @@ TEST(hf_config_check_reads_every_transformers_spelling) {
     rm_tree(dir);
     return 0;
 }
+
+TEST(hf_import_checks_the_index_and_refuses_extra_tensors) {
+    char dir[64], sub[128], want[512], path[256];
+    CHECK(make_tmp(dir, sizeof dir) == 0);
+    ms_config c = hf_config(1);
+    ms_engine *e;
+    snprintf(sub, sizeof sub, "%s/m", dir);
+    CHECK(write_hf_dir(sub, &c, -1, -1) == 0);
+    ms_config ci = c;
+    ci.init_from = sub;
+    /* an index whose file escapes the directory */
+    const char *escape = "{\"weight_map\": {\"model.norm.weight\": \"../model.safetensors\"}}";
+    fixture_file(sub, "model.safetensors.index.json", escape, strlen(escape));
+    snprintf(want, sizeof want, "init.from: %s/model.safetensors.index.json: weight_map[\"model.norm.weight\"] is a "
+             "path outside the directory; expected the name of a file in %s", sub, sub);
+    CHECK_FAILS(ms_engine_create(&ci, &e), MS_ERR_FORMAT, want);
+    /* an index that places a tensor in a file without it */
+    snprintf(path, sizeof path, "%s/other.safetensors", sub);
+    ms_st_spec one = {.name = "model.norm.weight", .ndim = 1, .shape = {32}};
+    float zeros[32] = {0};
+    ms_st_writer w;
+    CHECK_OK(ms_st_begin(&w, path, MS_ST_F32, &one, 1, NULL, NULL, 0));
+    CHECK_OK(ms_st_write(&w, zeros, 32));
+    CHECK_OK(ms_st_commit(&w));
+    const char *misplaced = "{\"weight_map\": {\"model.embed_tokens.weight\": \"other.safetensors\"}}";
+    fixture_file(sub, "model.safetensors.index.json", misplaced, strlen(misplaced));
+    snprintf(want, sizeof want, "init.from: safetensors %s: tensor model.embed_tokens.weight is missing, though the "
+             "index places it in this file", path);
+    CHECK_FAILS(ms_engine_create(&ci, &e), MS_ERR_FORMAT, want);
+    const char *broken = "{\"weight_map\": [\"model.safetensors\"]}";
+    fixture_file(sub, "model.safetensors.index.json", broken, strlen(broken));
+    snprintf(want, sizeof want, "init.from: %s/model.safetensors.index.json: weight_map is an array; expected an "
+             "object of tensor name -> file name", sub);
+    CHECK_FAILS(ms_engine_create(&ci, &e), MS_ERR_FORMAT, want);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", sub);
+    unlink(path);
+    /* a tensor the model has no place for (an attention bias) is refused, not dropped */
+    snprintf(path, sizeof path, "%s/model.safetensors", sub);
+    ms_model m;
+    CHECK_OK(ms_model_build(&m, &c, 0, 1, 0));
+    static char names[40][128];
+    ms_st_spec specs[40];
+    int64_t total = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        ms_hf_name(&m, i, names[i], 128);
+        specs[i] = (ms_st_spec){.name = names[i], .ndim = m.tensors[i].ndim};
+        memcpy(specs[i].shape, m.tensors[i].shape, sizeof m.tensors[i].shape);
+        total += m.tensors[i].numel;
+    }
+    specs[m.n_tensors] = (ms_st_spec){.name = "model.layers.0.self_attn.q_proj.bias", .ndim = 1, .shape = {32}};
+    float *vals = calloc((size_t)total + 32, 4);
+    CHECK_OK(ms_st_begin(&w, path, MS_ST_BF16, specs, m.n_tensors + 1, NULL, NULL, 0));
+    CHECK_OK(ms_st_write(&w, vals, total + 32));
+    CHECK_OK(ms_st_commit(&w));
+    free(vals);
+    ms_model_free(&m);
+    snprintf(want, sizeof want, "init.from: safetensors %s: tensor model.layers.0.self_attn.q_proj.bias is not part "
+             "of a Llama model of the recipe's shape; moonspeed would ignore it, so it refuses the file", path);
+    CHECK_FAILS(ms_engine_create(&ci, &e), MS_ERR_FORMAT, want);
+    rm_tree(dir);
+    return 0;
+}
