@@ -137,10 +137,12 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(reserve_arenas(e, &sizing));
 
     e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
-    ms_model_init(m, &e->dev, cfg->train.seed);
     if (cfg->init_from && *cfg->init_from) {
+        ms_model_init_state(m, &e->dev);
         ms_status st = init_from(e, cfg->init_from);
         if (st != MS_OK) return ms_fail_context(st, "init.from");
+    } else {
+        ms_model_init(m, &e->dev, cfg->train.seed);
     }
     return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
