@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ckpt/source.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "engine.h"
@@ -66,6 +67,28 @@ static ms_status open_data(ms_engine *e) {
     return MS_OK;
 }
 
+/* Initial master weights from cfg->init_from: each rank reads only the
+ * elements it owns, in bounded chunks, and uploads them into its master shard. */
+static ms_status init_from(ms_engine *e, const char *path) {
+    ms_model *m = &e->model;
+    ms_source *src;
+    TRY(ms_source_open(m, path, &src));
+    enum { CHUNK = 1 << 20 };
+    float *buf = malloc(CHUNK * sizeof *buf);
+    ms_status st = buf ? MS_OK : ms_fail(MS_ERR_NOMEM, "out of host memory");
+    for (int u = 0; u < m->n_units && st == MS_OK; u++) {
+        ms_unit *un = &m->units[u];
+        for (int64_t at = un->lo; at < un->hi && st == MS_OK; at += CHUNK) {
+            int64_t to = at + CHUNK < un->hi ? at + CHUNK : un->hi;
+            st = src->read(src, u, at, to, buf);
+            if (st == MS_OK) e->dev.upload(&e->dev, un->master + (at - un->lo), buf, (to - at) * 4);
+        }
+    }
+    free(buf);
+    ms_source_close(src);
+    return st;
+}
+
 static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(ms_config_check(cfg));
     e->cfg = *cfg;
@@ -76,6 +99,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     e->cfg.val_path = e->val_path;
     e->cfg.tokenizer = e->tokenizer;
     e->cfg.comm_provider = NULL; /* read only here */
+    e->cfg.init_from = NULL;
     TRY(ms_config_world(cfg, &e->world));
     /* ranks on one host share its cores unless the recipe says otherwise */
     int32_t threads = cfg->threads;
@@ -114,7 +138,13 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(reserve_arenas(e, &sizing));
 
     e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
-    ms_model_init(m, &e->dev, cfg->train.seed);
+    if (cfg->init_from && *cfg->init_from) {
+        ms_model_init_state(m, &e->dev);
+        ms_status st = init_from(e, cfg->init_from);
+        if (st != MS_OK) return ms_fail_context(st, "init.from");
+    } else {
+        ms_model_init(m, &e->dev, cfg->train.seed);
+    }
     return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
@@ -154,8 +184,9 @@ void ms_engine_free(ms_engine *e) {
 
 /* Forward through every unit, each resident only while it computes. While
  * the head is resident, *loss gets the summed loss (when loss is not NULL)
- * and m->logits the logits of position pos of sequence 0 (when pos >= 0). */
-static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos) {
+ * and logits (n_pos, V) those of positions pos .. pos + n_pos - 1 of
+ * sequence 0 (when logits is not NULL). */
+static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int n_pos, float *logits) {
     ms_model *m = &e->model;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_fwd[i];
@@ -163,7 +194,8 @@ static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos) {
         ms_model_unit_forward(m, &e->dev, u, B, T);
         if (m->units[u].kind == UNIT_HEAD) {
             if (loss) *loss = ms_model_loss(m, &e->dev, B, T);
-            if (pos >= 0) ms_model_logits_at(m, &e->dev, pos, m->logits);
+            for (int p = 0; logits && p < n_pos; p++)
+                ms_model_logits_at(m, &e->dev, pos + p, logits + (int64_t)p * m->c.vocab_size);
         }
         ms_zero_release(&e->zero, m, u);
     }
@@ -173,7 +205,7 @@ static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos) {
 ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss) {
     ms_model *m = &e->model;
     ms_device *d = &e->dev;
-    TRY(forward(e, B, T, NULL, -1));
+    TRY(forward(e, B, T, NULL, 0, 0, NULL));
     ms_zero_grads_micro_begin(&e->zero, m, d);
     *loss = 0;
     for (int i = 0; i < m->n_units; i++) {
@@ -282,7 +314,7 @@ ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
         ms_batch_eval(&e->val, b % n, n, m->B, m->T, m->tokens, m->targets);
         if (m->doc_start) ms_batch_doc_starts(m->tokens, m->B, m->T, m->bos, m->doc_start);
         double part;
-        TRY(forward(e, m->B, m->T, &part, -1));
+        TRY(forward(e, m->B, m->T, &part, 0, 0, NULL));
         if (b < n) loss += part;
     }
     TRY(ms_zero_sum(&e->zero, &loss, 1));
@@ -431,7 +463,22 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int6
     return MS_OK;
 }
 
-/* ---- generation --------------------------------------------------------- */
+/* ---- logits and generation ------------------------------------------------ */
+
+ms_status ms_engine_logits(ms_engine *e, const int32_t *tokens, int32_t n, float *out) {
+    if (!e || !tokens || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_logits: engine, tokens and out are required");
+    ms_model *m = &e->model;
+    if (n < 1 || n > m->T)
+        return ms_fail(MS_ERR_INVALID, "ms_engine_logits: %d tokens; expected 1..train.seq_len = %d", n, m->T);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->c.vocab_size)
+            return ms_fail(MS_ERR_INVALID, "ms_engine_logits: token %d is %d, outside the vocabulary of %d", i,
+                           tokens[i], m->c.vocab_size);
+        m->tokens[i] = tokens[i];
+    }
+    if (m->doc_start) ms_batch_doc_starts(m->tokens, 1, n, m->bos, m->doc_start);
+    return forward(e, 1, n, NULL, 0, n, out);
+}
 
 /* Sample from softmax(logits / temperature) restricted to the top_k largest. */
 static int32_t sample(const float *logits, int V, float temperature, int top_k, float u) {
@@ -490,7 +537,7 @@ ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prom
             m->tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
         }
         if (m->doc_start) ms_batch_doc_starts(m->tokens, 1, T, m->bos, m->doc_start);
-        TRY(forward(e, 1, T, NULL, T - 1));
+        TRY(forward(e, 1, T, NULL, T - 1, 1, m->logits));
         int32_t next = sample(m->logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
         if (next == stop_token) break;
         out[k] = next;

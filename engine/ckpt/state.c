@@ -34,7 +34,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt/source.h"
 #include "core/crc32c.h"
+#include "core/json.h"
 #include "core/file.h"
 #include "core/status.h"
 #include "engine.h"
@@ -308,9 +310,8 @@ static ms_status read_at(const char *path, int fd, void *dst, int64_t bytes, int
 
 /* Open file i of a world of n, check its header against the model and its
  * records against each other; note where each unit's data starts. */
-static ms_status open_source(const ms_engine *e, const char *dir, const ms_state_file *rec, int i, int n,
+static ms_status open_source(const ms_model *m, const char *dir, const ms_state_file *rec, int i, int n,
                              source *s) {
-    const ms_model *m = &e->model;
     char name[64];
     ms_state_name(name, sizeof name, i, n);
     if (strncmp(rec->name, name, sizeof rec->name) != 0)
@@ -426,7 +427,7 @@ static ms_status load(ms_engine *e, const char *dir, const ms_state_file *files,
     ms_status st = MS_OK;
     int64_t step = -1;
     for (int i = 0; i < n && st == MS_OK; i++) {
-        st = open_source(e, dir, &files[i], i, n, &srcs[i]);
+        st = open_source(&e->model, dir, &files[i], i, n, &srcs[i]);
         if (st == MS_OK && step >= 0 && srcs[i].head.step != step)
             st = ms_fail(MS_ERR_FORMAT, "%s: saved at step %lld, but file 0 at step %lld; the files come from "
                          "different checkpoints", srcs[i].path, (long long)srcs[i].head.step, (long long)step);
@@ -500,4 +501,114 @@ ms_status ms_crc32c_file(const char *path, uint32_t *crc, uint64_t *bytes) {
     close(fd);
     *crc = c, *bytes = total;
     return st;
+}
+
+/* ---- a checkpoint as a weight source (ckpt/source.h) ------------------------ */
+
+typedef struct state_source {
+    ms_source base;
+    int n;
+    source *files;
+} state_source;
+
+static void close_files(source *files, int n) {
+    for (int i = 0; files && i < n; i++) {
+        if (files[i].fd >= 0) close(files[i].fd);
+        free(files[i].records);
+        free(files[i].data_at);
+    }
+    free(files);
+}
+
+static void state_close(ms_source *base) {
+    state_source *s = (state_source *)base;
+    close_files(s->files, s->n);
+    free(s);
+}
+
+/* The master weights [lo, hi) of a unit, from whichever files hold them. */
+static ms_status state_read(ms_source *base, int unit, int64_t lo, int64_t hi, float *out) {
+    state_source *s = (state_source *)base;
+    memset(out, 0, (size_t)(hi - lo) * 4);
+    for (int i = 0; i < s->n; i++) {
+        const source *f = &s->files[i];
+        const state_record *r = &f->records[unit];
+        int64_t a = (int64_t)r->lo > lo ? (int64_t)r->lo : lo, b = (int64_t)r->hi < hi ? (int64_t)r->hi : hi;
+        if (a < b) TRY(read_at(f->path, f->fd, out + (a - lo), (b - a) * 4, f->data_at[unit] + 4 * (a - (int64_t)r->lo)));
+    }
+    return MS_OK;
+}
+
+/* The file records of dir/meta.json (written by lua/moonspeed/checkpoint.lua). */
+static ms_status meta_files(const char *dir, ms_state_file **out, int *n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ms_fail(MS_ERR_IO, "%s: %s (an incomplete checkpoint)", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 65536 > cap && !(text = realloc(text, cap = 2 * cap + 65536))) break;
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    if (!text) return ms_fail(MS_ERR_NOMEM, "%s: out of host memory", path);
+    ms_json *meta = NULL;
+    ms_status st = ms_json_parse(text, len, &meta);
+    free(text);
+    if (st != MS_OK) return ms_fail_context(st, "%s", path);
+    const ms_json *files = ms_json_get(meta, "files");
+    st = files && files->kind == MS_JSON_ARRAY && files->n > 0
+             ? MS_OK : ms_fail(MS_ERR_FORMAT, "%s: no \"files\" array of state files", path);
+    *n = st == MS_OK ? files->n : 0;
+    *out = st == MS_OK ? calloc((size_t)*n, sizeof **out) : NULL;
+    if (st == MS_OK && !*out) st = ms_fail(MS_ERR_NOMEM, "%s: out of host memory", path);
+    for (int i = 0; st == MS_OK && i < *n; i++) {
+        const ms_json *name = ms_json_get(&files->items[i], "name"), *bytes = ms_json_get(&files->items[i], "bytes"),
+                      *crc = ms_json_get(&files->items[i], "crc32c");
+        char *end = NULL;
+        unsigned long c = crc && crc->kind == MS_JSON_STRING ? strtoul(crc->string, &end, 16) : 0;
+        if (!name || name->kind != MS_JSON_STRING || name->len >= sizeof (*out)[i].name || !bytes || !bytes->is_int ||
+            bytes->integer < 0 || !end || *end || crc->len != 8) {
+            st = ms_fail(MS_ERR_FORMAT, "%s: files[%d] needs a name, bytes and an 8-digit hex crc32c", path, i);
+            break;
+        }
+        memcpy((*out)[i].name, name->string, name->len);
+        (*out)[i].bytes = (uint64_t)bytes->integer;
+        (*out)[i].crc32c = (uint32_t)c;
+    }
+    ms_json_free(meta);
+    if (st != MS_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+ms_status ms_source_open_state(const ms_model *m, const char *dir, ms_source **out) {
+    *out = NULL;
+    ms_state_file *recs = NULL;
+    int n = 0;
+    TRY(meta_files(dir, &recs, &n));
+    state_source *s = calloc(1, sizeof *s);
+    source *files = calloc((size_t)n, sizeof *files);
+    ms_status st = s && files ? MS_OK : ms_fail(MS_ERR_NOMEM, "checkpoint %s: out of host memory", dir);
+    for (int i = 0; i < n && files; i++) files[i].fd = -1;
+    for (int i = 0; st == MS_OK && i < n; i++) {
+        st = open_source(m, dir, &recs[i], i, n, &files[i]);
+        if (st == MS_OK) st = verify(&files[i], &recs[i]);
+    }
+    free(recs);
+    if (st != MS_OK) {
+        close_files(files, n);
+        free(s);
+        return st;
+    }
+    s->base = (ms_source){.kind = "checkpoint", .m = m, .read = state_read, .close = state_close};
+    snprintf(s->base.path, sizeof s->base.path, "%s", dir);
+    s->n = n, s->files = files;
+    *out = &s->base;
+    return MS_OK;
 }

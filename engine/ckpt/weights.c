@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ckpt/source.h"
 #include "core/file.h"
 #include "core/status.h"
 #include "engine.h"
@@ -91,8 +92,7 @@ static ms_status read_at(const char *path, int fd, void *dst, int64_t bytes, int
 }
 
 /* Check the header and every unit's name and size; record where each unit's values start. */
-static ms_status check(ms_engine *e, const char *path, int fd, int64_t *starts) {
-    ms_model *m = &e->model;
+ms_status ms_weights_check(const ms_model *m, const char *path, int fd, int64_t *starts) {
     uint8_t head[HEAD_BYTES];
     TRY(read_at(path, fd, head, sizeof head, 0));
     if (memcmp(head, WEIGHTS_MAGIC, 8) != 0)
@@ -109,7 +109,7 @@ static ms_status check(ms_engine *e, const char *path, int fd, int64_t *starts) 
                        "differs from the one that saved them", path, units, m->n_units);
     int64_t at = HEAD_BYTES;
     for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
+        const ms_unit *un = &m->units[u];
         unit_header uh;
         TRY(read_at(path, fd, &uh, sizeof uh, at));
         uh.name[MS_NAME_LEN - 1] = 0;
@@ -127,7 +127,7 @@ static ms_status check(ms_engine *e, const char *path, int fd, int64_t *starts) 
 }
 
 static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
-    TRY(check(e, path, fd, starts));
+    TRY(ms_weights_check(&e->model, path, fd, starts));
     ms_model *m = &e->model;
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];

@@ -108,6 +108,9 @@ typedef struct ms_config {
     const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */
     int32_t doc_mask;        /* 1: attention does not cross documents packed into a sequence */
     int32_t bos_token;       /* the token that starts a document (under doc_mask) */
+    const char *init_from;   /* initial weights instead of meta init (NULL: none): a Hugging Face
+                                Llama directory, a weights file or a run directory holding model.bin;
+                                each rank reads only the elements it owns */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */
@@ -273,6 +276,36 @@ ms_status ms_write_file(const char *path, const void *data, int64_t bytes);  /* 
 ms_status ms_signals_watch(void);
 int32_t ms_signal_pending(void);
 ms_status ms_engine_agree_max(ms_engine *e, int32_t value, int32_t *max);
+
+/* --- Hugging Face interop ------------------------------------------------
+ * Export writes a consolidated Hugging Face Llama model (LlamaForCausalLM) to
+ * a new directory dir: model-0000x-of-0000y.safetensors, their
+ * model.safetensors.index.json, config.json and generation_config.json. The
+ * weights come from source (a weights file, or a run directory holding
+ * model.bin) for the model shape cfg->model, one unit in memory at a time.
+ * Everything is written into a temporary directory beside dir, synced, then
+ * renamed to dir: a failure leaves no dir and no temporary behind. dir must
+ * not exist, or be an empty directory. Import is ms_config.init_from. */
+typedef struct ms_hf_export_options {
+    int32_t dtype;            /* MS_F32 or MS_BF16 (rounded to nearest even) */
+    int32_t bos_token;        /* config.json's bos_token_id; -1 = null */
+    int32_t eos_token;        /* eos_token_id; -1 = null */
+    int32_t reserved;
+    int64_t max_shard_bytes;  /* a new shard starts before one would grow past this; 0 = 5e9 */
+} ms_hf_export_options;
+
+typedef struct ms_hf_export_report {
+    int32_t shards;
+    int32_t tensors;
+    int64_t bytes;            /* of tensor data, all shards */
+} ms_hf_export_report;
+
+ms_status ms_hf_export(const ms_config *cfg, const char *source, const char *dir,
+                       const ms_hf_export_options *opt, ms_hf_export_report *out);
+
+/* fp32 logits (n, vocab_size) of every position of one sequence of n tokens,
+ * 1 <= n <= train.seq_len (a debugging and comparison aid). Collective. */
+ms_status ms_engine_logits(ms_engine *e, const int32_t *tokens, int32_t n, float *out);
 
 /* --- text generation: sampling from the model's next-token distribution -- */
 ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prompt,

@@ -299,10 +299,9 @@ float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
 }
 
 void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
+    ms_model_init_state(m, d);
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        int64_t owned = un->hi - un->lo;
-        memset(un->master, 0, (size_t)owned * sizeof(float));
         /* each tensor's part of the owned range [lo, hi) */
         for (int i = un->first; i < un->first + un->count; i++) {
             const ms_tensor *t = &m->tensors[i];
@@ -312,6 +311,14 @@ void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
             #pragma omp parallel for schedule(static)
             for (int64_t e = from; e < to; e++) dst[e] = ms_tensor_init_value(t, seed, e - t->offset);
         }
+    }
+}
+
+void ms_model_init_state(ms_model *m, ms_device *d) {
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        int64_t owned = un->hi - un->lo;
+        memset(un->master, 0, (size_t)owned * sizeof(float));
         d->zero(d, un->m, owned * 4);
         d->zero(d, un->v, owned * 4);
         if (un->grads_home) d->zero(d, un->grads_home, un->padded * 4);

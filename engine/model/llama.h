@@ -134,6 +134,9 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l);
  * index), and zero moments and gradients. The compute copy is refreshed by
  * the caller (zero/zero.h), as after an optimizer step. */
 void ms_model_init(ms_model *m, ms_device *d, uint64_t seed);
+/* The part of it that is not values: master weights (padding included),
+ * moments and gradients zeroed; for weights that come from elsewhere. */
+void ms_model_init_state(ms_model *m, ms_device *d);
 /* Initial value of one element (what ms_model_init writes). */
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index);
 

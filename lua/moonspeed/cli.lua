@@ -3,6 +3,8 @@
 --   moonspeed run [RECIPE] [overrides] [--run-dir DIR]
 --   moonspeed plan [RECIPE] [overrides]
 --   moonspeed sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+--   moonspeed export RUN_DIR --hf DIR [--dtype bf16|fp32] [--max-shard-size 5GB]   (hf.lua)
+--   moonspeed logits MODEL --tokens ID,... [overrides] [--save-weights FILE]       (hf.lua)
 --   moonspeed repl [RECIPE] [overrides]
 --   moonspeed plot RUN_DIR [-o FILE]
 --   moonspeed checkpoint DIR
@@ -337,6 +339,7 @@ options (defaults from the recipe's log section):
     local recipe = require "moonspeed.recipe"
     local engine = require "moonspeed.engine"
     local r, info = recipe.load(dir .. "/recipe.lua")
+    r.init.from = "" -- the run's own weights replace whatever it started from
     if opts.tokens and opts.tokens < 0 then usage("--tokens must be >= 0") end
     if opts.temperature and opts.temperature < 0 then usage("--temperature must be >= 0") end
     if opts["top-k"] and opts["top-k"] < 0 then usage("--top-k must be >= 0") end
@@ -494,6 +497,9 @@ every N-th chunk (default 20) held out for validation. Prints the token counts.
     return 0
   end,
 })
+
+-- export, logits: Hugging Face interop lives in hf.lua.
+for _, c in ipairs(require("moonspeed.hf").commands(usage, say)) do command(c.name, c) end
 
 -- encode, decode, tokenize: the tokenizer commands live in tokenize.lua.
 for _, c in ipairs(require("moonspeed.tokenize").commands(usage, say)) do command(c.name, c) end

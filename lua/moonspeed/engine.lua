@@ -103,7 +103,7 @@ function M.config(r, opts)
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
   cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
   cfg.world_size = opts.world or 0
-  local anchors = { r.data.tokenizer, nil, nil, r.comm.provider }
+  local anchors = { r.data.tokenizer, nil, nil, r.comm.provider, r.init.from }
   -- the shards must carry the id of data.tokenizer (a path resolves to its vocabulary's id)
   if opts.data ~= false then anchors[1] = require("moonspeed.tokenizer").recipe_id(r) end
   cfg.tokenizer = anchors[1]
@@ -112,6 +112,7 @@ function M.config(r, opts)
     cfg.doc_mask, cfg.bos_token = 1, ok and tok.bos or 0
   end
   if r.comm.provider ~= "" then cfg.comm_provider = anchors[4] end
+  if r.init.from ~= "" then cfg.init_from = anchors[5] end
   if opts.data ~= false then
     anchors[2], anchors[3] = r.data.train, r.data.val
     cfg.train_path, cfg.val_path = anchors[2], anchors[3]
@@ -543,6 +544,33 @@ function Engine:generate(prompt, opts)
   return tok:decode_text(out, n_out[0]), tonumber(n_out[0])
 end
 
+-- fp32 logits of every position of one sequence: a list of n rows of
+-- vocab_size numbers, for tokens (a list of n ids, 1 <= n <= train.seq_len).
+-- Collective with several ranks.
+function Engine:logits(tokens)
+  local h = live(self, "e:logits()")
+  if type(tokens) ~= "table" or #tokens == 0 then
+    error("e:logits(tokens): tokens must be a non-empty list of token ids", 2)
+  end
+  local n, V = #tokens, state(self).recipe.model.vocab_size
+  local ids = ffi.new("int32_t[?]", n)
+  for i, t in ipairs(tokens) do
+    if type(t) ~= "number" or t ~= math.floor(t) then
+      error(("e:logits(tokens): tokens[%d] is %s, not a token id"):format(i, tostring(t)), 2)
+    end
+    ids[i - 1] = t
+  end
+  local out = ffi.new("float[?]", n * V)
+  check(C.ms_engine_logits(h, ids, n, out), "ms_engine_logits")
+  local rows = {}
+  for p = 0, n - 1 do
+    local row = {}
+    for v = 0, V - 1 do row[v + 1] = out[p * V + v] end
+    rows[p + 1] = row
+  end
+  return rows
+end
+
 -- Writes the fp32 master weights to path (atomically).
 function Engine:save(path)
   local h = live(self, "e:save()")
@@ -626,6 +654,28 @@ end
 function M.fsync_dir(path) check(C.ms_fsync_dir(path), "ms_fsync_dir") end
 function M.remove_tree(path) check(C.ms_remove_tree(path), "ms_remove_tree") end
 function M.write_atomic(path, text) check(C.ms_write_file(path, text, #text), "ms_write_file") end
+
+---------------------------------------------------------------------------
+-- Hugging Face export
+---------------------------------------------------------------------------
+
+-- Writes a Hugging Face Llama directory dir from the weights at source (a
+-- model.bin or a run directory) for the resolved recipe r's model shape.
+-- opts: dtype ("fp32" | "bf16"), max_shard_bytes, bos, eos (ids or nil).
+-- Returns { shards, tensors, bytes }.
+function M.export_hf(r, source, dir, opts)
+  opts = opts or {}
+  local cfg, anchors = M.config(r, { data = false })
+  local o = ffi.new("ms_hf_export_options")
+  o.dtype = opts.dtype == "bf16" and 1 or 0
+  o.bos_token, o.eos_token = opts.bos or -1, opts.eos or -1
+  o.max_shard_bytes = opts.max_shard_bytes or 0
+  local rep = ffi.new("ms_hf_export_report")
+  local st = C.ms_hf_export(cfg, source, dir, o, rep)
+  local _ = anchors
+  if st ~= 0 then error(last_error(), 0) end
+  return { shards = tonumber(rep.shards), tensors = tonumber(rep.tensors), bytes = tonumber(rep.bytes) }
+end
 
 ---------------------------------------------------------------------------
 -- Data helpers

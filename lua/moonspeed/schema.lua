@@ -114,6 +114,10 @@ M.sections = {
     { key = "doc_mask", type = "bool", default = false,
       doc = "documents are packed into sequences; true: attention does not cross them (a BOS starts a document)" },
   }),
+  section("init", "Where the initial weights come from", {
+    { key = "from", type = "string", default = "",
+      doc = "empty: meta init (train.seed); else a Hugging Face Llama directory (config.json + model.safetensors or model.safetensors.index.json; its config must match the model section), a run directory or a model.bin; each rank reads only its own slices" },
+  }),
   section("zero", "ZeRO: how model state is split across ranks", {
     { key = "stage", type = "int", min = 0, max = 3, default = 0,
       doc = "0 replicate; 1 shard fp32 master and moments; 2 also gradients (reduce-scattered per unit); 3 also parameters (gathered per unit)" },

@@ -174,6 +174,31 @@ describe("checkpoints", function()
     assert.are.equal(one, support.read(dir .. "/c/step-00000010/rank-00000-of-00001.state"))
   end)
 
+  it("exports a stopped run's newest checkpoint, or a checkpoint named, as the weights it holds", function()
+    local dir = support.tmpdir()
+    ok(launch(2, "zero.stage=3", "--run-dir", dir .. "/run", "--stop-at", "10"))
+    ok(support.moonspeed({ "export", dir .. "/run", "--hf", dir .. "/from-run", "--dtype", "fp32" }))
+    ok(support.moonspeed({ "export", dir .. "/run/checkpoints/step-00000010", "--hf", dir .. "/from-ckpt", "--dtype", "fp32" }))
+    -- the same weights through the engine: resumed on one rank and saved as model.bin
+    ok(support.luajit(([[
+      local recipe = require "moonspeed.recipe"
+      local engine = require "moonspeed.engine"
+      local checkpoint = require "moonspeed.checkpoint"
+      local r = recipe.load("%s/run/recipe.lua")
+      r.checkpoint.resume = "%s/run/checkpoints/step-00000010"
+      local e = engine.new(r)
+      checkpoint.policy(r, e, "%s/unused"):resume()
+      e:save("%s/model.bin")
+    ]]):format(dir, dir, dir, dir)))
+    support.sh("mkdir -p " .. support.quote(dir .. "/resumed"))
+    support.write(dir .. "/resumed/recipe.lua", support.read(dir .. "/run/recipe.lua"))
+    os.rename(dir .. "/model.bin", dir .. "/resumed/model.bin")
+    ok(support.moonspeed({ "export", dir .. "/resumed", "--hf", dir .. "/from-bin", "--dtype", "fp32" }))
+    local shard = "/model-00001-of-00001.safetensors"
+    assert.are.equal(support.read(dir .. "/from-bin" .. shard), support.read(dir .. "/from-run" .. shard))
+    assert.are.equal(support.read(dir .. "/from-bin" .. shard), support.read(dir .. "/from-ckpt" .. shard))
+  end)
+
   describe("damage", function()
     local dir
     local ckpts
