@@ -132,7 +132,7 @@ function M.policy(r, e, run_dir, opts)
   }, Policy)
 end
 
--- Fails now, before any training, when checkpoints could not be written.
+-- Fails now, before any training, when the periodic checkpoints could not be written.
 function Policy:check_writable()
   local ok, err = sys.mkdir_p(self.root)
   if ok then
@@ -150,7 +150,7 @@ end
 -- or the path of one checkpoint. Returns the step resumed at, or nil.
 function Policy:resume()
   if self.lead then
-    self:check_writable()
+    if self.r.checkpoint.every > 0 then self:check_writable() end
     for _, n in ipairs(sys.list_dir(self.root) or {}) do -- what a crash left behind; no rank saves before the first step
       if n:match("^%.tmp%-") or n:match("^%.trash%-") then engine_mod.remove_tree(self.root .. "/" .. n) end
     end

@@ -1,12 +1,15 @@
 /*
  * spec/c/comm_boot_test.c — the world from the environment, the rendezvous
- * (missing ranks, wrong job tokens, duplicate ranks), the single communicator
+ * (missing ranks, wrong job tokens, duplicate ranks, peers that vanish), the single communicator
  * and a missing libfabric.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,5 +291,67 @@ TEST(comm_unknown_provider) {
     double t0 = now();
     CHECK(run_ranks(&bc.job, boot_rank, &bc, 30, NULL) == 0);
     CHECK_MSG(now() - t0 < 10, "took %.1f s", now() - t0);
+    return 0;
+}
+
+/* --- peers that vanish during the rendezvous ------------------------------ */
+
+/* Connect to rank 0 (retrying until it listens), send n bytes of junk, then close. */
+static int vanish(int port, size_t n) {
+    for (int tries = 0; tries < 400; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            char junk[64];
+            memset(junk, 'x', sizeof junk);
+            if (n) CHECK(send(fd, junk, n < sizeof junk ? n : sizeof junk, MSG_NOSIGNAL) > 0);
+            close(fd);
+            return 0;
+        }
+        close(fd);
+        usleep(10000);
+    }
+    return 1;
+}
+
+TEST(comm_rendezvous_peer_vanishes) {
+    /* one peer connects and goes away without a word, another after half a
+     * hello: rank 0 drops both and the real rank 1 still joins */
+    boot_case bc = {.job = {.world = 2, .port = free_port(), .provider = "tcp;ofi_rxm", .timeout_ms = 8000}};
+    int p0 = spawn_rank(0, boot_rank, &bc);
+    CHECK(vanish(bc.job.port, 0) == 0);
+    CHECK(vanish(bc.job.port, 13) == 0);
+    int p1 = spawn_rank(1, boot_rank, &bc);
+    int s0 = reap(p0, 20), s1 = reap(p1, 20);
+    CHECK_MSG(WIFEXITED(s0) && WEXITSTATUS(s0) == 0, "rank 0 status %d", s0);
+    CHECK_MSG(WIFEXITED(s1) && WEXITSTATUS(s1) == 0, "rank 1 status %d", s1);
+    return 0;
+}
+
+static int join_then_die(int rank, void *arg) {
+    boot_case *bc = arg;
+    ms_comm *c = NULL;
+    alarm(1); /* killed by SIGALRM while it waits for the others, after its hello */
+    job_comm(&bc->job, rank, &c);
+    return 0;
+}
+
+TEST(comm_rendezvous_joined_rank_dies) {
+    /* rank 1 joins and dies before rank 2 comes: rank 0 and rank 2 fail with
+     * a message naming rank 1, within the deadline, instead of hanging */
+    boot_case bc = {.job = {.world = 3, .port = free_port(), .provider = "tcp;ofi_rxm", .timeout_ms = 6000},
+                    .expect = {"rank 1", NULL, "rank 0"}};
+    double t0 = now();
+    int p0 = spawn_rank(0, boot_rank, &bc);
+    int p1 = spawn_rank(1, join_then_die, &bc);
+    int s1 = reap(p1, 20);
+    CHECK_MSG(WIFSIGNALED(s1) && WTERMSIG(s1) == SIGALRM, "rank 1 status %d", s1);
+    bc.expect[2] = "rank";
+    int p2 = spawn_rank(2, boot_rank, &bc);
+    int s0 = reap(p0, 20), s2 = reap(p2, 20);
+    CHECK_MSG(WIFEXITED(s0) && WEXITSTATUS(s0) == 0, "rank 0 status %d", s0);
+    CHECK_MSG(WIFEXITED(s2) && WEXITSTATUS(s2) == 0, "rank 2 status %d", s2);
+    CHECK_MSG(now() - t0 < 15, "took %.1f s", now() - t0);
     return 0;
 }

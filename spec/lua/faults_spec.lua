@@ -140,7 +140,7 @@ describe("faults", function()
         assert.are.equal(0, support.sh("[ $(id -u) != 0 ] && chmod 555 " .. support.quote(ro)).code,
           "running as root without the right to mount: cannot make a read-only folder here")
       end
-      local res = run({ "train.steps=5", "checkpoint.dir=" .. ro .. "/ck", "--run-dir", dir .. "/run" })
+      local res = run({ "train.steps=5", "checkpoint.every=2", "checkpoint.dir=" .. ro .. "/ck", "--run-dir", dir .. "/run" })
       if mounted then support.sh("umount " .. support.quote(ro)) else support.sh("chmod 755 " .. support.quote(ro)) end
       assert.are.equal(1, res.code)
       assert.matches(("checkpoints cannot be written to %s/ck: cannot create folder %s/ck: [^\n]*; point checkpoint.dir at a writable folder; nothing was trained")

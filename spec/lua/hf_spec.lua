@@ -223,7 +223,7 @@ describe("Hugging Face export and import", function()
     end
     local res = support.moonspeed({ "export", dir, "--hf", dir .. "/x" })
     assert.are.equal(1, res.code)
-    assert.matches("has no recipe.lua: SRC must be a run directory", res.stderr)
+    assert.matches("has no recipe.lua and no meta.json: SRC must be a run directory of moonspeed run or a checkpoint", res.stderr)
     res = support.moonspeed({ "logits", TINY, "--tokens", "300" })
     assert.are.equal(1, res.code)
     assert.matches("token 0 is 300, outside the vocabulary of 258", res.stderr)
