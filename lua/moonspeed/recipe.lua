@@ -412,6 +412,7 @@ local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", 
   "xpcall" }
 
 local load_file
+local loaded  -- while M.load runs: every file read, { path = ..., text = ... }, in order
 
 local function sandbox(file, idx, stack)
   local env = {}
@@ -494,6 +495,7 @@ function load_file(path, stack)
   stack = stack or {}
   local src, err = read_file(path)
   if not src then fail(nil, ("cannot read recipe %s"):format(err or path)) end
+  if loaded then loaded[#loaded + 1] = { path = path, text = src } end
   local idx = M.index(src, path)
   local sub = {}
   for i, p in ipairs(stack) do sub[i] = p end
@@ -546,6 +548,16 @@ function M.parse_override(text)
     fail(where, "expected section.key=value (e.g. train.lr=3e-4)")
   end
   local f = schema.field_by_path[key]
+  local map_path, map_key = key:match("^([%w_]+%.[%w_]+)%.(.+)$")
+  if not f and map_path and schema.field_by_path[map_path] and schema.field_by_path[map_path].type == "map" then
+    f = schema.field_by_path[map_path]   -- cluster.env.NCCL_DEBUG=INFO sets one entry of a map
+    local v = value:match('^"(.*)"$') or value:match("^'(.*)'$") or value
+    return f, { [map_key] = v }, true
+  end
+  if f and (f.type == "map" or f.type == "list") then
+    fail(where, ("%s is a %s: set it in the recipe file%s"):format(key, f.type == "map" and "table" or "list",
+      f.type == "map" and (", or one entry with " .. key .. ".NAME=value") or ""))
+  end
   if not f and not key:find(".", 1, true) then
     local named = schema.fields_named(key)
     if #named == 1 then
@@ -681,6 +693,7 @@ local function cross_check(r, at, explicit)
   end
   need(r.device == "cpu", "device",
     ('device = "%s" is not available in this release; use device = "cpu"'):format(r.device))
+  for _, p in ipairs(require("moonspeed.cluster").problems(r)) do need(false, p.path, p.msg) end
 end
 
 -- Resolves a merged recipe table: defaults, functions, checks. Returns a fresh table.
@@ -691,7 +704,7 @@ function M.resolve(t, origin, default_where)
     if s.name and type(r[s.name]) ~= "table" then r[s.name] = M.merge(schema.defaults()[s.name], {}) end
   end
   for _, f in ipairs(schema.fields) do
-    if get(r, f) == nil then set(r, f, f.default) end
+    if get(r, f) == nil then set(r, f, schema.default_of(f)) end
   end
   local function at(path) return origin[path] or default_where end
   resolve_functions(r, setmetatable({}, { __index = function(_, k) return at(k) end }))
@@ -704,16 +717,21 @@ function M.resolve(t, origin, default_where)
 end
 
 -- Loads a recipe file with command-line overrides (a list of "key=value").
--- Returns the resolved recipe and info { file, name, overrides, origin }.
+-- Returns the resolved recipe and info { file, name, overrides, origin, files }:
+-- files lists every file read ({ path, text }), the recipe first, then its bases.
 function M.load(path, overrides)
   overrides = overrides or {}
-  local t, origin = load_file(path)
+  loaded = {}
+  local ok, t, origin = pcall(load_file, path)
+  local files = loaded
+  loaded = nil
+  if not ok then error(t, 0) end
   t = M.merge({}, t)
   for _, text in ipairs(overrides) do
-    local f, v = M.parse_override(text)
+    local f, v, entry = M.parse_override(text)
     if f.section then
       t[f.section] = type(t[f.section]) == "table" and t[f.section] or {}
-      t[f.section][f.key] = v
+      t[f.section][f.key] = entry and M.merge(t[f.section][f.key] or {}, v) or v
     else
       t[f.key] = v
     end
@@ -724,7 +742,7 @@ function M.load(path, overrides)
   if name == "recipe" then  -- a run directory's resolved recipe: name it after the run's model
     name = r.model.name
   end
-  return r, { file = path, name = name, overrides = overrides, origin = origin }
+  return r, { file = path, name = name, overrides = overrides, origin = origin, files = files }
 end
 
 -- Loads a recipe given as a table (the REPL, specs): same checks, no file.
@@ -734,10 +752,10 @@ function M.from_table(t, overrides, label)
   check_layer(t, label, nil, origin)
   t = M.merge({}, t)
   for _, text in ipairs(overrides or {}) do
-    local f, v = M.parse_override(text)
+    local f, v, entry = M.parse_override(text)
     if f.section then
       t[f.section] = t[f.section] or {}
-      t[f.section][f.key] = v
+      t[f.section][f.key] = entry and M.merge(t[f.section][f.key] or {}, v) or v
     else
       t[f.key] = v
     end
@@ -754,6 +772,21 @@ end
 local lua_number = require("moonspeed.json").number
 
 local function lua_value(v)
+  if type(v) == "table" then  -- a map (keys sorted) or a list of maps
+    local parts = {}
+    if #v > 0 then
+      for i, x in ipairs(v) do parts[i] = lua_value(x) end
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for i, k in ipairs(keys) do
+        local name = k:match("^[%a_][%w_]*$") and k or ("[%s]"):format(lua_value(k))
+        parts[i] = ("%s = %s"):format(name, lua_value(v[k]))
+      end
+    end
+    return #parts == 0 and "{}" or ("{ " .. table.concat(parts, ", ") .. " }")
+  end
   if type(v) == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end
   if type(v) == "number" then return lua_number(v) end
   return tostring(v)
