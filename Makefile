@@ -93,9 +93,11 @@ $(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
 $(BUILD)/libmoonspeed.so: $(ENGINE_OBJ)
 	$(CC) -shared -fopenmp -o $@ $^ $(SHARED_DEPS) $(LDLIBS)
 
-# -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself.
+# -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself;
+# -u pulls in libyaml's emitter, which only Lua calls (moonspeed k8s, lua/moonspeed/yaml.lua).
+YAML_EMITTER := -Wl,-u,yaml_emitter_emit -Wl,-u,yaml_emitter_flush
 $(BUILD)/moonspeed: $(BUILD)/obj/engine/host/main.o $(BUILD)/libmoonspeed.a
-	$(CC) -fopenmp -Wl,-E -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
+	$(CC) -fopenmp -Wl,-E $(YAML_EMITTER) -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
 	      $(STATIC_LIBS) $(LDLIBS)
 
 # The FFI declarations are the public header minus its preprocessor lines.

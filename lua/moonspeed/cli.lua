@@ -12,6 +12,7 @@
 --   moonspeed version
 --   moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT] RECIPE [overrides]
 --   moonspeed bench comm [--provider P] [--world N]
+--   moonspeed k8s RECIPE [overrides] [-o FILE]            (k8s.lua)
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -444,6 +445,14 @@ command("version", {
 -- Commands with a module of their own.
 command("launch", require("moonspeed.launch").command)
 command("bench", require("moonspeed.bench").command)
+
+do
+  local spec = require("moonspeed.k8s").command_spec
+  command("k8s", { summary = spec.summary, help = spec.help, spec = spec.spec,
+    run = function(opts, pos, overrides)
+      return require("moonspeed.k8s").run(opts, pos, overrides, load_recipe, usage)
+    end })
+end
 
 local function overview()
   local lines = { "usage: moonspeed COMMAND [ARGS]", "", "commands:" }
