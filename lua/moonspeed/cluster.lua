@@ -79,7 +79,7 @@ local function closest_instance(name)
   local distance = require("moonspeed.recipe").distance
   local best, best_d
   for _, n in ipairs(instances.names()) do
-    local d = distance(name, n)
+    local d = n:sub(1, #name) == name and 0 or distance(name, n)   -- "g6e.8xl" is the start of one
     if not best_d or d < best_d then best, best_d = n, d end
   end
   if best_d and best_d <= 3 then return best end

@@ -41,24 +41,42 @@ local function normalize(p)
   return "/" .. table.concat(parts, "/")
 end
 
--- The recipe files as they are laid out under the mount: paths relative to
--- the deepest folder holding all of them, so relative extend() names resolve
--- in the pod as they did here. Returns { { key, path, text } ... } (the recipe first).
+-- The recipe files as they are laid out under the mount, so that every
+-- extend() in them resolves in the pod to the same file it did here: the
+-- recipe and the bases found next to it keep their places relative to the
+-- deepest folder holding them all; a base found in the recipes folder is put
+-- where its extend() looks first, next to the file naming it. Returns
+-- { { key, path, text } ... }, the recipe first.
 function M.recipe_files(info)
-  local files = {}
-  for _, f in ipairs(info.files or {}) do files[#files + 1] = { abs = normalize(abspath(f.path)), text = f.text } end
+  local files = info.files or {}
   if #files == 0 then error("k8s: the recipe's files are unknown (load it with recipe.load)", 0) end
-  local common = files[1].abs:match("^(.*)/[^/]*$")
-  for _, f in ipairs(files) do
-    while f.abs:sub(1, #common + 1) ~= common .. "/" do common = common:match("^(.*)/[^/]*$") or "" end
+  local common
+  for i, f in ipairs(files) do
+    f.abs = normalize(abspath(f.path))
+    if i == 1 or f.near then
+      local dir = f.abs:match("^(.*)/[^/]*$")
+      if not common then common = dir end
+      while (dir .. "/"):sub(1, #common + 1) ~= common .. "/" do common = common:match("^(.*)/[^/]*$") or "" end
+    end
   end
-  local out, seen, total = {}, {}, 0
-  for _, f in ipairs(files) do
-    local rel = f.abs:sub(#common + 2)
-    if not seen[rel] then
-      seen[rel] = true
-      local key = rel:gsub("/", ".")
-      out[#out + 1] = { key = key, path = rel, text = f.text }
+  local out, rel_of, taken, total = {}, {}, {}, 0
+  for i, f in ipairs(files) do
+    local rel
+    if i == 1 or f.near then
+      rel = f.abs:sub(#common + 2)
+    else
+      local from_dir = (rel_of[f.from] or ""):match("^(.*)/[^/]*$")
+      local name = f.path:sub(-#f.name) == f.name and f.name or (f.name .. ".lua")
+      rel = normalize((from_dir and (from_dir .. "/") or "") .. name):sub(2)
+      if name:match("^/") or name:match("%.%.") then
+        error(("k8s: %s extends %q from the recipes folder; name it without '..' or an absolute path so the " ..
+          "pod can mount it"):format(f.from, f.name), 0)
+      end
+    end
+    rel_of[f.path] = rel_of[f.path] or rel
+    if not taken[rel] then
+      taken[rel] = true
+      out[#out + 1] = { key = (rel:gsub("/", ".")), path = rel, text = f.text }
       total = total + #f.text
     end
   end

@@ -97,7 +97,7 @@ function M.check(docs, opts)
       bad("TrainJob %s: metadata.name must match ^[a-z]([-a-z0-9]*[a-z0-9])?$ and have at most 63 characters", tostring(name))
     end
     local nodes = get(spec, "trainer", "numNodes") or get(spec, "runtimeRef") and 1
-    if type(name) == "string" and is_int(nodes) then
+    if dns_label(name) and is_int(nodes) then
       local host = ("%s-node-0-%d"):format(name, nodes - 1)
       if not dns_label(host) then bad("TrainJob %s: the pod host %s is not a DNS label (over 63 characters)", name, host) end
     end

@@ -393,18 +393,24 @@ local function normalize(p)
   return (abs and "/" or "") .. table.concat(parts, "/")
 end
 
--- Finds the file a recipe's extend("x.lua") names.
+-- Finds the file a recipe's extend("x.lua") names: next to the recipe first,
+-- then in the recipes folder. Returns the path and whether it was found next
+-- to the recipe (near).
 local function resolve_base(name, from_file)
-  if name:sub(1, 1) == "/" then return normalize(name) end
-  local cands = { dirname(from_file) .. "/" .. name, recipes_dir() .. "/" .. name }
+  if name:sub(1, 1) == "/" then return normalize(name), true end
+  local near = { dirname(from_file) .. "/" .. name }
+  local far = { recipes_dir() .. "/" .. name }
   if not name:match("%.lua$") then
-    table.insert(cands, 2, dirname(from_file) .. "/" .. name .. ".lua")
-    cands[#cands + 1] = recipes_dir() .. "/" .. name .. ".lua"
+    near[2] = dirname(from_file) .. "/" .. name .. ".lua"
+    far[2] = recipes_dir() .. "/" .. name .. ".lua"
   end
-  for _, c in ipairs(cands) do
-    if exists(c) then return normalize(c) end
+  for _, c in ipairs(near) do
+    if exists(c) then return normalize(c), true end
   end
-  return nil, cands
+  for _, c in ipairs(far) do
+    if exists(c) then return normalize(c), false end
+  end
+  return nil
 end
 
 local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
@@ -456,7 +462,7 @@ local function sandbox(file, idx, stack)
     end
     local base_t, origin
     if type(base) == "string" then
-      local path = resolve_base(base, file)
+      local path, near = resolve_base(base, file)
       if not path then
         fail(call_site(), ("extend: cannot find the base recipe %q next to this file or in the recipes folder"):format(base))
       end
@@ -469,6 +475,9 @@ local function sandbox(file, idx, stack)
         end
       end
       base_t, origin = load_file(path, stack)
+      for _, f in ipairs(loaded or {}) do
+        if f.path == path and not f.from then f.from, f.name, f.near = file, base, near break end
+      end
     elseif type(base) == "table" then
       origin = {}
       check_layer(base, file, idx, origin)
@@ -718,7 +727,9 @@ end
 
 -- Loads a recipe file with command-line overrides (a list of "key=value").
 -- Returns the resolved recipe and info { file, name, overrides, origin, files }:
--- files lists every file read ({ path, text }), the recipe first, then its bases.
+-- files lists every file read ({ path, text }), the recipe first, then its bases,
+-- which also carry from (the file that extends them), name (as extend names
+-- them) and near (found next to that file rather than in the recipes folder).
 function M.load(path, overrides)
   overrides = overrides or {}
   loaded = {}
