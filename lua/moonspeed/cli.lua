@@ -13,6 +13,7 @@
 --   moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT] RECIPE [overrides]
 --   moonspeed bench comm [--provider P] [--world N]
 --   moonspeed k8s RECIPE [overrides] [-o FILE]            (k8s.lua)
+--   moonspeed doctor [RECIPE] [overrides] [--json]         (doctor.lua)
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -445,6 +446,14 @@ command("version", {
 -- Commands with a module of their own.
 command("launch", require("moonspeed.launch").command)
 command("bench", require("moonspeed.bench").command)
+
+do
+  local doctor = require("moonspeed.doctor").command
+  command("doctor", { summary = doctor.summary, help = doctor.help, spec = doctor.spec,
+    run = function(opts, pos, overrides)
+      return require("moonspeed.doctor").run(opts, pos, overrides, load_recipe)
+    end })
+end
 
 do
   local spec = require("moonspeed.k8s").command_spec
