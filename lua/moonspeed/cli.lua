@@ -14,6 +14,7 @@
 --   moonspeed bench comm [--provider P] [--world N]
 --   moonspeed k8s RECIPE [overrides] [-o FILE]            (k8s.lua)
 --   moonspeed doctor [RECIPE] [overrides] [--json]         (doctor.lua)
+--   moonspeed attach [RUN_DIR] [--rank N] [--json]          (attach.lua, control.lua)
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -204,6 +205,7 @@ options:
     end
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
+    local ctl
     local ok, err = pcall(function()
       -- with several ranks every rank makes the same (collective) engine calls;
       -- rank 0 alone writes the run directory and talks
@@ -214,13 +216,18 @@ options:
       local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
         #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
       if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe.serialize(r, header))) end
-      local t = require("moonspeed.train").new(r, info, e, dir, { say = say })
+      -- `moonspeed attach` talks to this control between steps (every rank that knows the run directory)
+      ctl = require("moonspeed.control").new({ dir = (lead or opts["run-dir"]) and dir or nil, rank = e:rank(),
+                                               world = e:world_size(), say = say })
+      local t = require("moonspeed.train").new(r, info, e, dir, { say = say, controls = { ctl } })
       local threads, world = e:threads(), e:world_size()
       say(("run %s: %s, %s parameters, %s on %s (%d thread%s%s); %d steps of %d x %d tokens -> %s"):format(
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
-      t:run()
+      local finished = t:run()
+      ctl:close()
+      if not finished then say(("stopped after step %d of %d, as asked"):format(t.step, r.train.steps)) end
       e:save(dir .. "/model.bin")
       say(t:summary())
       if r.log.sample_tokens > 0 then
@@ -233,6 +240,7 @@ options:
       end
       say("run directory: " .. dir)
     end)
+    if ctl then ctl:close() end
     e:free()
     if not ok then error(err, 0) end
     return 0
@@ -446,6 +454,12 @@ command("version", {
 -- Commands with a module of their own.
 command("launch", require("moonspeed.launch").command)
 command("bench", require("moonspeed.bench").command)
+
+do
+  local attach = require("moonspeed.attach").command
+  command("attach", { summary = attach.summary, help = attach.help, spec = attach.spec,
+    run = function(opts, pos) return require("moonspeed.attach").run(opts, pos, usage) end })
+end
 
 do
   local doctor = require("moonspeed.doctor").command
