@@ -41,7 +41,8 @@ local function show(v, indent, out)
       for i, y in ipairs(x) do items[i] = tostring(y) end
       out[#out + 1] = ("%s%s: %s"):format(indent, k, table.concat(items, ", "))
     else
-      local text = type(x) == "number" and json.number(x) or tostring(x)
+      local text = tostring(x)
+      if type(x) == "number" then text = x == math.floor(x) and ("%d"):format(x) or ("%.6g"):format(x) end
       if type(x) == "number" and k:match("bytes$") or (indent ~= "" and type(x) == "number" and x > 1e6) then
         text = require("moonspeed.fmt").bytes(x)
       end
