@@ -134,6 +134,28 @@ describe("moonspeed attach", function()
       "is the run still going", none.stderr)
   end)
 
+  it("finds the newest run under runs/ when no run directory is given", function()
+    local cwd = support.tmpdir()
+    local root = support.root
+    os.execute(("cd %s && { %s run %s train.steps=1000000 log.every=1000000 data.train=%s data.val=%s " ..
+      ">out 2>&1 & echo $! >pid; }"):format(support.quote(cwd), support.quote(support.exe),
+      support.quote(root .. "/" .. TINY), support.quote(root .. "/data/kjv/train.bin"),
+      support.quote(root .. "/data/kjv/val.bin")))
+    local h = { book = cwd }
+    running[#running + 1] = h
+    wait_for(function()
+      local runs = sys.list_dir(cwd .. "/runs")
+      return runs[1] ~= nil and has_socket(cwd .. "/runs/" .. runs[1])
+    end, 30, "the run's control socket")
+    local res = support.sh(support.quote(support.exe) .. " attach", { cwd = cwd, stdin = "status\nstop\n" })
+    assert.are.equal(0, res.code, res.stderr)
+    local a = answers(res.stdout)
+    assert.are.equal("runs/" .. sys.list_dir(cwd .. "/runs")[1], a[1].run_dir)
+    assert.are.equal("stop", a[2].requested)
+    wait_for(function() return support.exists(cwd .. "/runs/" .. sys.list_dir(cwd .. "/runs")[1] .. "/model.bin") end,
+      30, "the stopped run to write its weights")
+  end)
+
   it("on two ranks, reads either rank and hands lr and stop from rank 0 to both", function()
     local dir = support.tmpdir() .. "/run"
     local h = start({ "launch", "--nproc-per-node", "2", TINY, "train.steps=1000000", "train.schedule=constant",
