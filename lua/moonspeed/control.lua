@@ -140,10 +140,19 @@ end
 
 function Control:between_steps(t)
   if self.server then
-    for _, conn in ipairs(self.server:accept()) do self.conns[#self.conns + 1] = conn end
+    -- one poll(2) without waiting; accept and read only what is there
+    local waiting, readable = self.server:ready(self.conns)
+    for _, conn in ipairs(readable) do
+      for _, line in ipairs(conn:poll_lines()) do self:command(t, conn, line) end
+    end
+    if waiting then
+      for _, conn in ipairs(self.server:accept()) do
+        self.conns[#self.conns + 1] = conn
+        for _, line in ipairs(conn:poll_lines()) do self:command(t, conn, line) end
+      end
+    end
     local alive = {}
     for _, conn in ipairs(self.conns) do
-      for _, line in ipairs(conn:poll_lines()) do self:command(t, conn, line) end
       if not conn.closed then alive[#alive + 1] = conn else conn:close() end
     end
     self.conns = alive

@@ -159,6 +159,22 @@ function M.listen(path)
   return setmetatable({ fd = fd, path = path, uid = C.getuid() }, Server)
 end
 
+-- One poll without waiting over the listening socket and conns: returns
+-- whether a client waits to be accepted, and the conns with something to read
+-- (or a hang-up).
+function Server:ready(conns)
+  local n = #conns + 1
+  local pfds = ffi.new("struct ms_lua_pollfd[?]", n)
+  pfds[0].fd, pfds[0].events = self.fd, POLLIN
+  for i, c in ipairs(conns) do pfds[i].fd, pfds[i].events = c.fd, POLLIN end
+  local readable = {}
+  if C.poll(pfds, n, 0) <= 0 then return false, readable end
+  for i, c in ipairs(conns) do
+    if pfds[i].revents ~= 0 then readable[#readable + 1] = c end
+  end
+  return pfds[0].revents ~= 0, readable
+end
+
 -- Accepts every waiting client of the same user; returns the new connections.
 function Server:accept()
   local out = {}
