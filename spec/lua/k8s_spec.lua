@@ -382,6 +382,26 @@ describe("k8s/manifests", function()
   end)
 end)
 
+describe("the instance catalogue", function()
+  it("has the instance types the recipes name, with their GPUs, network and RDMA", function()
+    local instances = require "moonspeed.instances"
+    local function facts(name)
+      local t = assert(instances.get(name))
+      return { t.gpu, t.gpus, t.gpu_memory_gib, t.sm, t.vcpus, t.ram_gib, t.efa, t.network_gbps, t.gpudirect_rdma }
+    end
+    assert.are.same({ "L40S", 1, 48, "8.9", 32, 256, 1, 25, false }, facts("g6e.8xlarge"))
+    assert.are.same({ "L40S", 4, 48, "8.9", 48, 384, 1, 100, false }, facts("g6e.12xlarge"))
+    assert.are.same({ "L40S", 8, 48, "8.9", 192, 1536, 4, 400, false }, facts("g6e.48xlarge"))
+    assert.are.same({ "A100", 8, 40, "8.0", 96, 1152, 4, 400, true }, facts("p4d.24xlarge"))
+    assert.are.same({ "H100", 8, 80, "9.0", 192, 2048, 32, 3200, true }, facts("p5.48xlarge"))
+    local none, why = instances.get("g7.xlarge")
+    assert.is_nil(none)
+    assert.matches('^unknown instance type "g7%.xlarge"; the catalogue %(lua/moonspeed/instances%.lua%) has g6e%.12xlarge, ', why)
+    assert.are.equal("1x L40S 48 GiB (sm_89), 32 vCPU, 256 GiB, 1 EFA, 25 Gbps, no GPUDirect RDMA",
+      instances.describe(instances.get("g6e.8xlarge")))
+  end)
+end)
+
 describe("moonspeed plan with a cluster", function()
   it("compares one rank with its GPU and a step's traffic with the network", function()
     local res = support.moonspeed({ "plan", "recipes/llama-3-8b.lua", "zero.stage=3" })
