@@ -132,11 +132,9 @@ local function probe_gpus(rep)
     driver = sdriver
     if not gpus or #gpus == 0 then gpus = sgpus end
   end
-  if not gpus or #gpus == 0 then
-    local pgpus, pdriver = proc_gpus(rep)
-    if #pgpus > 0 then gpus = pgpus end
-    driver = driver or pdriver
-  end
+  local pgpus, pdriver = proc_gpus(rep)
+  if (not gpus or #gpus == 0) and #pgpus > 0 then gpus = pgpus end
+  driver = driver or pdriver
   gpus = gpus or {}
   rep.gpus = gpus
   if #gpus == 0 then
