@@ -4,6 +4,7 @@
 #   make data       prepare the default corpus (KJV, byte-level shards)
 #   make run        train recipes/default.lua and print a sample
 #   make test       build and run every spec; ends with "N passed, N failed"
+#   make k8s        render the shipped recipes' Kubeflow Trainer manifests into k8s/manifests
 #   make install    PREFIX=/usr/local
 
 SHELL    := /bin/bash
@@ -72,7 +73,7 @@ endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
 SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
 
-.PHONY: test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
+.PHONY: test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -93,9 +94,11 @@ $(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
 $(BUILD)/libmoonspeed.so: $(ENGINE_OBJ)
 	$(CC) -shared -fopenmp -o $@ $^ $(SHARED_DEPS) $(LDLIBS)
 
-# -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself.
+# -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself;
+# -u pulls in libyaml's emitter, which only Lua calls (moonspeed k8s, lua/moonspeed/yaml.lua).
+YAML_EMITTER := -Wl,-u,yaml_emitter_emit -Wl,-u,yaml_emitter_flush
 $(BUILD)/moonspeed: $(BUILD)/obj/engine/host/main.o $(BUILD)/libmoonspeed.a
-	$(CC) -fopenmp -Wl,-E -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
+	$(CC) -fopenmp -Wl,-E $(YAML_EMITTER) -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
 	      $(STATIC_LIBS) $(LDLIBS)
 
 # The FFI declarations are the public header minus its preprocessor lines.
@@ -176,6 +179,24 @@ $(LLAMA3)/tokenizer.json:
 	  echo "data-llama3: $@ does not have the pinned sha256 $(LLAMA3_JSON_SHA256); not installed" >&2; exit 1; }
 	mv $@.unverified $@
 
+# The manifest validator's packages (ajv, yaml; spec/k8s/validate.js), pinned by
+# spec/k8s/package-lock.json, installed from npm into spec/k8s/node_modules (never committed).
+spec-node: spec/k8s/node_modules/.installed
+spec/k8s/node_modules/.installed: spec/k8s/package.json spec/k8s/package-lock.json
+	cd spec/k8s && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# The rendered manifests of the shipped recipes that have a cluster section
+# (k8s/manifests/; spec/lua/k8s_spec.lua checks they are up to date).
+K8S_RECIPES = $(shell grep -l '^  cluster = {' recipes/*.lua recipes/*/*.lua 2>/dev/null)
+k8s: all
+	@mkdir -p k8s/manifests
+	@rm -f k8s/manifests/*.yaml
+	@for r in $(K8S_RECIPES); do \
+	  out=k8s/manifests/$$(basename $$r .lua).yaml; \
+	  $(BUILD)/moonspeed k8s $$r -o $$out && echo "$$r -> $$out" || exit 1; \
+	done
+
 # Tokenizer throughput next to the reference JavaScript encoder (README, "Tokenizer").
 bench-tokenizer: all data data-llama3
 	luajit spec/bench/tokenizer.lua
@@ -183,7 +204,7 @@ bench-tokenizer: all data data-llama3
 run: deps all data
 	$(BUILD)/moonspeed run recipes/default.lua
 
-test: deps all data data-llama3 $(BUILD)/spec-c
+test: deps all data data-llama3 spec-node $(BUILD)/spec-c
 	@set -o pipefail; busted --run=default -o TAP 2>&1 | tee $(BUILD)/test.log | grep -v '^ok '; \
 	  awk '/^ok /{p++} /^not ok /{f++} END{printf "%d passed, %d failed\n", p, f; exit f>0}' $(BUILD)/test.log
 

@@ -545,3 +545,24 @@ ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prom
     }
     return MS_OK;
 }
+
+/* ---- changes between steps (moonspeed attach) ------------------------------ */
+
+ms_status ms_engine_set_lr(ms_engine *e, float lr) {
+    if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_set_lr: no engine");
+    if (!(lr > 0.0f && lr < 10.0f))
+        return ms_fail(MS_ERR_INVALID, "learning rate %g is out of range: it must be > 0 and < 10", (double)lr);
+    ms_train_config *t = &e->cfg.train;
+    t->min_lr = t->lr > 0.0f ? t->min_lr * (lr / t->lr) : 0.0f;
+    t->lr = lr;
+    return MS_OK;
+}
+
+ms_status ms_engine_broadcast(ms_engine *e, void *buf, int64_t bytes) {
+    if (!e || (!buf && bytes > 0) || bytes < 0)
+        return ms_fail(MS_ERR_INVALID, "ms_engine_broadcast: needs an engine and a buffer of bytes >= 0");
+    if (e->world.world == 1 || bytes == 0) return MS_OK;
+    ms_comm_req *req = NULL;
+    TRY(e->comm->broadcast(e->comm, buf, bytes, 0, &req));
+    return e->comm->wait(e->comm, req);
+}

@@ -4,7 +4,10 @@
 -- 128256, RoPE theta 500000, untied embeddings: 8.03 B parameters. Training it
 -- needs ZeRO sharding over many GPUs (later releases); on one machine
 -- `moonspeed plan recipes/llama-3-8b.lua` shows what it would take and why it
--- does not fit.
+-- does not fit. Its cluster is the seed deployment's: four g6e.8xlarge nodes
+-- (one L40S 48 GB each) over EFA; `moonspeed k8s recipes/llama-3-8b.lua
+-- cluster.image=REGISTRY/moonspeed:TAG` writes the Kubeflow Trainer manifests
+-- (k8s/README.md).
 return {
   precision = "bf16",
   device = "cpu",
@@ -41,5 +44,14 @@ return {
     eval_every = 500,
     eval_batches = 16,
     checkpoint_activations = true,
+  },
+
+  cluster = {
+    nodes = 4,
+    gpus_per_node = 1,
+    instance = "g6e.8xlarge",
+    image = "moonspeed:latest",
+    shm_size = "64Gi",
+    tolerations = { { key = "nvidia.com/gpu", operator = "Exists", effect = "NoSchedule" } },
   },
 }

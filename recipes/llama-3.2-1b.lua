@@ -33,4 +33,13 @@ return {
     eval_every = 500,
     checkpoint_activations = true,
   },
+
+  -- two g6e.12xlarge nodes, four L40S each: eight ranks over EFA
+  cluster = {
+    nodes = 2,
+    instance = "g6e.12xlarge",
+    image = "moonspeed:latest",
+    shm_size = "32Gi",
+    checkpoint_pvc = "moonspeed-checkpoints",
+  },
 }

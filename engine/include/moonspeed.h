@@ -218,6 +218,12 @@ int32_t ms_engine_world_size(const ms_engine *e);
 int32_t ms_engine_threads(const ms_engine *e);   /* worker threads this rank computes with */
 ms_status ms_engine_set_step(ms_engine *e, int64_t step);
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out);
+/* Sets the peak learning rate from the next step on: the schedule (warmup,
+ * decay) scales from it, and min_lr keeps its ratio to it. 0 < lr < 10. Every
+ * rank must make the same call between the same two steps. */
+ms_status ms_engine_set_lr(ms_engine *e, float lr);
+/* Copies bytes of rank 0's buf into every rank's buf; collective, between steps. */
+ms_status ms_engine_broadcast(ms_engine *e, void *buf, int64_t bytes);
 ms_status ms_engine_plan(const ms_engine *e, ms_plan *out);
 
 /* --- introspection ------------------------------------------------------ */

@@ -39,7 +39,7 @@ end
 -- The checkpoints under root, newest first: { name, step, path }.
 function M.list(root)
   local found = {}
-  for _, n in ipairs(sys.list_dir(root) or {}) do
+  for _, n in ipairs(sys.list_dir(root)) do
     local step = n:match("^step%-(%d+)$")
     if step then found[#found + 1] = { name = n, step = tonumber(step), path = root .. "/" .. n } end
   end
@@ -151,7 +151,7 @@ end
 function Policy:resume()
   if self.lead then
     if self.r.checkpoint.every > 0 then self:check_writable() end
-    for _, n in ipairs(sys.list_dir(self.root) or {}) do -- what a crash left behind; no rank saves before the first step
+    for _, n in ipairs(sys.list_dir(self.root)) do -- what a crash left behind; no rank saves before the first step
       if n:match("^%.tmp%-") or n:match("^%.trash%-") then engine_mod.remove_tree(self.root .. "/" .. n) end
     end
   end
@@ -234,7 +234,7 @@ function Policy:commit(p, files)
   engine_mod.write_atomic(p.tmp .. "/meta.json", json.encode(meta_of(self, p.step, files), META_ORDER) .. "\n")
   local keep = { ["meta.json"] = true }
   for _, f in ipairs(files) do keep[f.name] = true end
-  for _, n in ipairs(sys.list_dir(p.tmp) or {}) do -- leftovers of an interrupted save of another world
+  for _, n in ipairs(sys.list_dir(p.tmp)) do -- leftovers of an interrupted save of another world
     if not keep[n] then os.remove(p.tmp .. "/" .. n) end
   end
   engine_mod.fsync_dir(p.tmp)

@@ -15,6 +15,9 @@
 --   moonspeed version
 --   moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT] RECIPE [overrides]
 --   moonspeed bench comm [--provider P] [--world N]
+--   moonspeed k8s RECIPE [overrides] [-o FILE]            (k8s.lua)
+--   moonspeed doctor [RECIPE] [overrides] [--json]         (doctor.lua)
+--   moonspeed attach [RUN_DIR] [--rank N] [--json]          (attach.lua, control.lua)
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -218,7 +221,7 @@ options:
     end
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
-    local status = 0
+    local status, ctl = 0, nil
     local ok, err = pcall(function()
       -- with several ranks every rank makes the same (collective) engine calls;
       -- rank 0 alone writes the run directory and talks
@@ -238,13 +241,17 @@ options:
       local ckpt = require("moonspeed.checkpoint").policy(r, e, dir, { say = say, recipe_text = recipe_text,
         warn = function(msg) io.stderr:write("warning: ", msg, "\n") end })
       local resumed = ckpt:resume()
-      -- between steps: a signal (every rank stops after the same step), --stop-at, then the checkpoints
+      -- between steps: a signal (every rank stops after the same step), `moonspeed attach`
+      -- (every rank that knows the run directory), --stop-at, then the checkpoints
       engine_mod.watch_signals()
       local controls = { function(t)
         local sig = engine_mod.signal_pending()
         if e:world_size() > 1 then sig = e:agree_max(sig) end
         if sig ~= 0 then t.signal = sig; t:request("stop") end
       end }
+      ctl = require("moonspeed.control").new({ dir = (lead or opts["run-dir"]) and dir or nil, rank = e:rank(),
+                                               world = e:world_size(), say = say })
+      controls[#controls + 1] = ctl
       if opts["stop-at"] then
         local stop_at = opts["stop-at"]
         controls[#controls + 1] = function(t) if t.step >= stop_at then t:request("stop") end end
@@ -258,11 +265,14 @@ options:
         r.train.batch, r.train.seq_len, dir))
       local finished = t:run()
       ckpt:close()
-      if not finished then
-        local why = t.signal and ("by %s "):format(require("moonspeed.launch").signame(t.signal)) or ""
-        say(("stopped %sat step %d of %d; the checkpoint in %s resumes it"):format(why, t.step, r.train.steps, ckpt.root))
-        status = t.signal and 128 + t.signal or 0 -- a stop by a signal is not a finished run
+      if not finished and t.signal then -- preempted: out within the grace period, the checkpoint resumes it
+        say(("stopped by %s after step %d of %d; the checkpoint in %s resumes it"):format(
+          require("moonspeed.launch").signame(t.signal), t.step, r.train.steps, ckpt.root))
+        status = 128 + t.signal
         return
+      end
+      if not finished then -- asked for (--stop-at, attach): the weights and sample too, as at the end
+        say(("stopped after step %d of %d, as asked; the checkpoint in %s resumes it"):format(t.step, r.train.steps, ckpt.root))
       end
       e:save(dir .. "/model.bin")
       say(t:summary())
@@ -276,6 +286,7 @@ options:
       end
       say("run directory: " .. dir)
     end)
+    if ctl then ctl:close() end
     e:free()
     if not ok then error(err, 0) end
     return status
@@ -417,7 +428,7 @@ Exit status 0 when every checkpoint is intact, 1 otherwise.
         say(("  %s  damaged: %s"):format(c.name, meta))
       end
     end
-    for _, n in ipairs(sys.list_dir(root) or {}) do
+    for _, n in ipairs(sys.list_dir(root)) do
       if n:match("^%.tmp%-step%-%d+$") then say(("  %s  incomplete: a save in progress, or one a crash interrupted"):format(n)) end
       if n:match("^%.trash%-step%-%d+$") then say(("  %s  being removed (older than the checkpoints kept)"):format(n)) end
     end
@@ -536,6 +547,28 @@ command("version", {
 -- Commands with a module of their own.
 command("launch", require("moonspeed.launch").command)
 command("bench", require("moonspeed.bench").command)
+
+do
+  local attach = require("moonspeed.attach").command
+  command("attach", { summary = attach.summary, help = attach.help, spec = attach.spec,
+    run = function(opts, pos) return require("moonspeed.attach").run(opts, pos, usage) end })
+end
+
+do
+  local doctor = require("moonspeed.doctor").command
+  command("doctor", { summary = doctor.summary, help = doctor.help, spec = doctor.spec,
+    run = function(opts, pos, overrides)
+      return require("moonspeed.doctor").run(opts, pos, overrides, load_recipe)
+    end })
+end
+
+do
+  local spec = require("moonspeed.k8s").command_spec
+  command("k8s", { summary = spec.summary, help = spec.help, spec = spec.spec,
+    run = function(opts, pos, overrides)
+      return require("moonspeed.k8s").run(opts, pos, overrides, load_recipe, usage)
+    end })
+end
 
 local function overview()
   local lines = { "usage: moonspeed COMMAND [ARGS]", "", "commands:" }

@@ -411,6 +411,24 @@ function Engine:set_step(n)
   check(C.ms_engine_set_step(live(self, "e:set_step()"), n), "ms_engine_set_step")
 end
 
+-- The peak learning rate from the next step on (the schedule scales from it).
+-- With several ranks, every rank must call it between the same two steps.
+function Engine:set_lr(lr)
+  if type(lr) ~= "number" or not (lr > 0 and lr < 10) then
+    error(("e:set_lr(lr): lr must be a number > 0 and < 10, got %s"):format(tostring(lr)), 2)
+  end
+  check(C.ms_engine_set_lr(live(self, "e:set_lr()"), lr), "ms_engine_set_lr")
+end
+
+-- Rank 0's bytes (a Lua string of n bytes) on every rank; collective.
+function Engine:broadcast(s)
+  local n = #s
+  local buf = ffi.new("uint8_t[?]", math.max(n, 1))
+  ffi.copy(buf, s, n)
+  check(C.ms_engine_broadcast(live(self, "e:broadcast()"), buf, n), "ms_engine_broadcast")
+  return ffi.string(buf, n)
+end
+
 -- Bytes reserved and used, by purpose.
 function Engine:memory()
   local r = ffi.new("ms_memory_report")

@@ -161,7 +161,52 @@ function M.format(p, title, machine)
   out[#out + 1] = fmt.columns(rows, { [2] = true, [3] = true }, "  ")
   out[#out + 1] = ""
   out[#out + 1] = M.verdict(p, machine)
+  local c = r and M.cluster(r)
+  if c then
+    out[#out + 1] = ""
+    for _, line in ipairs(M.cluster_lines(c, r)) do out[#out + 1] = line end
+  end
   return table.concat(out, "\n")
+end
+
+-- A recipe whose cluster names an instance type: one rank's plan at the
+-- cluster's world against one GPU's memory, and the gradient traffic of a step
+-- against the network. Returns { world, gpu_bytes, need, fits, network_bytes,
+-- network_seconds, instance } or nil when no instance is named. The bytes are
+-- the reference (CPU) backend's plan, where bf16 takes 4 bytes: an upper bound
+-- for the GPU. The traffic is each rank's share of ZeRO's collectives
+-- (ring algorithms: gradients reduced, stage 3 also gathers the parameters in
+-- forward and backward); a lower bound on the time at the instance's Gbps.
+function M.cluster(r)
+  local inst = r.cluster and r.cluster.instance ~= "" and require("moonspeed.instances").get(r.cluster.instance)
+  if not inst then return nil end
+  local per_node = r.cluster.gpus_per_node > 0 and r.cluster.gpus_per_node or inst.gpus
+  local world = r.cluster.nodes * per_node
+  local p = M.compute(r, world)
+  local need = p.device_bytes.total
+  local gpu = inst.gpu_memory_gib * 2 ^ 30
+  local share = (world - 1) / world
+  local grad_bytes = (r.precision == "bf16" and 2 or 4) * p.n_params
+  local traffic = 2 * share * grad_bytes                             -- reduce-scatter + all-gather (or all-reduce)
+  if r.zero.stage == 3 then traffic = traffic + 2 * share * grad_bytes end  -- parameters gathered twice
+  local seconds = r.cluster.nodes > 1 and traffic * 8 / (inst.network_gbps * 1e9) or 0
+  return { world = world, instance = inst, gpu_bytes = gpu, need = need, fits = need <= gpu,
+           network_bytes = traffic, network_seconds = seconds, plan = p }
+end
+
+-- The lines `moonspeed plan` adds for a cluster.
+function M.cluster_lines(c, r)
+  local inst = c.instance
+  local lines = { ("cluster: %d x %s (%s), %d ranks"):format(r.cluster.nodes, inst.name,
+    require("moonspeed.instances").describe(inst), c.world) }
+  lines[#lines + 1] = ("  one rank needs %s on its %s (%s GiB): %s"):format(fmt.bytes(c.need), inst.gpu,
+    inst.gpu_memory_gib, c.fits and "fits" or ("does not fit, " .. fmt.bytes(c.need - c.gpu_bytes) .. " over"))
+  if r.cluster.nodes > 1 then
+    lines[#lines + 1] = ("  each rank moves %s a step over the network: at least %s at %d Gbps%s"):format(
+      fmt.bytes(c.network_bytes), fmt.duration(c.network_seconds), inst.network_gbps,
+      inst.gpudirect_rdma and "" or " (no GPUDirect RDMA: staged through host memory)")
+  end
+  return lines
 end
 
 Plan.__tostring = function(p) return M.format(p) end

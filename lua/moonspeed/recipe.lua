@@ -393,18 +393,24 @@ local function normalize(p)
   return (abs and "/" or "") .. table.concat(parts, "/")
 end
 
--- Finds the file a recipe's extend("x.lua") names.
+-- Finds the file a recipe's extend("x.lua") names: next to the recipe first,
+-- then in the recipes folder. Returns the path and whether it was found next
+-- to the recipe (near).
 local function resolve_base(name, from_file)
-  if name:sub(1, 1) == "/" then return normalize(name) end
-  local cands = { dirname(from_file) .. "/" .. name, recipes_dir() .. "/" .. name }
+  if name:sub(1, 1) == "/" then return normalize(name), true end
+  local near = { dirname(from_file) .. "/" .. name }
+  local far = { recipes_dir() .. "/" .. name }
   if not name:match("%.lua$") then
-    table.insert(cands, 2, dirname(from_file) .. "/" .. name .. ".lua")
-    cands[#cands + 1] = recipes_dir() .. "/" .. name .. ".lua"
+    near[2] = dirname(from_file) .. "/" .. name .. ".lua"
+    far[2] = recipes_dir() .. "/" .. name .. ".lua"
   end
-  for _, c in ipairs(cands) do
-    if exists(c) then return normalize(c) end
+  for _, c in ipairs(near) do
+    if exists(c) then return normalize(c), true end
   end
-  return nil, cands
+  for _, c in ipairs(far) do
+    if exists(c) then return normalize(c), false end
+  end
+  return nil
 end
 
 local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
@@ -412,6 +418,7 @@ local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", 
   "xpcall" }
 
 local load_file
+local loaded  -- while M.load runs: every file read, { path = ..., text = ... }, in order
 
 local function sandbox(file, idx, stack)
   local env = {}
@@ -455,7 +462,7 @@ local function sandbox(file, idx, stack)
     end
     local base_t, origin
     if type(base) == "string" then
-      local path = resolve_base(base, file)
+      local path, near = resolve_base(base, file)
       if not path then
         fail(call_site(), ("extend: cannot find the base recipe %q next to this file or in the recipes folder"):format(base))
       end
@@ -468,6 +475,9 @@ local function sandbox(file, idx, stack)
         end
       end
       base_t, origin = load_file(path, stack)
+      for _, f in ipairs(loaded or {}) do
+        if f.path == path and not f.from then f.from, f.name, f.near = file, base, near break end
+      end
     elseif type(base) == "table" then
       origin = {}
       check_layer(base, file, idx, origin)
@@ -494,6 +504,7 @@ function load_file(path, stack)
   stack = stack or {}
   local src, err = read_file(path)
   if not src then fail(nil, ("cannot read recipe %s"):format(err or path)) end
+  if loaded then loaded[#loaded + 1] = { path = path, text = src } end
   local idx = M.index(src, path)
   local sub = {}
   for i, p in ipairs(stack) do sub[i] = p end
@@ -546,6 +557,16 @@ function M.parse_override(text)
     fail(where, "expected section.key=value (e.g. train.lr=3e-4)")
   end
   local f = schema.field_by_path[key]
+  local map_path, map_key = key:match("^([%w_]+%.[%w_]+)%.(.+)$")
+  if not f and map_path and schema.field_by_path[map_path] and schema.field_by_path[map_path].type == "map" then
+    f = schema.field_by_path[map_path]   -- cluster.env.NCCL_DEBUG=INFO sets one entry of a map
+    local v = value:match('^"(.*)"$') or value:match("^'(.*)'$") or value
+    return f, { [map_key] = v }, true
+  end
+  if f and (f.type == "map" or f.type == "list") then
+    fail(where, ("%s is a %s: set it in the recipe file%s"):format(key, f.type == "map" and "table" or "list",
+      f.type == "map" and (", or one entry with " .. key .. ".NAME=value") or ""))
+  end
   if not f and not key:find(".", 1, true) then
     local named = schema.fields_named(key)
     if #named == 1 then
@@ -681,6 +702,7 @@ local function cross_check(r, at, explicit)
   end
   need(r.device == "cpu", "device",
     ('device = "%s" is not available in this release; use device = "cpu"'):format(r.device))
+  for _, p in ipairs(require("moonspeed.cluster").problems(r)) do need(false, p.path, p.msg) end
 end
 
 -- Resolves a merged recipe table: defaults, functions, checks. Returns a fresh table.
@@ -691,7 +713,7 @@ function M.resolve(t, origin, default_where)
     if s.name and type(r[s.name]) ~= "table" then r[s.name] = M.merge(schema.defaults()[s.name], {}) end
   end
   for _, f in ipairs(schema.fields) do
-    if get(r, f) == nil then set(r, f, f.default) end
+    if get(r, f) == nil then set(r, f, schema.default_of(f)) end
   end
   local function at(path) return origin[path] or default_where end
   resolve_functions(r, setmetatable({}, { __index = function(_, k) return at(k) end }))
@@ -704,16 +726,23 @@ function M.resolve(t, origin, default_where)
 end
 
 -- Loads a recipe file with command-line overrides (a list of "key=value").
--- Returns the resolved recipe and info { file, name, overrides, origin }.
+-- Returns the resolved recipe and info { file, name, overrides, origin, files }:
+-- files lists every file read ({ path, text }), the recipe first, then its bases,
+-- which also carry from (the file that extends them), name (as extend names
+-- them) and near (found next to that file rather than in the recipes folder).
 function M.load(path, overrides)
   overrides = overrides or {}
-  local t, origin = load_file(path)
+  loaded = {}
+  local ok, t, origin = pcall(load_file, path)
+  local files = loaded
+  loaded = nil
+  if not ok then error(t, 0) end
   t = M.merge({}, t)
   for _, text in ipairs(overrides) do
-    local f, v = M.parse_override(text)
+    local f, v, entry = M.parse_override(text)
     if f.section then
       t[f.section] = type(t[f.section]) == "table" and t[f.section] or {}
-      t[f.section][f.key] = v
+      t[f.section][f.key] = entry and M.merge(t[f.section][f.key] or {}, v) or v
     else
       t[f.key] = v
     end
@@ -724,7 +753,7 @@ function M.load(path, overrides)
   if name == "recipe" then  -- a run directory's resolved recipe: name it after the run's model
     name = r.model.name
   end
-  return r, { file = path, name = name, overrides = overrides, origin = origin }
+  return r, { file = path, name = name, overrides = overrides, origin = origin, files = files }
 end
 
 -- Loads a recipe given as a table (the REPL, specs): same checks, no file.
@@ -734,10 +763,10 @@ function M.from_table(t, overrides, label)
   check_layer(t, label, nil, origin)
   t = M.merge({}, t)
   for _, text in ipairs(overrides or {}) do
-    local f, v = M.parse_override(text)
+    local f, v, entry = M.parse_override(text)
     if f.section then
       t[f.section] = t[f.section] or {}
-      t[f.section][f.key] = v
+      t[f.section][f.key] = entry and M.merge(t[f.section][f.key] or {}, v) or v
     else
       t[f.key] = v
     end
@@ -754,6 +783,21 @@ end
 local lua_number = require("moonspeed.json").number
 
 local function lua_value(v)
+  if type(v) == "table" then  -- a map (keys sorted) or a list of maps
+    local parts = {}
+    if #v > 0 then
+      for i, x in ipairs(v) do parts[i] = lua_value(x) end
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for i, k in ipairs(keys) do
+        local name = k:match("^[%a_][%w_]*$") and k or ("[%s]"):format(lua_value(k))
+        parts[i] = ("%s = %s"):format(name, lua_value(v[k]))
+      end
+    end
+    return #parts == 0 and "{}" or ("{ " .. table.concat(parts, ", ") .. " }")
+  end
   if type(v) == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end
   if type(v) == "number" then return lua_number(v) end
   return tostring(v)

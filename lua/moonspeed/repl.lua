@@ -82,6 +82,9 @@ local function make_reader(input, output)
   }
 end
 
+-- Also the line reader of `moonspeed attach`.
+M.reader = make_reader
+
 local function pack(...) return { n = select("#", ...), ... } end
 
 -- Evaluates one complete chunk; prints its results or its error.

@@ -11,6 +11,8 @@
 --   "bool"   true or false
 --   "string" a string;   optional nonempty
 --   "enum"   a string from `values`
+--   "map"    a table of string keys to string values (labels, environment)
+--   "list"   a list of maps whose keys are in `item_keys` (tolerations)
 -- Sections are tables of fields; top-level scalars are fields of the root.
 -- Reserved sections are accepted only empty: their keys arrive in later releases.
 
@@ -142,6 +144,44 @@ M.sections = {
     { key = "resume", type = "string", nonempty = true, default = "auto",
       doc = "\"auto\": from the newest valid checkpoint in dir (damaged ones skipped), \"none\", or a checkpoint folder" },
   }),
+  section("cluster", "Where the job runs on Kubernetes (moonspeed k8s, moonspeed doctor, the planner)", {
+    { key = "name", type = "string", default = "",
+      doc = "the TrainJob's name (a DNS label: lowercase letters, digits, '-'); empty = the recipe's file name" },
+    { key = "nodes", type = "int", min = 1, max = 4096, default = 1,
+      doc = "pods (one per node) of the TrainJob" },
+    { key = "gpus_per_node", type = "int", min = 0, max = 64, default = 0,
+      doc = "ranks (one per GPU) in each pod; 0 = every GPU of cluster.instance" },
+    { key = "instance", type = "string", default = "",
+      doc = "the EC2 instance type of the nodes (lua/moonspeed/instances.lua): GPUs, EFA, network; empty = none named" },
+    { key = "image", type = "string", default = "",
+      doc = "the container image holding moonspeed (k8s/Dockerfile); needed by moonspeed k8s" },
+    { key = "namespace", type = "string", nonempty = true, default = "default",
+      doc = "the Kubernetes namespace of the TrainJob and its ConfigMap" },
+    { key = "runtime", type = "string", nonempty = true, default = "moonspeed",
+      doc = "the name of the (Cluster)TrainingRuntime emitted with the job" },
+    { key = "runtime_scope", type = "enum", values = { "cluster", "namespace" }, default = "cluster",
+      doc = "cluster: a ClusterTrainingRuntime; namespace: a TrainingRuntime in cluster.namespace" },
+    { key = "node_selector", type = "map", default = {},
+      doc = "labels a node must carry (e.g. node.kubernetes.io/instance-type); the instance type is added when named" },
+    { key = "tolerations", type = "list", default = {},
+      item_keys = { key = "string", operator = "string", value = "string", effect = "string",
+                    tolerationSeconds = "int" },
+      doc = "taints the pods tolerate: { { key = \"nvidia.com/gpu\", operator = \"Exists\", effect = \"NoSchedule\" } }" },
+    { key = "hugepages", type = "string", nonempty = true, default = "auto",
+      doc = "2 MiB hugepages per pod (a quantity like \"5120Mi\"); auto = 5120Mi on EFA instances, else none; \"0\" = none" },
+    { key = "shm_size", type = "string", nonempty = true, default = "16Gi",
+      doc = "size of /dev/shm (a memory-backed emptyDir; counts against the pod's memory)" },
+    { key = "cpu", type = "string", nonempty = true, default = "auto",
+      doc = "CPU request and limit per pod; auto = 90% of the instance's vCPUs (room for the node's daemons)" },
+    { key = "memory", type = "string", nonempty = true, default = "auto",
+      doc = "memory request and limit per pod; auto = 85% of the instance's RAM" },
+    { key = "checkpoint_pvc", type = "string", default = "",
+      doc = "a PersistentVolumeClaim mounted in every pod for checkpoints; empty = none" },
+    { key = "checkpoint_mount", type = "string", nonempty = true, default = "/checkpoints",
+      doc = "where cluster.checkpoint_pvc is mounted" },
+    { key = "env", type = "map", default = {},
+      doc = "extra environment of the training container (PET_* are the runtime's and refused)" },
+  }),
   section("log", "What a run reports", {
     { key = "every", type = "int", min = 1, max = 1e9, default = 10,
       doc = "steps between progress lines when the output is not a terminal" },
@@ -163,7 +203,6 @@ M.sections = {
 -- Sections accepted only empty in this release.
 M.reserved = {
   { name = "offload", doc = "moving optimizer state and parameters to host memory" },
-  { name = "cluster", doc = "nodes, GPUs per node and the Kubernetes layout" },
 }
 
 M.section_by_name = {}
@@ -222,6 +261,13 @@ function M.allowed(f)
     return "true or false"
   elseif f.type == "string" then
     return f.nonempty and "a non-empty string" or "a string"
+  elseif f.type == "map" then
+    return "a table of string keys to string values"
+  elseif f.type == "list" then
+    local keys = {}
+    for k in pairs(f.item_keys) do keys[#keys + 1] = k end
+    table.sort(keys)
+    return "a list of tables with keys " .. table.concat(keys, ", ")
   end
   local what = f.type == "int" and "an integer" or "a number"
   local lo, hi
@@ -247,8 +293,49 @@ function M.describe(v)
   return "a " .. t
 end
 
+-- A map or list field's problem (nil when fine): names the entry at fault.
+local function check_table(f, v)
+  if type(v) ~= "table" or getmetatable(v) then
+    return ("%s must be %s, got %s"):format(f.path, M.allowed(f), M.describe(v))
+  end
+  if f.type == "map" then
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or k == "" then
+        return ("%s must be %s; found the key %s"):format(f.path, M.allowed(f), M.describe(k))
+      end
+      if type(x) ~= "string" then
+        return ("%s.%s must be a string, got %s"):format(f.path, k, M.describe(x))
+      end
+    end
+    return nil
+  end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  if n ~= #v then return ("%s must be a list (entries 1..n), not a table of named keys"):format(f.path) end
+  for i, item in ipairs(v) do
+    local at = ("%s[%d]"):format(f.path, i)
+    if type(item) ~= "table" then return ("%s must be a table, got %s"):format(at, M.describe(item)) end
+    for k, x in pairs(item) do
+      local want = type(k) == "string" and f.item_keys[k]
+      if not want then
+        local keys = {}
+        for name in pairs(f.item_keys) do keys[#keys + 1] = name end
+        table.sort(keys)
+        return ("%s has an unknown key %s; allowed: %s"):format(at, tostring(k), table.concat(keys, ", "))
+      end
+      local ok = (want == "string" and type(x) == "string")
+        or (want == "int" and type(x) == "number" and x == math.floor(x))
+      if not ok then
+        return ("%s.%s must be %s, got %s"):format(at, k, want == "int" and "an integer" or "a string", M.describe(x))
+      end
+    end
+  end
+  return nil
+end
+
 -- Checks one value against its field. Returns nil when fine, else the reason.
 function M.check(f, v)
+  if f.type == "map" or f.type == "list" then return check_table(f, v) end
   local t = type(v)
   local ok
   if f.type == "int" then
@@ -279,13 +366,22 @@ function M.defaults()
   for _, s in ipairs(M.sections) do
     local into = r
     if s.name then into = {}; r[s.name] = into end
-    for _, f in ipairs(s.fields) do into[f.key] = f.default end
+    for _, f in ipairs(s.fields) do into[f.key] = M.default_of(f) end
   end
   return r
 end
 
+-- A field's default (a fresh table for maps and lists).
+function M.default_of(f)
+  if type(f.default) ~= "table" then return f.default end
+  local c = {}
+  for k, v in pairs(f.default) do c[k] = v end
+  return c
+end
+
 local function fmtdefault(f)
   local v = f.default
+  if type(v) == "table" then return "{}" end
   if type(v) == "string" then return ("%q"):format(v) end
   if type(v) == "number" then return fmtnum(v) end
   return tostring(v)

@@ -16,12 +16,16 @@ local decls = {
   "int clock_gettime(int clk, struct ms_lua_timespec *ts);",
   "char *strerror(int errnum);",
   "int rmdir(const char *path);",
+  "struct ms_lua_rlimit { uint64_t cur; uint64_t max; };",
+  "int getrlimit(int resource, struct ms_lua_rlimit *rlim);",
+  -- glibc's struct statvfs on 64-bit Linux (112 bytes; a spec checks it)
+  "struct ms_lua_statvfs { unsigned long bsize, frsize; uint64_t blocks, bfree, bavail, files, ffree, favail; unsigned long fsid, flag, namemax; int spare[6]; };",
+  "int statvfs(const char *path, struct ms_lua_statvfs *buf);",
   "typedef struct ms_lua_dir ms_lua_dir;",
+  "struct ms_lua_dirent { uint64_t ino; int64_t off; uint16_t reclen; uint8_t type; char name[256]; };",
   "ms_lua_dir *opendir(const char *path);",
-  "int closedir(ms_lua_dir *d);",
-  -- glibc's struct dirent on 64-bit Linux
-  "struct ms_lua_dirent { uint64_t d_ino; int64_t d_off; uint16_t d_reclen; uint8_t d_type; char d_name[256]; };",
-  "struct ms_lua_dirent *readdir(ms_lua_dir *d);",
+  "struct ms_lua_dirent *readdir(ms_lua_dir *dir);",
+  "int closedir(ms_lua_dir *dir);",
 }
 for _, d in ipairs(decls) do pcall(ffi.cdef, d) end
 
@@ -74,22 +78,6 @@ end
 
 function M.rmdir(path) return C.rmdir(path) == 0 end
 
--- The names in a folder (without . and ..), sorted; nil and why when it cannot be read.
-function M.list_dir(path)
-  local d = C.opendir(path)
-  if d == nil then return nil, ("%s: %s"):format(path, ffi.string(C.strerror(ffi.errno()))) end
-  local names = {}
-  while true do
-    local ent = C.readdir(d)
-    if ent == nil then break end
-    local n = ffi.string(ent.d_name)
-    if n ~= "." and n ~= ".." then names[#names + 1] = n end
-  end
-  C.closedir(d)
-  table.sort(names)
-  return names
-end
-
 function M.nproc()
   local n = tonumber(C.sysconf(SC_NPROCESSORS_ONLN))
   return (n and n > 0) and n or 1
@@ -124,6 +112,38 @@ function M.cpu_mhz()
   local s = f:read("*a")
   f:close()
   return tonumber(s:match("cpu MHz%s*:%s*([%d%.]+)"))
+end
+
+local RLIMIT_MEMLOCK = 8
+-- The soft limit on locked memory in bytes (math.huge when unlimited), or nil.
+function M.memlock()
+  local r = ffi.new("struct ms_lua_rlimit")
+  if C.getrlimit(RLIMIT_MEMLOCK, r) ~= 0 then return nil end
+  if r.cur == ffi.cast("uint64_t", -1) then return math.huge end
+  return tonumber(r.cur)
+end
+
+-- The size in bytes of the file system holding path, or nil and a message.
+function M.fs_size(path)
+  local st = ffi.new("struct ms_lua_statvfs")
+  if C.statvfs(path, st) ~= 0 then return nil, ffi.string(C.strerror(ffi.errno())) end
+  return tonumber(st.blocks) * tonumber(st.frsize)
+end
+
+-- The names in a folder (without . and ..), sorted; {} when it cannot be read.
+function M.list_dir(path)
+  local d = C.opendir(path)
+  if d == nil then return {} end
+  local out = {}
+  while true do
+    local e = C.readdir(d)
+    if e == nil then break end
+    local name = ffi.string(e.name)
+    if name ~= "." and name ~= ".." then out[#out + 1] = name end
+  end
+  C.closedir(d)
+  table.sort(out)
+  return out
 end
 
 function M.read_file(path)
