@@ -298,24 +298,15 @@ float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
     return t->init_std * ms_rng_normal(ms_rng_key(seed, MS_STREAM_INIT), (uint64_t)index, t->id);
 }
 
-void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
-    for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
-        int64_t owned = un->hi - un->lo;
-        memset(un->master, 0, (size_t)owned * sizeof(float));
-        /* each tensor's part of the owned range [lo, hi) */
-        for (int i = un->first; i < un->first + un->count; i++) {
-            const ms_tensor *t = &m->tensors[i];
-            int64_t from = t->offset > un->lo ? t->offset : un->lo;
-            int64_t to = t->offset + t->numel < un->hi ? t->offset + t->numel : un->hi;
-            float *dst = un->master - un->lo;
-            #pragma omp parallel for schedule(static)
-            for (int64_t e = from; e < to; e++) dst[e] = ms_tensor_init_value(t, seed, e - t->offset);
-        }
-        d->zero(d, un->m, owned * 4);
-        d->zero(d, un->v, owned * 4);
-        if (un->grads_home) d->zero(d, un->grads_home, un->padded * 4);
-        if (un->split.shard_grads) d->zero(d, un->grads_owned, owned * 4);
+void ms_model_init_values(const ms_model *m, int u, uint64_t seed, int64_t from, int64_t n, float *out) {
+    const ms_unit *un = &m->units[u];
+    memset(out, 0, (size_t)n * sizeof(float)); /* padding stays zero */
+    for (int i = un->first; i < un->first + un->count; i++) {
+        const ms_tensor *t = &m->tensors[i];
+        int64_t lo = t->offset > from ? t->offset : from;
+        int64_t hi = t->offset + t->numel < from + n ? t->offset + t->numel : from + n;
+        #pragma omp parallel for schedule(static)
+        for (int64_t e = lo; e < hi; e++) out[e - from] = ms_tensor_init_value(t, seed, e - t->offset);
     }
 }
 

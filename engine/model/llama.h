@@ -129,12 +129,13 @@ void ms_model_free(ms_model *m);
 /* Declare every buffer of the model through a layout pass (see core/arena.h). */
 void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l);
 
-/* Meta init: write the initial value of every element this rank owns into
- * the master buffers, each a pure function of (seed, tensor id, element
- * index), and zero moments and gradients. The compute copy is refreshed by
- * the caller (zero/zero.h), as after an optimizer step. */
-void ms_model_init(ms_model *m, ms_device *d, uint64_t seed);
-/* Initial value of one element (what ms_model_init writes). */
+/* Meta init: the initial values of elements [from, from + n) of unit u's flat
+ * buffer into out (host memory), each a pure function of (seed, tensor id,
+ * element index), zeros in the padding. The engine stages them onto the
+ * device chunk by chunk; the compute copy is refreshed by the caller
+ * (zero/zero.h), as after an optimizer step. */
+void ms_model_init_values(const ms_model *m, int u, uint64_t seed, int64_t from, int64_t n, float *out);
+/* Initial value of one element (what ms_model_init_values writes). */
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index);
 
 /* The schedule is phrased in units, so that ZeRO can gather a unit's
