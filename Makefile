@@ -112,6 +112,10 @@ $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
 $(BUILD)/spec-gpu: $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a $(STATIC_LIBS) $(LDLIBS)
 
+# The attention workbench (kernels/bench/attention.c; NOTES.md there).
+$(BUILD)/bench-attention: $(BUILD)/obj/kernels/bench/attention.o $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
+
 ifeq ($(NVCC),)
 test-gpu:
 	@echo "test-gpu: nvcc not found; the GPU specs need the CUDA backend (install the CUDA toolkit)" >&2; exit 1

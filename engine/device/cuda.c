@@ -49,7 +49,7 @@ typedef struct cuda_impl {
     void *scr[SCR_N];
     int64_t scr_bytes[SCR_N];
     gemm_plan plans[GEMM_PLANS]; /* per shape, filled on first use */
-    int n_plans;
+    int n_plans, next_evict;
     ms_status err;
 } cuda_impl;
 
@@ -210,12 +210,17 @@ static gemm_plan *gemm_plan_for(ms_device *d, int ta, int tb, int64_t m, int64_t
     int64_t key[12] = {ta, tb, m, n, k, at, lda, bt, ldb, ct, ldc, 1};
     for (int i = 0; i < c->n_plans; i++)
         if (memcmp(c->plans[i].key, key, sizeof key) == 0) return &c->plans[i];
+    /* a full table (generation grows T one token at a time) recycles its slots in turn */
+    int slot = c->n_plans < GEMM_PLANS ? c->n_plans : c->next_evict;
+    gemm_plan *g = &c->plans[slot];
     if (c->n_plans == GEMM_PLANS) {
-        latch(d, ms_fail(MS_ERR_INTERNAL, "cuda: more than %d matmul shapes; raise GEMM_PLANS in device/cuda.c",
-                         GEMM_PLANS));
-        return NULL;
+        c->next_evict = (c->next_evict + 1) % GEMM_PLANS;
+        cublasLtMatrixLayoutDestroy(g->lc);
+        cublasLtMatrixLayoutDestroy(g->lb);
+        cublasLtMatrixLayoutDestroy(g->la);
+        cublasLtMatmulDescDestroy(g->op);
+        c->n_plans--;
     }
-    gemm_plan *g = &c->plans[c->n_plans];
     memset(g, 0, sizeof *g);
     cublasLtMatmulPreference_t pref = NULL;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
