@@ -129,23 +129,39 @@ static int run(shape s) {
     CK(cudaEventCreate(&ev[0]));
     CK(cudaEventCreate(&ev[1]));
     float tf[10], tb[10];
-    for (int r = -3; r < 10; r++) {
-        float ms_f, ms_b;
-        CK(cudaEventRecord(ev[0], st));
-        CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
-        CK(cudaEventRecord(ev[1], st));
-        CK(cudaEventSynchronize(ev[1]));
-        CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
-        CK(cudaEventRecord(ev[0], st));
-        CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV, hd));
-        CK(cudaEventRecord(ev[1], st));
-        CK(cudaEventSynchronize(ev[1]));
-        CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
-        if (r >= 0) tf[r] = ms_f, tb[r] = ms_b;
+    double f = 4.0 * B * H * (double)T * T / 2 * hd;
+    /* variants first (nw warps per forward / dq block), then the engine's default */
+    for (int nw = 4; nw <= 8 + 1; nw += 4) {
+        int dflt = nw > 8;
+        for (int r = -3; r < 10; r++) {
+            float ms_f, ms_b;
+            CK(cudaEventRecord(ev[0], st));
+            if (dflt) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
+            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, nw));
+            CK(cudaEventRecord(ev[1], st));
+            CK(cudaEventSynchronize(ev[1]));
+            CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
+            CK(cudaEventRecord(ev[0], st));
+            if (dflt)
+                CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV,
+                                      hd));
+            else
+                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, nw));
+            CK(cudaEventRecord(ev[1], st));
+            CK(cudaEventSynchronize(ev[1]));
+            CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
+            if (r >= 0) tf[r] = ms_f, tb[r] = ms_b;
+        }
+        qsort(tf, 10, sizeof(float), cmp_float);
+        qsort(tb, 10, sizeof(float), cmp_float);
+        if (!dflt)
+            printf("variant nw=%d B=%d T=%d H=%d KV=%d hd=%d: fwd %.3f ms %.0f TFLOP/s, bwd (dq part) %.3f ms %.0f TFLOP/s\n",
+                   nw, B, T, H, KV, hd, (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, (tb[4] + tb[5]) / 2,
+                   2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9);
     }
     qsort(tf, 10, sizeof(float), cmp_float);
     qsort(tb, 10, sizeof(float), cmp_float);
-    double f = 4.0 * B * H * (double)T * T / 2 * hd, mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
+    double mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
     printf("BENCH flash B=%d T=%d H=%d KV=%d hd=%d%s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s; "
            "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e%s\n",
            B, T, H, KV, hd, s.docs ? " docs" : "", mf, f / mf / 1e9, mb, 2.5 * f / mb / 1e9, e[0], e[1], e[2], e[3],

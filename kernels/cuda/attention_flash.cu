@@ -37,6 +37,13 @@ __device__ __forceinline__ int swz(int row, int col) {
     return row * HD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
 
+/* 2^x on the special-function unit (2^-inf = 0); the softmax's only transcendental */
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
@@ -243,13 +250,13 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
         }
         float na = fmaxf(ma, quad_max(xa) * scale_log2), nb = fmaxf(mb, quad_max(xb) * scale_log2);
         float ba = na == -INFINITY ? 0.0f : na, bb = nb == -INFINITY ? 0.0f : nb;
-        float ca = exp2f(ma - ba), cb = exp2f(mb - bb), sa = 0.0f, sb = 0.0f;
+        float ca = ex2(ma - ba), cb = ex2(mb - bb), sa = 0.0f, sb = 0.0f;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            s[n][0] = exp2f(s[n][0] * scale_log2 - ba);
-            s[n][1] = exp2f(s[n][1] * scale_log2 - ba);
-            s[n][2] = exp2f(s[n][2] * scale_log2 - bb);
-            s[n][3] = exp2f(s[n][3] * scale_log2 - bb);
+            s[n][0] = ex2(s[n][0] * scale_log2 - ba);
+            s[n][1] = ex2(s[n][1] * scale_log2 - ba);
+            s[n][2] = ex2(s[n][2] * scale_log2 - bb);
+            s[n][3] = ex2(s[n][3] * scale_log2 - bb);
             sa += s[n][0] + s[n][1];
             sb += s[n][2] + s[n][3];
         }
@@ -338,7 +345,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int key = k0 + n * 8 + 2 * ti + (e & 1), row = e < 2 ? ra : rb, f = e < 2 ? fa : fb;
-                float p = exp2f(s[n][e] * scale_log2 - (e < 2 ? La : Lb));
+                float p = ex2(s[n][e] * scale_log2 - (e < 2 ? La : Lb));
                 if (masked && (key > row || key < f)) p = 0.0f;
                 s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
             }
@@ -416,7 +423,7 @@ __global__ void __launch_bounds__(128) flash_dkdv_k(bf16 *dk, bf16 *dv, const bf
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int r = n * 8 + 2 * ti + (e & 1), key = e < 2 ? ca : cb;
-                float p = exp2f(s[n][e] * scale_log2 - Ls[buf][r]);
+                float p = ex2(s[n][e] * scale_log2 - Ls[buf][r]);
                 if (masked && (t0 + r < key || t0 + r >= T || Fs[buf][r] > key)) p = 0.0f;
                 s[n][e] = p;
             }
@@ -439,32 +446,30 @@ int allow_smem(K kernel, int bytes) {
     return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-constexpr int FWD_WARPS = 4, DQ_WARPS = 4;
-
-template <int HD>
+template <int HD, int NW>
 int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
         int B, int T, int H, int KV) {
-    constexpr int BM = 16 * FWD_WARPS;
+    constexpr int BM = 16 * NW;
     int smem = (BM + 4 * BN) * HD * 2;
-    auto kern = flash_fwd_k<HD, FWD_WARPS>;
+    auto kern = flash_fwd_k<HD, NW>;
     int e = allow_smem(kern, smem);
     if (e) return e;
     dim3 grid((T + BM - 1) / BM, H, B);
-    kern<<<grid, FWD_WARPS * 32, smem, s>>>(out, lse, q, k, v, doc, T, H, KV, LOG2E / sqrtf((float)HD));
+    kern<<<grid, NW * 32, smem, s>>>(out, lse, q, k, v, doc, T, H, KV, LOG2E / sqrtf((float)HD));
     return launched();
 }
 
-template <int HD>
+template <int HD, int NW>
 int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
         const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV) {
     float scale = 1.0f / sqrtf((float)HD), sl = scale * LOG2E;
-    constexpr int BM = 16 * DQ_WARPS;
+    constexpr int BM = 16 * NW;
     int smem_dq = (2 * BM + 4 * BN) * HD * 2;
-    auto kq = flash_dq_k<HD, DQ_WARPS>;
+    auto kq = flash_dq_k<HD, NW>;
     int e = allow_smem(kq, smem_dq);
     if (e) return e;
-    kq<<<dim3((T + BM - 1) / BM, H, B), DQ_WARPS * 32, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV,
-                                                                     scale, sl);
+    kq<<<dim3((T + BM - 1) / BM, H, B), NW * 32, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
+                                                               sl);
     if ((e = launched())) return e;
     int smem_kv = (2 * 64 + 4 * BN) * HD * 2;
     auto kk = flash_dkdv_k<HD>;
@@ -479,23 +484,39 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
     return bf16f && (hd == 64 || hd == 128) && KV >= 1 && H % KV == 0;
 }
 
+/* Warps per block of the forward and dq kernels (16 query rows each): the
+ * workbench times 4 and 8; the engine runs FLASH_WARPS. */
+#define FLASH_WARPS 8
+
+extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
+                                 const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int nw) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nw != 4 && nw != 8)) return (int)cudaErrorInvalidValue;
+    if (B == 0 || T == 0) return 0;
+#define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
+    if (hd == 64) return nw == 4 ? fwd<64, 4>(ARGS) : fwd<64, 8>(ARGS);
+    return nw == 4 ? fwd<128, 4>(ARGS) : fwd<128, 8>(ARGS);
+#undef ARGS
+}
+
+extern "C" int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                                 const void *k, const void *v, const float *lse, const float *delta,
+                                 const int32_t *doc, int B, int T, int H, int KV, int hd, int nw) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nw != 4 && nw != 8)) return (int)cudaErrorInvalidValue;
+    if (B == 0 || T == 0) return 0;
+#define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
+             (const bf16 *)v, lse, delta, doc, B, T, H, KV
+    if (hd == 64) return nw == 4 ? bwd<64, 4>(ARGS) : bwd<64, 8>(ARGS);
+    return nw == 4 ? bwd<128, 4>(ARGS) : bwd<128, 8>(ARGS);
+#undef ARGS
+}
+
 extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *doc, int B, int T, int H, int KV, int hd) {
-    if (!cuda_flash_supported(1, hd, H, KV)) return (int)cudaErrorInvalidValue;
-    if (B == 0 || T == 0) return 0;
-    if (hd == 64)
-        return fwd<64>(s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV);
-    return fwd<128>(s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV);
+    return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FLASH_WARPS);
 }
 
 extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc,
                               int B, int T, int H, int KV, int hd) {
-    if (!cuda_flash_supported(1, hd, H, KV)) return (int)cudaErrorInvalidValue;
-    if (B == 0 || T == 0) return 0;
-#define ARGS (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
-             (const bf16 *)v, lse, delta, doc, B, T, H, KV
-    if (hd == 64) return bwd<64>(s, ARGS);
-    return bwd<128>(s, ARGS);
-#undef ARGS
+    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, FLASH_WARPS);
 }
