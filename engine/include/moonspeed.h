@@ -84,7 +84,8 @@ typedef struct ms_train_config {
     float eps;
     float weight_decay;      /* decoupled; not applied to norms and embeddings */
     float clip;              /* global-norm clip threshold; 0 = off */
-    int32_t checkpoint_activations; /* 1: keep block inputs, recompute in backward */
+    int32_t checkpoint_activations; /* 0: keep what backward needs; 1: keep block inputs, recompute blocks
+                                       in backward; 2: selective: recompute only the norms and SwiGLU */
     int32_t eval_batches;    /* micro-batches per evaluation */
     uint64_t seed;           /* init and data order */
 } ms_train_config;

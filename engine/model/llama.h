@@ -75,7 +75,9 @@ typedef struct ms_unit {
 
 /* What one block's forward keeps for its backward. Under activation
  * checkpointing only x is per block; the rest is one shared set that the
- * recompute before each block's backward refills. N = B*T rows. */
+ * recompute before each block's backward refills. Under selective
+ * checkpointing xn1, xn2 and h (cheap to recompute: two norms and SwiGLU) are
+ * that shared set and the rest is per block. N = B*T rows. */
 typedef struct ms_block_acts {
     void *x;             /* (N, D) block input: the residual stream */
     void *xn1;           /* (N, D) rms(x) */
@@ -95,7 +97,8 @@ typedef struct ms_model {
     int32_t B, T;        /* micro-batch shape the buffers hold */
     int32_t head_dim;
     int32_t chunk;       /* LM-head rows per chunk */
-    int32_t checkpoint;  /* activation checkpointing */
+    int32_t checkpoint;  /* activation checkpointing: blocks recomputed in backward */
+    int32_t selective;   /* selective checkpointing: only norms and SwiGLU recomputed */
     int32_t doc_mask;    /* attention stays within documents (doc_start is filled) */
     int32_t bos;         /* the token that starts a document */
     int32_t n_units, n_tensors;

@@ -172,7 +172,8 @@ function M.format(p, title, machine)
     local tokens = r.train.batch * r.train.seq_len
     out[#out + 1] = ("  %d units; %s training FLOP/token; %d tokens/step (batch %d x seq_len %d, micro_batch %d%s)"):format(
       p.n_units, fmt.si(p.flops_per_token), tokens, r.train.batch, r.train.seq_len, r.train.micro_batch,
-      r.train.checkpoint_activations and ", activation checkpointing" or "")
+      r.train.checkpoint_activations and ", activation checkpointing"
+        or (r.train.selective_checkpoint and ", selective checkpointing" or ""))
     if p.world_size > 1 or p.zero_stage > 0 then
       out[#out + 1] = ("  per rank of %d, ZeRO stage %d"):format(p.world_size, p.zero_stage)
     end
