@@ -130,14 +130,14 @@ static int run(shape s) {
     CK(cudaEventCreate(&ev[1]));
     float tf[10], tb[10];
     double f = 4.0 * B * H * (double)T * T / 2 * hd;
-    /* variants first (nw warps per forward / dq block), then the engine's default */
-    for (int nw = 4; nw <= 8 + 1; nw += 4) {
-        int dflt = nw > 8;
+    /* the block-shape variants, each checked and timed; then the engine's default (a = -1) */
+    for (int a = 0; a <= 4; a++) {
+        int dflt = a == 4, nw = a & 1 ? 8 : 4, keys = a & 2 ? 128 : 64, wq = nw, wk = keys == 128 ? 8 : 4;
         for (int r = -3; r < 10; r++) {
             float ms_f, ms_b;
             CK(cudaEventRecord(ev[0], st));
             if (dflt) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
-            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, nw));
+            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, nw, keys));
             CK(cudaEventRecord(ev[1], st));
             CK(cudaEventSynchronize(ev[1]));
             CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
@@ -146,7 +146,8 @@ static int run(shape s) {
                 CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV,
                                       hd));
             else
-                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, nw));
+                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, wq,
+                                     wk));
             CK(cudaEventRecord(ev[1], st));
             CK(cudaEventSynchronize(ev[1]));
             CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
@@ -154,13 +155,16 @@ static int run(shape s) {
         }
         qsort(tf, 10, sizeof(float), cmp_float);
         qsort(tb, 10, sizeof(float), cmp_float);
-        if (!dflt)
-            printf("variant nw=%d B=%d T=%d H=%d KV=%d hd=%d: fwd %.3f ms %.0f TFLOP/s, bwd (dq part) %.3f ms %.0f TFLOP/s\n",
-                   nw, B, T, H, KV, hd, (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, (tb[4] + tb[5]) / 2,
-                   2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9);
+        if (!dflt) {
+            double w = fmax(fmax(rel(o[1], o[0], nq, 1), rel(dq[1], dq[0], nq, 1)),
+                            fmax(rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)));
+            bad |= !(w <= 1e-2);
+            printf("variant fwd %d warps x %d keys: %.3f ms %.0f TFLOP/s | bwd dq %d warps, dk/dv %d warps: %.3f ms "
+                   "%.0f TFLOP/s | worst rel err %.1e%s\n",
+                   nw, keys, (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, wq, wk, (tb[4] + tb[5]) / 2,
+                   2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
+        }
     }
-    qsort(tf, 10, sizeof(float), cmp_float);
-    qsort(tb, 10, sizeof(float), cmp_float);
     double mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
     printf("BENCH flash B=%d T=%d H=%d KV=%d hd=%d%s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s; "
            "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e%s\n",

@@ -7,7 +7,6 @@
 # what the GPU machine lacks into an ignored folder and carry it:
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/lua data/kjv/*.bin
 # Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers;
-# CKPT=true runs the engine's 1B step with activation checkpointing.
 set -u
 OUT=${OUT:-/tmp}
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
@@ -37,13 +36,17 @@ echo "==== 1B shape"
 for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
 python3 kernels/bench/random_shard.py /tmp/r1b-train.bin 128256 1000000 && python3 kernels/bench/random_shard.py /tmp/r1b-val.bin 128256 50000 1
-rm -rf /tmp/r1b
-timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=1 train.micro_batch=1 train.steps=10 \
-  train.warmup=2 train.checkpoint_activations=${CKPT:-false} train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 \
-  log.every=1 data.train=/tmp/r1b-train.bin data.val=/tmp/r1b-val.bin --run-dir /tmp/r1b >$OUT/engine1b.log 2>&1 || tail -5 $OUT/engine1b.log
-grep -o '"tokens_per_s":[0-9.]*' /tmp/r1b/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
-  awk '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=1 T=4096, median of steps 4-10): %.0f tokens/s\n", $1 }' | tee -a $OUT/bench.log
-grep -E "^(done|step 10)" $OUT/engine1b.log
+for mode in plain selective; do
+  rm -rf /tmp/r1b
+  timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=1 train.micro_batch=1 train.steps=10 \
+    train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
+    train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=/tmp/r1b-train.bin \
+    data.val=/tmp/r1b-val.bin --run-dir /tmp/r1b >$OUT/engine1b-$mode.log 2>&1 || tail -5 $OUT/engine1b-$mode.log
+  grep -o '"tokens_per_s":[0-9.]*' /tmp/r1b/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
+    awk -v m=$mode '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=1 T=4096, %s, median of steps 4-10): %.0f tokens/s\n", m, $1 }' |
+    tee -a $OUT/bench.log
+  grep -E "^done" $OUT/engine1b-$mode.log
+done
 [ "${PEER:-1}" = 1 ] && PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 2>&1 | tail -1 | tee -a $OUT/bench.log
 [ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
 echo "==== table"
@@ -59,7 +62,7 @@ awk '
                                    else printf "%-36s %6s %18s\n", k, ff[k], fb[k] } }' $OUT/bench.log
 grep -E "^BENCH (matmul|attention|llama|torch|engine)" $OUT/bench.log | sed 's/^BENCH //'
 awk '/^BENCH llama/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") bk = $(i-1) }
-     /^BENCH engine/ { eng = $(NF-1) }
+     /^BENCH engine.*plain/ { eng = $(NF-1) }
      /^BENCH torch/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") { t = $(i-1); if (t > best) best = t } }
      END { if (best) { if (eng) printf "1B step: moonspeed run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", eng, best, eng / best
                        if (bk) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best } }' $OUT/bench.log

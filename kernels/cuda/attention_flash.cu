@@ -106,7 +106,7 @@ __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
-/* A fragments of the 16 x 16 slab ks of a 16 x 64 accumulator (8 n-tiles). */
+/* A fragments of the 16 x 16 slab ks of a 16 x N accumulator (N / 8 n-tiles). */
 __device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*s)[4], int ks) {
     a[0] = pack(s[2 * ks][0], s[2 * ks][1]);
     a[1] = pack(s[2 * ks][2], s[2 * ks][3]);
@@ -114,15 +114,15 @@ __device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*s)[4], int k
     a[3] = pack(s[2 * ks + 1][2], s[2 * ks + 1][3]);
 }
 
-/* acc (16 x 64, 8 n-tiles) += A-tile rows r0.. (16 x HD) times B-tile^T (64 x HD stored [n][k]). */
-template <int HD>
+/* acc (16 x N, N / 8 n-tiles) += A-tile rows r0.. (16 x HD) times B-tile^T (N x HD stored [n][k]). */
+template <int HD, int N>
 __device__ __forceinline__ void mm_abt(float (*acc)[4], const bf16 *A, int r0, const bf16 *Bn) {
 #pragma unroll
     for (int ks = 0; ks < HD / 16; ks++) {
         uint32_t a[4];
         frag_a<HD>(a, A, r0, ks * 16);
 #pragma unroll
-        for (int np = 0; np < 4; np++) {
+        for (int np = 0; np < N / 16; np++) {
             uint32_t b[4];
             frag_b<HD>(b, Bn, np * 16, ks * 16);
             mma(acc[2 * np], a, b[0], b[1]);
@@ -131,11 +131,11 @@ __device__ __forceinline__ void mm_abt(float (*acc)[4], const bf16 *A, int r0, c
     }
 }
 
-/* acc (16 x HD) += P (16 x 64, accumulator registers) times B-tile (64 x HD stored [k][n]). */
-template <int HD>
+/* acc (16 x HD) += P (16 x N, accumulator registers) times B-tile (N x HD stored [k][n]). */
+template <int HD, int N>
 __device__ __forceinline__ void mm_pb(float (*acc)[4], const float (*p)[4], const bf16 *Bk) {
 #pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
+    for (int ks = 0; ks < N / 16; ks++) {
         uint32_t a[4];
         acc_to_a(a, p, ks);
 #pragma unroll
@@ -189,13 +189,13 @@ __device__ __forceinline__ void store_rows(bf16 *g, int64_t ld, const float (*ac
 
 /* ---- forward ---------------------------------------------------------------- */
 
-template <int HD, int NW>
+template <int HD, int NW, int KN>
 __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                                        const bf16 *v, const int32_t *doc, int T, int H, int KV,
                                                        float scale_log2) {
     constexpr int BM = 16 * NW;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + BM * HD, *Vs = Ks + 2 * BN * HD;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + BM * HD, *Vs = Ks + 2 * KN * HD;
     __shared__ int first_sh;
     int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
     int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* the longest rows first */
@@ -206,11 +206,11 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
     int ra = q0 + w * 16 + gi, rb = ra + 8;
     int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
     int lo = block_first(doc, b, T, q0, BM, &first_sh);
-    int kt_lo = lo / BN, kt_hi = (min(q0 + BM, T) - 1) / BN;
+    int kt_lo = lo / KN, kt_hi = (min(q0 + BM, T) - 1) / KN;
 
     load_tile<HD>(Qs, qb, ldq, q0, BM, T);
-    load_tile<HD>(Ks, kb, ldk, kt_lo * BN, BN, T);
-    load_tile<HD>(Vs, vb, ldk, kt_lo * BN, BN, T);
+    load_tile<HD>(Ks, kb, ldk, kt_lo * KN, KN, T);
+    load_tile<HD>(Vs, vb, ldk, kt_lo * KN, KN, T);
     cp_commit();
     float o[HD / 8][4], ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
 #pragma unroll
@@ -219,23 +219,23 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         int buf = (kt - kt_lo) & 1;
         if (kt < kt_hi) {
-            load_tile<HD>(Ks + (buf ^ 1) * BN * HD, kb, ldk, (kt + 1) * BN, BN, T);
-            load_tile<HD>(Vs + (buf ^ 1) * BN * HD, vb, ldk, (kt + 1) * BN, BN, T);
+            load_tile<HD>(Ks + (buf ^ 1) * KN * HD, kb, ldk, (kt + 1) * KN, KN, T);
+            load_tile<HD>(Vs + (buf ^ 1) * KN * HD, vb, ldk, (kt + 1) * KN, KN, T);
             cp_commit();
             cp_wait<1>();
         } else {
             cp_wait<0>();
         }
         __syncthreads();
-        const bf16 *Kt = Ks + buf * BN * HD, *Vt = Vs + buf * BN * HD;
-        int k0 = kt * BN;
-        float s[8][4];
+        const bf16 *Kt = Ks + buf * KN * HD, *Vt = Vs + buf * KN * HD;
+        int k0 = kt * KN;
+        float s[KN / 8][4];
 #pragma unroll
-        for (int n = 0; n < 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        mm_abt<HD>(s, Qs, w * 16, Kt);
-        if (doc || k0 + BN - 1 > q0 + w * 16) {
+        for (int n = 0; n < KN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        mm_abt<HD, KN>(s, Qs, w * 16, Kt);
+        if (doc || k0 + KN - 1 > q0 + w * 16) {
 #pragma unroll
-            for (int n = 0; n < 8; n++)
+            for (int n = 0; n < KN / 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int key = k0 + n * 8 + 2 * ti + (e & 1), row = e < 2 ? ra : rb, f = e < 2 ? fa : fb;
@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
         }
         float xa = -INFINITY, xb = -INFINITY;
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int n = 0; n < KN / 8; n++) {
             xa = fmaxf(xa, fmaxf(s[n][0], s[n][1]));
             xb = fmaxf(xb, fmaxf(s[n][2], s[n][3]));
         }
@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
         float ba = na == -INFINITY ? 0.0f : na, bb = nb == -INFINITY ? 0.0f : nb;
         float ca = ex2(ma - ba), cb = ex2(mb - bb), sa = 0.0f, sb = 0.0f;
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int n = 0; n < KN / 8; n++) {
             s[n][0] = ex2(s[n][0] * scale_log2 - ba);
             s[n][1] = ex2(s[n][1] * scale_log2 - ba);
             s[n][2] = ex2(s[n][2] * scale_log2 - bb);
@@ -271,7 +271,7 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
             o[n][2] *= cb;
             o[n][3] *= cb;
         }
-        mm_pb<HD>(o, s, Vt);
+        mm_pb<HD, KN>(o, s, Vt);
         __syncthreads();
     }
     la = quad_sum(la);
@@ -337,8 +337,8 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-        mm_abt<HD>(s, Qs, w * 16, Kt);
-        mm_abt<HD>(dp, Gs, w * 16, Vt);
+        mm_abt<HD, BN>(s, Qs, w * 16, Kt);
+        mm_abt<HD, BN>(dp, Gs, w * 16, Vt);
         bool masked = doc || k0 + BN - 1 > q0 + w * 16;
 #pragma unroll
         for (int n = 0; n < 8; n++)
@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
                 if (masked && (key > row || key < f)) p = 0.0f;
                 s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
             }
-        mm_pb<HD>(acc, s, Kt);
+        mm_pb<HD, BN>(acc, s, Kt);
         __syncthreads();
     }
     store_rows<HD>(dq + qoff, ldq, acc, ra, T, scale, scale);
@@ -357,12 +357,12 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
 
 /* ---- backward: dk, dv ------------------------------------------------------------ */
 
-template <int HD>
-__global__ void __launch_bounds__(128) flash_dkdv_k(bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q,
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q,
                                                     const bf16 *k, const bf16 *v, const float *lse,
                                                     const float *delta, const int32_t *doc, int T, int H, int KV,
                                                     float scale, float scale_log2) {
-    constexpr int BK = 64, BQ = BN; /* keys per block (16 per warp), query rows per iteration */
+    constexpr int BK = 16 * NW, BQ = BN; /* keys per block (16 per warp), query rows per iteration */
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + BK * HD, *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD;
     __shared__ float Ls[2][BQ], Ds[2][BQ];
@@ -416,7 +416,7 @@ __global__ void __launch_bounds__(128) flash_dkdv_k(bf16 *dk, bf16 *dv, const bf
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-        mm_abt<HD>(s, Ks, w * 16, Qt);
+        mm_abt<HD, BQ>(s, Ks, w * 16, Qt);
         bool masked = doc || t0 < k0 + BK || t0 + BQ > T;
 #pragma unroll
         for (int n = 0; n < 8; n++)
@@ -427,13 +427,13 @@ __global__ void __launch_bounds__(128) flash_dkdv_k(bf16 *dk, bf16 *dv, const bf
                 if (masked && (t0 + r < key || t0 + r >= T || Fs[buf][r] > key)) p = 0.0f;
                 s[n][e] = p;
             }
-        mm_pb<HD>(av, s, Gt);
-        mm_abt<HD>(dp, Vs, w * 16, Gt);
+        mm_pb<HD, BQ>(av, s, Gt);
+        mm_abt<HD, BQ>(dp, Vs, w * 16, Gt);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - Ds[buf][n * 8 + 2 * ti + (e & 1)];
-        mm_pb<HD>(ak, s, Qt);
+        mm_pb<HD, BQ>(ak, s, Qt);
         __syncthreads();
     }
     store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
@@ -446,12 +446,12 @@ int allow_smem(K kernel, int bytes) {
     return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-template <int HD, int NW>
+template <int HD, int NW, int KN>
 int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
         int B, int T, int H, int KV) {
     constexpr int BM = 16 * NW;
-    int smem = (BM + 4 * BN) * HD * 2;
-    auto kern = flash_fwd_k<HD, NW>;
+    int smem = (BM + 4 * KN) * HD * 2;
+    auto kern = flash_fwd_k<HD, NW, KN>;
     int e = allow_smem(kern, smem);
     if (e) return e;
     dim3 grid((T + BM - 1) / BM, H, B);
@@ -459,22 +459,23 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
     return launched();
 }
 
-template <int HD, int NW>
+template <int HD, int NQ, int NK>
 int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
         const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV) {
     float scale = 1.0f / sqrtf((float)HD), sl = scale * LOG2E;
-    constexpr int BM = 16 * NW;
+    constexpr int BM = 16 * NQ, BK = 16 * NK;
     int smem_dq = (2 * BM + 4 * BN) * HD * 2;
-    auto kq = flash_dq_k<HD, NW>;
+    auto kq = flash_dq_k<HD, NQ>;
     int e = allow_smem(kq, smem_dq);
     if (e) return e;
-    kq<<<dim3((T + BM - 1) / BM, H, B), NW * 32, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
+    kq<<<dim3((T + BM - 1) / BM, H, B), NQ * 32, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
                                                                sl);
     if ((e = launched())) return e;
-    int smem_kv = (2 * 64 + 4 * BN) * HD * 2;
-    auto kk = flash_dkdv_k<HD>;
+    int smem_kv = (2 * BK + 4 * BN) * HD * 2;
+    auto kk = flash_dkdv_k<HD, NK>;
     if ((e = allow_smem(kk, smem_kv))) return e;
-    kk<<<dim3((T + 63) / 64, KV, B), 128, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H, KV, scale, sl);
+    kk<<<dim3((T + BK - 1) / BK, KV, B), NK * 32, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H, KV,
+                                                                scale, sl);
     return launched();
 }
 
@@ -484,39 +485,49 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
     return bf16f && (hd == 64 || hd == 128) && KV >= 1 && H % KV == 0;
 }
 
-/* Warps per block of the forward and dq kernels (16 query rows each): the
- * workbench times 4 and 8; the engine runs FLASH_WARPS. */
-#define FLASH_WARPS 8
+/* The block shapes the engine runs (the workbench times the others):
+ * warps per forward block, keys per forward tile, warps per dq and dk/dv block. */
+#define FWD_WARPS 8
+#define FWD_KEYS 64
+#define DQ_WARPS 8
+#define DKDV_WARPS 4
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
-                                 const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int nw) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (nw != 4 && nw != 8)) return (int)cudaErrorInvalidValue;
+                                 const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int nw,
+                                 int keys) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nw != 4 && nw != 8) || (keys != 64 && keys != 128))
+        return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
-    if (hd == 64) return nw == 4 ? fwd<64, 4>(ARGS) : fwd<64, 8>(ARGS);
-    return nw == 4 ? fwd<128, 4>(ARGS) : fwd<128, 8>(ARGS);
+#define PICK(HD) (nw == 4 ? (keys == 64 ? fwd<HD, 4, 64>(ARGS) : fwd<HD, 4, 128>(ARGS)) \
+                          : (keys == 64 ? fwd<HD, 8, 64>(ARGS) : fwd<HD, 8, 128>(ARGS)))
+    return hd == 64 ? PICK(64) : PICK(128);
+#undef PICK
 #undef ARGS
 }
 
 extern "C" int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                  const void *k, const void *v, const float *lse, const float *delta,
-                                 const int32_t *doc, int B, int T, int H, int KV, int hd, int nw) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (nw != 4 && nw != 8)) return (int)cudaErrorInvalidValue;
+                                 const int32_t *doc, int B, int T, int H, int KV, int hd, int nw_dq, int nw_kv) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nw_dq != 4 && nw_dq != 8) || (nw_kv != 4 && nw_kv != 8))
+        return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
              (const bf16 *)v, lse, delta, doc, B, T, H, KV
-    if (hd == 64) return nw == 4 ? bwd<64, 4>(ARGS) : bwd<64, 8>(ARGS);
-    return nw == 4 ? bwd<128, 4>(ARGS) : bwd<128, 8>(ARGS);
+#define PICK(HD) (nw_dq == 4 ? (nw_kv == 4 ? bwd<HD, 4, 4>(ARGS) : bwd<HD, 4, 8>(ARGS)) \
+                             : (nw_kv == 4 ? bwd<HD, 8, 4>(ARGS) : bwd<HD, 8, 8>(ARGS)))
+    return hd == 64 ? PICK(64) : PICK(128);
+#undef PICK
 #undef ARGS
 }
 
 extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *doc, int B, int T, int H, int KV, int hd) {
-    return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FLASH_WARPS);
+    return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FWD_WARPS, FWD_KEYS);
 }
 
 extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc,
                               int B, int T, int H, int KV, int hd) {
-    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, FLASH_WARPS);
+    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS, DKDV_WARPS);
 }

@@ -51,12 +51,13 @@ int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const
 int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                    const void *v, const float *lse, const float *delta, const int32_t *doc_start, int B, int T, int H,
                    int KV, int hd);
-/* Variants for the workbench: nw warps (4 or 8) per forward / dq block. */
+/* Block-shape variants for the workbench: nw warps (4 or 8, 16 rows each) per
+ * forward block and keys (64 or 128) per forward tile; warps per dq and dk/dv block. */
 int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
-                      const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nw);
+                      const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nw, int keys);
 int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                       const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc_start,
-                      int B, int T, int H, int KV, int hd, int nw);
+                      int B, int T, int H, int KV, int hd, int nw_dq, int nw_kv);
 /* The plain kernels of attention.cu whatever the inputs (the workbench compares). */
 int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k,
                              const void *v, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
