@@ -131,6 +131,33 @@ __device__ __forceinline__ void mm_abt(float (*acc)[4], const bf16 *A, int r0, c
     }
 }
 
+/* The same with A's fragments already in registers (a[HD / 16], from load_a). */
+template <int HD, int N>
+__device__ __forceinline__ void mm_rbt(float (*acc)[4], const uint32_t (*a)[4], const bf16 *Bn) {
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+#pragma unroll
+        for (int np = 0; np < N / 16; np++) {
+            uint32_t b[4];
+            frag_b<HD>(b, Bn, np * 16, ks * 16);
+            mma(acc[2 * np], a[ks], b[0], b[1]);
+            mma(acc[2 * np + 1], a[ks], b[2], b[3]);
+        }
+    }
+}
+
+/* A fragments of rows r0..r0+15 of a tile, every 16 columns (HD / 16 of them). */
+template <int HD>
+__device__ __forceinline__ void load_a(uint32_t (*a)[4], const bf16 *A, int r0) {
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) frag_a<HD>(a[ks], A, r0, ks * 16);
+}
+
+/* Whether a kernel keeps a warp's constant A operands in registers: at head
+ * dim 64 they fit (16 registers each); at 128 they would spill. */
+template <int HD>
+struct regs_a_t { static constexpr bool value = HD <= 64; };
+
 /* acc (16 x HD) += P (16 x N, accumulator registers) times B-tile (N x HD stored [k][n]). */
 template <int HD, int N>
 __device__ __forceinline__ void mm_pb(float (*acc)[4], const float (*p)[4], const bf16 *Bk) {
@@ -318,6 +345,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
     float acc[HD / 8][4];
 #pragma unroll
     for (int n = 0; n < HD / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    uint32_t qa[regs_a_t<HD>::value ? HD / 16 : 1][4], ga[regs_a_t<HD>::value ? HD / 16 : 1][4]; /* this warp's Q and dO rows */
 
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         int buf = (kt - kt_lo) & 1;
@@ -337,8 +365,17 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-        mm_abt<HD, BN>(s, Qs, w * 16, Kt);
-        mm_abt<HD, BN>(dp, Gs, w * 16, Vt);
+        if constexpr (regs_a_t<HD>::value) {
+            if (kt == kt_lo) {
+                load_a<HD>(qa, Qs, w * 16);
+                load_a<HD>(ga, Gs, w * 16);
+            }
+            mm_rbt<HD, BN>(s, qa, Kt);
+            mm_rbt<HD, BN>(dp, ga, Vt);
+        } else {
+            mm_abt<HD, BN>(s, Qs, w * 16, Kt);
+            mm_abt<HD, BN>(dp, Gs, w * 16, Vt);
+        }
         bool masked = doc || k0 + BN - 1 > q0 + w * 16;
 #pragma unroll
         for (int n = 0; n < 8; n++)
@@ -365,8 +402,8 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
     constexpr int BK = 16 * NW, BQ = BN; /* keys per block (16 per warp), query rows per iteration */
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + BK * HD, *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD;
-    __shared__ float Ls[2][BQ], Ds[2][BQ];
-    __shared__ int Fs[2][BQ];
+    __shared__ __align__(16) float Ls[2][BQ], Ds[2][BQ];
+    __shared__ __align__(16) int Fs[2][BQ];
     int b = blockIdx.z, g = blockIdx.y, group = H / KV;
     int k0 = blockIdx.x * BK; /* the most work first: early keys meet every later query */
     int w = threadIdx.x >> 5, l = threadIdx.x & 31, gi = l >> 2, ti = l & 3;
@@ -398,6 +435,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
     for (int n = 0; n < HD / 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) ak[n][e] = av[n][e] = 0.0f;
+    uint32_t ka[regs_a_t<HD>::value ? HD / 16 : 1][4], va[regs_a_t<HD>::value ? HD / 16 : 1][4]; /* this warp's K and V rows */
 
     for (int i = 0; i < iters; i++) {
         int buf = i & 1;
@@ -416,23 +454,37 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-        mm_abt<HD, BQ>(s, Ks, w * 16, Qt);
+        if constexpr (regs_a_t<HD>::value) {
+            if (i == 0) {
+                load_a<HD>(ka, Ks, w * 16);
+                load_a<HD>(va, Vs, w * 16);
+            }
+            mm_rbt<HD, BQ>(s, ka, Qt);
+        } else {
+            mm_abt<HD, BQ>(s, Ks, w * 16, Qt);
+        }
         bool masked = doc || t0 < k0 + BK || t0 + BQ > T;
 #pragma unroll
-        for (int n = 0; n < 8; n++)
+        for (int n = 0; n < 8; n++) { /* queries r, r + 1: one 8-byte read of each per-query value */
+            int r = n * 8 + 2 * ti;
+            float2 L = *reinterpret_cast<const float2 *>(&Ls[buf][r]);
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int r = n * 8 + 2 * ti + (e & 1), key = e < 2 ? ca : cb;
-                float p = ex2(s[n][e] * scale_log2 - Ls[buf][r]);
-                if (masked && (t0 + r < key || t0 + r >= T || Fs[buf][r] > key)) p = 0.0f;
+                int key = e < 2 ? ca : cb, rr = r + (e & 1);
+                float p = ex2(s[n][e] * scale_log2 - (e & 1 ? L.y : L.x));
+                if (masked && (t0 + rr < key || t0 + rr >= T || Fs[buf][rr] > key)) p = 0.0f;
                 s[n][e] = p;
             }
+        }
         mm_pb<HD, BQ>(av, s, Gt);
-        mm_abt<HD, BQ>(dp, Vs, w * 16, Gt);
+        if constexpr (regs_a_t<HD>::value) mm_rbt<HD, BQ>(dp, va, Gt);
+        else mm_abt<HD, BQ>(dp, Vs, w * 16, Gt);
 #pragma unroll
-        for (int n = 0; n < 8; n++)
+        for (int n = 0; n < 8; n++) {
+            float2 D = *reinterpret_cast<const float2 *>(&Ds[buf][n * 8 + 2 * ti]);
 #pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - Ds[buf][n * 8 + 2 * ti + (e & 1)];
+            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - (e & 1 ? D.y : D.x);
+        }
         mm_pb<HD, BQ>(ak, s, Qt);
         __syncthreads();
     }
@@ -488,8 +540,8 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 /* The block shapes the engine runs (the workbench times the others):
  * warps per forward block, keys per forward tile, warps per dq and dk/dv block. */
 #define FWD_WARPS 8
-#define FWD_KEYS 64
-#define DQ_WARPS 8
+#define FWD_KEYS 128
+#define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
@@ -529,5 +581,5 @@ extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const voi
 extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc,
                               int B, int T, int H, int KV, int hd) {
-    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS, DKDV_WARPS);
+    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS(hd), DKDV_WARPS);
 }
