@@ -4,7 +4,7 @@
  *
  * The algorithm (Dao's FlashAttention-2), phrased for mma.sync m16n8k16:
  * - forward: a block takes BM = 16 * NW query rows of one (b, h), a warp 16 of
- *   them; key/value tiles of BN = 64 rows stream through shared memory (cp.async,
+ *   them; key/value tiles of KN rows stream through shared memory (cp.async,
  *   two buffers, the next tile loading while this one computes). S = Q K^T and
  *   O += P V run on tensor cores; the softmax is online (running max m and sum
  *   l per row, in the log2 domain), P goes from the S accumulators straight
@@ -15,9 +15,14 @@
  *   (S^T = K Q^T, dV += P^T dO, dP^T = V dO^T, dK += dS^T Q). D = rowsum(dO * O)
  *   comes from attention.cu's small kernel.
  * - masking: row t sees keys doc_start[b, t] <= s <= t (doc_start NULL: 0 <= s
- *   <= t); tiles wholly outside are skipped, tiles wholly inside skip the mask.
+ *   <= t); forward and dq skip the key tiles wholly outside a block's rows, and
+ *   every kernel skips the mask on tiles wholly inside.
  * - shared-memory tiles are rows of hd bf16 with their 16-byte chunks XOR-
  *   swizzled by (row & 7), so ldmatrix reads 8 rows without bank conflicts.
+ * - block shapes are template parameters; the engine's (FWD_WARPS, FWD_KEYS,
+ *   DQ_WARPS, DKDV_WARPS below) are the workbench's fastest on an H200
+ *   (kernels/bench/NOTES.md). At hd 64 the operands a warp reuses on every tile
+ *   (Q, dO in dq; K, V in dk/dv) stay in registers.
  * Limits: bf16 only (the fp32 backend keeps attention.cu's exact kernels),
  * hd in {64, 128}, row strides a multiple of 8 elements (16-byte cp.async).
  */
