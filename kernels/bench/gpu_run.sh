@@ -35,14 +35,15 @@ fi
 echo "==== 1B shape"
 for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
-python3 kernels/bench/random_shard.py /tmp/r1b-train.bin 128256 1000000 && python3 kernels/bench/random_shard.py /tmp/r1b-val.bin 128256 50000 1
+scratch=$(mktemp -d)
+python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 for mode in plain selective; do
-  rm -rf /tmp/r1b
+  rm -rf $scratch/run
   timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=1 train.micro_batch=1 train.steps=10 \
     train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
-    train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=/tmp/r1b-train.bin \
-    data.val=/tmp/r1b-val.bin --run-dir /tmp/r1b >$OUT/engine1b-$mode.log 2>&1 || tail -5 $OUT/engine1b-$mode.log
-  grep -o '"tokens_per_s":[0-9.]*' /tmp/r1b/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
+    train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
+    data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$mode.log 2>&1 || tail -5 $OUT/engine1b-$mode.log
+  grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
     awk -v m=$mode '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=1 T=4096, %s, median of steps 4-10): %.0f tokens/s\n", m, $1 }' |
     tee -a $OUT/bench.log
   grep -E "^done" $OUT/engine1b-$mode.log
