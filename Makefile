@@ -110,9 +110,14 @@ $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
 
 # The GPU specs: every op against the CPU backend, a tiny model's step and a
-# short run (spec/gpu). Needs nvcc to build and a GPU to run; `make test` never runs them.
+# short run (spec/gpu), then `moonspeed run` on the GPU against the CPU
+# (spec/gpu/run_tracks_cpu.sh; needs make data). Needs nvcc to build and a GPU to run; `make test` never runs them.
 $(BUILD)/spec-gpu: $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a $(STATIC_LIBS) $(LDLIBS)
+
+# The attention workbench (kernels/bench/attention.c; NOTES.md there).
+$(BUILD)/bench-attention: $(BUILD)/obj/kernels/bench/attention.o $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
 
 ifeq ($(NVCC),)
 test-gpu:
@@ -121,7 +126,10 @@ else
 test-gpu: $(BUILD)/spec-gpu
 	@p=0; f=0; for t in $$($(BUILD)/spec-gpu --list | grep -v ^bench_); do \
 	  if $(BUILD)/spec-gpu $$t; then echo "ok $$t"; p=$$((p+1)); else echo "not ok $$t"; f=$$((f+1)); fi; \
-	done; echo "$$p passed, $$f failed"; [ $$f = 0 ]
+	done; \
+	if spec/gpu/run_tracks_cpu.sh $(BUILD)/moonspeed; then echo "ok run_tracks_cpu"; p=$$((p+1)); \
+	else echo "not ok run_tracks_cpu"; f=$$((f+1)); fi; \
+	echo "$$p passed, $$f failed"; [ $$f = 0 ]
 endif
 
 deps:

@@ -44,6 +44,9 @@ ms_status ms_config_check(const ms_config *cfg) {
     if (cfg->world_size < 0 || cfg->comm_timeout_ms < 0)
         return ms_fail(MS_ERR_INVALID, "world_size = %d and the collective timeout %d ms must be >= 0",
                        cfg->world_size, cfg->comm_timeout_ms);
+    if (cfg->train.checkpoint_activations < 0 || cfg->train.checkpoint_activations > 2)
+        return ms_fail(MS_ERR_INVALID, "train.checkpoint_activations = %d; expected 0 (off), 1 (whole blocks) or "
+                       "2 (selective)", cfg->train.checkpoint_activations);
     if (cfg->threads < 0 || cfg->loss_chunk < 0)
         return ms_fail(MS_ERR_INVALID, "threads = %d and train.loss_chunk = %d must be >= 0 (0 = automatic)",
                        cfg->threads, cfg->loss_chunk);

@@ -18,6 +18,7 @@
 #include "ckpt/source.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "device/cuda.h"
 #include "engine.h"
 #include "optim/optim.h"
 
@@ -36,6 +37,18 @@ static char *dup_or_null(const char *s) {
 }
 
 /* ---- create / free ------------------------------------------------------ */
+
+/* Host staging arenas, carved exactly as planned. */
+static ms_status reserve_staging(ms_engine *e, const ms_layout *sizing) {
+    for (int p = 0; p < MS_MEM_COUNT; p++) {
+        void *base = NULL;
+        TRY(e->dev.host_reserve(&e->dev, sizing->bytes[p], &base));
+        e->host[p] = (ms_arena){.base = base, .capacity = sizing->bytes[p], .used = 0};
+    }
+    ms_layout carve = {.arenas = e->host};
+    ms_staging_layout(&e->stage, &e->model, &carve);
+    return MS_OK;
+}
 
 static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing) {
     for (int p = 0; p < MS_MEM_COUNT; p++) {
@@ -67,26 +80,79 @@ static ms_status open_data(ms_engine *e) {
     return MS_OK;
 }
 
-/* Initial master weights from cfg->init_from: each rank reads only the
- * elements it owns, in bounded chunks, and uploads them into its master shard. */
-static ms_status init_from(ms_engine *e, const char *path) {
-    ms_model *m = &e->model;
-    ms_source *src;
-    TRY(ms_source_open(m, path, &src));
-    enum { CHUNK = 1 << 20 };
-    float *buf = malloc(CHUNK * sizeof *buf);
-    ms_status st = buf ? MS_OK : ms_fail(MS_ERR_NOMEM, "out of host memory");
-    for (int u = 0; u < m->n_units && st == MS_OK; u++) {
-        ms_unit *un = &m->units[u];
-        for (int64_t at = un->lo; at < un->hi && st == MS_OK; at += CHUNK) {
-            int64_t to = at + CHUNK < un->hi ? at + CHUNK : un->hi;
-            st = src->read(src, u, at, to, buf);
-            if (st == MS_OK) e->dev.upload(&e->dev, un->master + (at - un->lo), buf, (to - at) * 4);
-        }
+/* ---- host staging ------------------------------------------------------- */
+
+/* A failure the device latched (a CUDA error) becomes this call's status. */
+static ms_status device_status(ms_engine *e) {
+#ifdef MS_HAVE_CUDA
+    if (e->dev.kind == MS_DEVICE_CUDA) return ms_cuda_status(&e->dev);
+#endif
+    (void)e;
+    return MS_OK;
+}
+
+void ms_stage_up(ms_engine *e, void *dev_dst, const void *host_src, int64_t bytes) {
+    ms_device *d = &e->dev;
+    int64_t chunk = e->stage.block_elems * 4;
+    for (int64_t at = 0; at < bytes; at += chunk) {
+        int64_t n = bytes - at < chunk ? bytes - at : chunk;
+        memcpy(e->stage.block, (const char *)host_src + at, (size_t)n);
+        d->upload(d, (char *)dev_dst + at, e->stage.block, n);
+        d->sync(d); /* the block is refilled next */
     }
-    free(buf);
-    ms_source_close(src);
-    return st;
+}
+
+void ms_stage_down(ms_engine *e, void *host_dst, const void *dev_src, int64_t bytes) {
+    ms_device *d = &e->dev;
+    int64_t chunk = e->stage.block_elems * 4;
+    for (int64_t at = 0; at < bytes; at += chunk) {
+        int64_t n = bytes - at < chunk ? bytes - at : chunk;
+        d->download(d, e->stage.block, (const char *)dev_src + at, n);
+        memcpy((char *)host_dst + at, e->stage.block, (size_t)n);
+    }
+}
+
+/* The initial master weights through the staging block, chunk by chunk of
+ * this rank's owned range: meta init computed on the host
+ * (ms_model_init_values), or read from src (init.from: a Hugging Face
+ * directory, a run, a checkpoint), each rank reading only what it owns.
+ * Moments and gradients start at zero on the device. */
+static ms_status init_weights(ms_engine *e, uint64_t seed, ms_source *src) {
+    ms_model *m = &e->model;
+    ms_device *d = &e->dev;
+    for (int u = 0; u < m->n_units; u++) {
+        ms_unit *un = &m->units[u];
+        int64_t owned = un->hi - un->lo;
+        for (int64_t at = 0; at < owned; at += e->stage.block_elems) {
+            int64_t n = owned - at < e->stage.block_elems ? owned - at : e->stage.block_elems;
+            if (src) TRY(src->read(src, u, un->lo + at, un->lo + at + n, e->stage.block));
+            else ms_model_init_values(m, u, seed, un->lo + at, n, e->stage.block);
+            d->upload(d, un->master + at, e->stage.block, n * 4);
+            d->sync(d);
+        }
+        d->zero(d, un->m, owned * 4);
+        d->zero(d, un->v, owned * 4);
+        if (un->grads_home) d->zero(d, un->grads_home, un->padded * 4);
+        if (un->split.shard_grads) d->zero(d, un->grads_owned, owned * 4);
+    }
+    return device_status(e);
+}
+
+/* The batch the host filled in the staging buffers, onto the device. The
+ * previous batch's upload must be done before the host refills them, so
+ * callers call stage_wait first. */
+static void stage_wait(ms_engine *e) { e->dev.sync(&e->dev); }
+
+static void stage_batch(ms_engine *e, int B, int T) {
+    ms_model *m = &e->model;
+    ms_device *d = &e->dev;
+    int64_t n = (int64_t)B * T * 4;
+    if (m->doc_start) {
+        ms_batch_doc_starts(e->stage.tokens, B, T, m->bos, e->stage.doc_start);
+        d->upload(d, m->doc_start, e->stage.doc_start, n);
+    }
+    d->upload(d, m->tokens, e->stage.tokens, n);
+    d->upload(d, m->targets, e->stage.targets, n);
 }
 
 static ms_status create(ms_engine *e, const ms_config *cfg) {
@@ -107,10 +173,11 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > e->world.local_world ? (int32_t)(cores / e->world.local_world) : 1;
     }
+    if (cfg->device == MS_DEVICE_CUDA && (e->world.world > 1 || cfg->zero_stage > 0))
+        return ms_fail(MS_ERR_INVALID, "device \"cuda\": one GPU with zero.stage = 0 only in this build (%d ranks, "
+                       "stage %d asked); ZeRO across GPUs needs the NCCL communicator, not built yet",
+                       e->world.world, cfg->zero_stage);
     TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, threads));
-    if (e->dev.kind == MS_DEVICE_CUDA) /* the step still touches buffers from the host */
-        return ms_fail(MS_ERR_INVALID, "device \"cuda\": the CUDA backend's ops are built (make test-gpu) but the "
-                                       "engine does not drive them yet; use device = \"cpu\"");
     TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
     ms_model *m = &e->model;
     e->order_fwd = malloc((size_t)m->n_units * sizeof *e->order_fwd);
@@ -131,20 +198,20 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         TRY(ms_comm_single(&e->comm));
     ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm);
 
-    ms_layout sizing = {0};
+    ms_layout sizing = {0}, host = {0};
     ms_engine_layout(m, &e->zero, &e->dev, &sizing);
-    ms_plan_from_layout(cfg, m, &sizing, &e->plan);
+    ms_staging_layout(&e->stage, m, &host);
+    ms_plan_from_layout(cfg, m, &sizing, &host, &e->plan);
     TRY(e->dev.start(&e->dev));
     TRY(reserve_arenas(e, &sizing));
+    TRY(reserve_staging(e, &host));
 
     e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
-    if (cfg->init_from && *cfg->init_from) {
-        ms_model_init_state(m, &e->dev);
-        ms_status st = init_from(e, cfg->init_from);
-        if (st != MS_OK) return ms_fail_context(st, "init.from");
-    } else {
-        ms_model_init(m, &e->dev, cfg->train.seed);
-    }
+    ms_source *src = NULL;
+    ms_status st = cfg->init_from && *cfg->init_from ? ms_source_open(m, cfg->init_from, &src) : MS_OK;
+    if (st == MS_OK) st = init_weights(e, cfg->train.seed, src);
+    ms_source_close(src);
+    if (st != MS_OK) return cfg->init_from && *cfg->init_from ? ms_fail_context(st, "init.from") : st;
     return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
@@ -166,7 +233,10 @@ void ms_engine_free(ms_engine *e) {
     if (!e) return;
     ms_state_abandon(e);
     if (e->dev.release)
-        for (int p = 0; p < MS_MEM_COUNT; p++) e->dev.release(&e->dev, e->arenas[p].base);
+        for (int p = 0; p < MS_MEM_COUNT; p++) {
+            e->dev.release(&e->dev, e->arenas[p].base);
+            e->dev.host_release(&e->dev, e->host[p].base);
+        }
     if (e->dev.stop) e->dev.stop(&e->dev);
     if (e->comm) e->comm->destroy(e->comm);
     ms_dataset_close(&e->train);
@@ -184,22 +254,27 @@ void ms_engine_free(ms_engine *e) {
 
 /* Forward through every unit, each resident only while it computes. While
  * the head is resident, *loss gets the summed loss (when loss is not NULL)
- * and logits (n_pos, V) those of positions pos .. pos + n_pos - 1 of
- * sequence 0 (when logits is not NULL). */
-static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int n_pos, float *logits) {
+ * and host_logits (n_pos, V; host memory) the logits of positions pos ..
+ * pos + n_pos - 1 of sequence 0 (when host_logits is not NULL), each row
+ * computed into m->logits and brought down through the staging row. */
+static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int n_pos, float *host_logits) {
     ms_model *m = &e->model;
+    int64_t V = m->c.vocab_size;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_fwd[i];
         TRY(ms_zero_acquire(&e->zero, m, &e->dev, e->order_fwd, m->n_units, i));
         ms_model_unit_forward(m, &e->dev, u, B, T);
         if (m->units[u].kind == UNIT_HEAD) {
             if (loss) *loss = ms_model_loss(m, &e->dev, B, T);
-            for (int p = 0; logits && p < n_pos; p++)
-                ms_model_logits_at(m, &e->dev, pos + p, logits + (int64_t)p * m->c.vocab_size);
+            for (int p = 0; host_logits && p < n_pos; p++) {
+                ms_model_logits_at(m, &e->dev, pos + p, m->logits);
+                e->dev.download(&e->dev, e->stage.logits, m->logits, V * 4);
+                if (host_logits != e->stage.logits) memcpy(host_logits + p * V, e->stage.logits, (size_t)V * 4);
+            }
         }
         ms_zero_release(&e->zero, m, u);
     }
-    return MS_OK;
+    return device_status(e);
 }
 
 ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss) {
@@ -259,8 +334,9 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     double loss = 0, sums[2];
     for (int micro = 0; micro < accum; micro++) {
         int64_t first = (int64_t)e->world.rank * per_rank + (int64_t)micro * B;
-        ms_batch_train(&e->train, t->seed, e->step, first, B, T, m->tokens, m->targets);
-        if (m->doc_start) ms_batch_doc_starts(m->tokens, B, T, m->bos, m->doc_start);
+        stage_wait(e);
+        ms_batch_train(&e->train, t->seed, e->step, first, B, T, e->stage.tokens, e->stage.targets);
+        stage_batch(e, B, T);
         double part;
         TRY(ms_engine_forward_backward(e, B, T, scale, &part));
         loss += part;
@@ -277,6 +353,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
     TRY(ms_zero_refresh_params(&e->zero, m, d));
     d->sync(d);
+    TRY(device_status(e));
 
     if (out) {
         int64_t tokens = (int64_t)t->batch * T;
@@ -311,8 +388,9 @@ ms_status ms_engine_eval(ms_engine *e, float *out_loss) {
     double loss = 0;
     for (int k = 0; k < (n + W - 1) / W; k++) {
         int b = k * W + e->world.rank;
-        ms_batch_eval(&e->val, b % n, n, m->B, m->T, m->tokens, m->targets);
-        if (m->doc_start) ms_batch_doc_starts(m->tokens, m->B, m->T, m->bos, m->doc_start);
+        stage_wait(e);
+        ms_batch_eval(&e->val, b % n, n, m->B, m->T, e->stage.tokens, e->stage.targets);
+        stage_batch(e, m->B, m->T);
         double part;
         TRY(forward(e, m->B, m->T, &part, 0, 0, NULL));
         if (b < n) loss += part;
@@ -444,9 +522,23 @@ ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index,
     TRY(range_check(tt, offset, n, dst));
     char *src;
     TRY(locate(e, tt, view, offset, n, &src));
-    ms_device *d = (ms_device *)&e->dev;
-    d->download(d, dst, src, n * 4);
-    return MS_OK;
+    ms_engine *me = (ms_engine *)e; /* reading uses the staging block */
+    if (view == MS_VIEW_PARAM && ms_act_bytes(&e->dev) == 2) {
+        /* bf16 on the device: widen to fp32 chunk by chunk (the bits are the top half) */
+        uint16_t *half = (uint16_t *)me->stage.block;
+        int64_t chunk = me->stage.block_elems * 2;
+        for (int64_t at = 0; at < n; at += chunk) {
+            int64_t k = n - at < chunk ? n - at : chunk;
+            me->dev.download(&me->dev, half, src + at * 2, k * 2);
+            for (int64_t i = 0; i < k; i++) {
+                uint32_t bits = (uint32_t)half[i] << 16;
+                memcpy(dst + at + i, &bits, 4);
+            }
+        }
+    } else {
+        ms_stage_down(me, dst, src, n * 4);
+    }
+    return device_status(me);
 }
 
 ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int64_t offset, const float *src,
@@ -458,9 +550,10 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int6
     char *master, *param;
     TRY(locate(e, tt, MS_VIEW_MASTER, offset, n, &master));
     TRY(locate(e, tt, MS_VIEW_PARAM, offset, n, &param));
-    e->dev.upload(&e->dev, master, src, n * 4);
+    ms_stage_up(e, master, src, n * 4);
     e->dev.cast_params(&e->dev, param, (const float *)master, n);
-    return MS_OK;
+    e->dev.sync(&e->dev);
+    return device_status(e);
 }
 
 /* ---- logits and generation ------------------------------------------------ */
@@ -474,9 +567,11 @@ ms_status ms_engine_logits(ms_engine *e, const int32_t *tokens, int32_t n, float
         if (tokens[i] < 0 || tokens[i] >= m->c.vocab_size)
             return ms_fail(MS_ERR_INVALID, "ms_engine_logits: token %d is %d, outside the vocabulary of %d", i,
                            tokens[i], m->c.vocab_size);
-        m->tokens[i] = tokens[i];
     }
-    if (m->doc_start) ms_batch_doc_starts(m->tokens, 1, n, m->bos, m->doc_start);
+    stage_wait(e);
+    memcpy(e->stage.tokens, tokens, (size_t)n * sizeof *tokens);
+    for (int i = 0; i < n; i++) e->stage.targets[i] = -1;
+    stage_batch(e, 1, n);
     return forward(e, 1, n, NULL, 0, n, out);
 }
 
@@ -532,13 +627,15 @@ ms_status ms_engine_generate(ms_engine *e, const int32_t *prompt, int32_t n_prom
         /* the context is the last `window` tokens of prompt + generated */
         int64_t len = (int64_t)n_prompt + k, start = len > window ? len - window : 0;
         int T = (int)(len - start);
+        stage_wait(e);
         for (int t = 0; t < T; t++) {
             int64_t i = start + t;
-            m->tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
+            e->stage.tokens[t] = i < n_prompt ? prompt[i] : out[i - n_prompt];
+            e->stage.targets[t] = -1;
         }
-        if (m->doc_start) ms_batch_doc_starts(m->tokens, 1, T, m->bos, m->doc_start);
-        TRY(forward(e, 1, T, NULL, T - 1, 1, m->logits));
-        int32_t next = sample(m->logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
+        stage_batch(e, 1, T);
+        TRY(forward(e, 1, T, NULL, T - 1, 1, e->stage.logits));
+        int32_t next = sample(e->stage.logits, V, temperature, top_k, ms_rng_uniform(key, (uint64_t)k, 0));
         if (next == stop_token) break;
         out[k] = next;
         *n_out = k + 1;

@@ -12,6 +12,20 @@
 #include "model/llama.h"
 #include "zero/zero.h"
 
+/* Host staging: everything that crosses between the host and the device
+ * goes through these buffers, reserved by the plan (host_bytes) in memory the
+ * device copies at full speed (pinned on a GPU). One code path serves every
+ * backend: on the CPU the copies are memcpy. */
+#define MS_STAGE_BLOCK ((int64_t)1 << 20) /* floats per chunk of init values and weights */
+
+typedef struct ms_staging {
+    int32_t *tokens, *targets; /* (B*T) the batch, filled on the host, then uploaded */
+    int32_t *doc_start;        /* (B*T) under doc_mask, else NULL */
+    float *logits;             /* (V) one row of logits down, for sampling */
+    float *block;              /* (block_elems) init values up, weights both ways, chunk by chunk */
+    int64_t block_elems;
+} ms_staging;
+
 struct ms_engine {
     ms_config cfg;                 /* a copy; the strings below are owned copies */
     char *train_path, *val_path, *tokenizer;
@@ -22,7 +36,9 @@ struct ms_engine {
     ms_zero zero;
     int32_t *order_fwd, *order_bwd; /* (n_units) the unit schedule of forward and backward */
     ms_arena arenas[MS_MEM_COUNT]; /* one per purpose, each exactly the planned size */
-    int64_t reservations;          /* arena reservations since create */
+    int64_t reservations;          /* device arena reservations since create */
+    ms_arena host[MS_MEM_COUNT];   /* host staging, by purpose (data, workspace) */
+    ms_staging stage;
     ms_plan plan;
     ms_dataset train, val;
     int has_train, has_val;
@@ -33,8 +49,18 @@ struct ms_engine {
 /* The world a configuration asks for: cfg->world_size, or the environment's. */
 ms_status ms_config_world(const ms_config *cfg, ms_world *out);
 
-/* The plan of a built model on a described device, from its sizing layout. */
-void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, ms_plan *out);
+/* The plan of a built model on a described device, from its sizing layouts
+ * (device and host staging). */
+void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, const ms_layout *host,
+                         ms_plan *out);
+
+/* Declare the host staging of a model to a layout pass. */
+void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l);
+
+/* Copies between host memory and the device through the staging block, in
+ * chunks: host may be any host memory. Both return when the copy is done. */
+void ms_stage_up(ms_engine *e, void *dev_dst, const void *host_src, int64_t bytes);
+void ms_stage_down(ms_engine *e, void *host_dst, const void *dev_src, int64_t bytes);
 
 /* The whole layout of an engine: the model's buffers, then ZeRO's. */
 void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l);

@@ -31,7 +31,27 @@ void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l)
     ms_zero_layout(z, m, d, l);
 }
 
-void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, ms_plan *out) {
+/* The chunk of init values and weights: up to MS_STAGE_BLOCK floats, never
+ * more than the largest unit holds. */
+static int64_t stage_block(const ms_model *m) {
+    int64_t largest = 0;
+    for (int u = 0; u < m->n_units; u++)
+        if (m->units[u].padded > largest) largest = m->units[u].padded;
+    return largest < MS_STAGE_BLOCK ? largest : MS_STAGE_BLOCK;
+}
+
+void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l) {
+    int64_t N = (int64_t)m->B * m->T;
+    s->tokens = ms_layout_take(l, MS_MEM_DATA, N, 4);
+    s->targets = ms_layout_take(l, MS_MEM_DATA, N, 4);
+    s->doc_start = m->doc_mask ? ms_layout_take(l, MS_MEM_DATA, N, 4) : NULL;
+    s->logits = ms_layout_take(l, MS_MEM_WORKSPACE, m->c.vocab_size, 4);
+    s->block_elems = stage_block(m);
+    s->block = ms_layout_take(l, MS_MEM_WORKSPACE, s->block_elems, 4);
+}
+
+void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, const ms_layout *host,
+                         ms_plan *out) {
     memset(out, 0, sizeof *out);
     out->device = cfg->device;
     out->world_size = m->units[0].split.world;
@@ -42,7 +62,9 @@ void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layou
     out->flops_per_token = ms_model_flops_per_token(&m->c, cfg->train.seq_len, 6);
     out->flops_per_token_full = ms_model_flops_per_token(&m->c, cfg->train.seq_len, 12);
     ms_memory_from_bytes(&out->device_bytes, l->bytes);
-    /* On the CPU the device is the host: nothing extra lives beside it. */
+    /* what crosses between host and device is staged beside it: small (a
+       batch, a row of logits, a chunk of weights), but counted */
+    ms_memory_from_bytes(&out->host_bytes, host->bytes);
 }
 
 ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
@@ -50,15 +72,17 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     TRY(ms_config_check(cfg));
     ms_world w;
     TRY(ms_config_world(cfg, &w));
-    ms_device dev;
-    TRY(ms_device_init(&dev, cfg->device, cfg->precision, cfg->threads));
+    ms_device dev; /* described only: a plan for a GPU needs no GPU */
+    TRY(ms_device_describe(&dev, cfg->device, cfg->precision));
     ms_model m;
     TRY(ms_model_build(&m, cfg, w.rank, w.world, cfg->zero_stage));
     ms_zero z;
     ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL);
-    ms_layout sizing = {0};
+    ms_layout sizing = {0}, host = {0};
+    ms_staging stage;
     ms_engine_layout(&m, &z, &dev, &sizing);
-    ms_plan_from_layout(cfg, &m, &sizing, out);
+    ms_staging_layout(&stage, &m, &host);
+    ms_plan_from_layout(cfg, &m, &sizing, &host, out);
     ms_model_free(&m);
     return MS_OK;
 }

@@ -5,6 +5,7 @@
  *   char[8] magic "MSWEIGHT", uint32 version (1), uint32 unit count,
  *   then per unit: char[48] name (NUL-padded), uint64 element count,
  *   float32[count] values (the unit's flat buffer without its padding).
+ * Values cross between host and device through the engine's staging block.
  * Saving is collective: each unit's master shards are all-gathered and rank 0
  * streams them into the file, written atomically (core/file.h). Loading is
  * per rank: each reads only the range it owns, after checking every name and
@@ -33,7 +34,7 @@ typedef struct unit_header {
 /* The whole unit's master weights, gathered from their owners into full (padded). */
 static ms_status gather_master(ms_engine *e, ms_unit *u, float *full) {
     if (!u->split.shard_optim) {
-        memcpy(full, u->master, (size_t)u->padded * 4);
+        ms_stage_down(e, full, u->master, u->padded * 4);
         return MS_OK;
     }
     ms_comm_req *req;
@@ -132,8 +133,16 @@ static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
         int64_t real = un->hi < un->numel ? un->hi : un->numel; /* past numel is padding: zeros */
-        memset(un->master, 0, (size_t)(un->hi - un->lo) * 4);
-        if (real > un->lo) TRY(read_at(path, fd, un->master, (real - un->lo) * 4, starts[u] + un->lo * 4));
+        /* through the staging block, a chunk at a time */
+        float *block = e->stage.block;
+        for (int64_t at = un->lo; at < un->hi; at += e->stage.block_elems) {
+            int64_t n = un->hi - at < e->stage.block_elems ? un->hi - at : e->stage.block_elems;
+            int64_t have = real - at < 0 ? 0 : (real - at < n ? real - at : n);
+            memset(block + have, 0, (size_t)(n - have) * 4);
+            if (have > 0) TRY(read_at(path, fd, block, have * 4, starts[u] + at * 4));
+            e->dev.upload(&e->dev, un->master + (at - un->lo), block, n * 4);
+            e->dev.sync(&e->dev);
+        }
     }
     return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }

@@ -167,6 +167,7 @@ void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads) {
     *d = (ms_device){
         .name = "cpu", .kind = MS_DEVICE_CPU, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
         .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
+        .host_reserve = reserve, .host_release = release,
         .upload = copy, .download = copy, .copy = copy, .zero = zero, .sync = sync,
         .start = start, .stop = stop,
         .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,

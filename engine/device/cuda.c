@@ -5,7 +5,9 @@
  * Act buffers hold real bf16 (2 bytes) under bf16 precision and fp32 otherwise.
  * Matmuls take act inputs and accumulate in fp32 (CUBLAS_COMPUTE_32F: no TF32,
  * so the fp32 mode matches the CPU to ~1e-6); parameter gradients and logits
- * are fp32 outputs of bf16 inputs. Memory is plain cudaMalloc; the backend's
+ * are fp32 outputs of bf16 inputs; cuBLASLt's descriptors and algorithm are
+ * chosen once per shape and kept (see `plans`). Memory is plain cudaMalloc,
+ * host staging is pinned (cudaHostAlloc); the backend's
  * own scratch (cuBLASLt workspace, attention's D_t, per-row losses, sumsq
  * partials) is taken at start() and grown when a call needs more (a later
  * slice sizes it from the plan). Every CUDA/cuBLAS status is checked: the
@@ -26,7 +28,16 @@
 
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 #define SUM_BLOCKS 256
+#define GEMM_PLANS 96
 enum { SCR_DELTA, SCR_LOSS, SCR_N };
+
+/* One matmul shape's cuBLASLt descriptors and chosen algorithm. */
+typedef struct gemm_plan {
+    int64_t key[12];
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
 
 typedef struct cuda_impl {
     int device;
@@ -37,6 +48,8 @@ typedef struct cuda_impl {
     double *host_sum;     /* pinned */
     void *scr[SCR_N];
     int64_t scr_bytes[SCR_N];
+    gemm_plan plans[GEMM_PLANS]; /* per shape, filled on first use */
+    int n_plans, next_evict;
     ms_status err;
 } cuda_impl;
 
@@ -90,6 +103,24 @@ static ms_status reserve(ms_device *d, int64_t bytes, void **out) {
 
 static void release(ms_device *d, void *p) {
     if (p) cuda_bad(d, cudaFree(p), "cudaFree");
+}
+
+static ms_status host_reserve(ms_device *d, int64_t bytes, void **out) {
+    (void)d;
+    *out = NULL;
+    if (bytes == 0) return MS_OK;
+    cudaError_t e = cudaHostAlloc(out, (size_t)bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *out = NULL;
+        return ms_fail(MS_ERR_NOMEM, "cuda: could not reserve %lld bytes of pinned host memory for staging (%s)",
+                       (long long)bytes, cudaGetErrorString(e));
+    }
+    return MS_OK;
+}
+
+static void host_release(ms_device *d, void *p) {
+    if (p) cuda_bad(d, cudaFreeHost(p), "cudaFreeHost");
 }
 
 static void upload(ms_device *d, void *dst, const void *src, int64_t n) {
@@ -153,6 +184,13 @@ static void stop(ms_device *d) {
     if (!c) return;
     if (c->stream) cudaStreamSynchronize(c->stream);
     for (int i = 0; i < SCR_N; i++) cudaFree(c->scr[i]);
+    for (int i = 0; i < c->n_plans; i++) {
+        gemm_plan *g = &c->plans[i];
+        cublasLtMatrixLayoutDestroy(g->lc);
+        cublasLtMatrixLayoutDestroy(g->lb);
+        cublasLtMatrixLayoutDestroy(g->la);
+        cublasLtMatmulDescDestroy(g->op);
+    }
     cudaFree(c->workspace);
     cudaFree(c->sums);
     cudaFreeHost(c->host_sum);
@@ -164,48 +202,79 @@ static void stop(ms_device *d) {
 
 /* ---- matmuls through cuBLASLt ---------------------------------------------- */
 
-/* Column-major D (m, n) = op(A) op(B) + beta C, C = D; fp32 accumulation. */
-static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, cudaDataType_t at,
-                 int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *cm, cudaDataType_t ct, int64_t ldc,
-                 float beta) {
-    if (!LIVE(d) || m == 0 || n == 0) return;
+/* The plan of one shape: found in the table, or made (descriptors, heuristic)
+ * and kept. NULL after a failure, latched. */
+static gemm_plan *gemm_plan_for(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, cudaDataType_t at,
+                                int64_t lda, cudaDataType_t bt, int64_t ldb, cudaDataType_t ct, int64_t ldc) {
     cuda_impl *c = impl_of(d);
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    int64_t key[12] = {ta, tb, m, n, k, at, lda, bt, ldb, ct, ldc, 1};
+    for (int i = 0; i < c->n_plans; i++)
+        if (memcmp(c->plans[i].key, key, sizeof key) == 0) return &c->plans[i];
+    /* a full table (generation grows T one token at a time) recycles its slots in turn */
+    int slot = c->n_plans < GEMM_PLANS ? c->n_plans : c->next_evict;
+    gemm_plan *g = &c->plans[slot];
+    if (c->n_plans == GEMM_PLANS) {
+        c->next_evict = (c->next_evict + 1) % GEMM_PLANS;
+        cublasLtMatrixLayoutDestroy(g->lc);
+        cublasLtMatrixLayoutDestroy(g->lb);
+        cublasLtMatrixLayoutDestroy(g->la);
+        cublasLtMatmulDescDestroy(g->op);
+        c->n_plans--;
+    }
+    memset(g, 0, sizeof *g);
     cublasLtMatmulPreference_t pref = NULL;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     size_t ws = WORKSPACE_BYTES;
-    float alpha = 1.0f;
     cublasLtMatmulHeuristicResult_t h;
-    int found = 0;
-    if (k == 0) { /* D = beta C */
-        if (beta == 0.0f) cuda_bad(d, cudaMemsetAsync(cm, 0, (size_t)(ldc * n * (ct == CUDA_R_32F ? 4 : 2)), c->stream), "zero");
-        return;
-    }
-    if (lt_bad(d, cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate") ||
-        lt_bad(d, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "set TRANSA") ||
-        lt_bad(d, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "set TRANSB") ||
-        lt_bad(d, cublasLtMatrixLayoutCreate(&la, at, ta ? k : m, ta ? m : k, lda), "layout A") ||
-        lt_bad(d, cublasLtMatrixLayoutCreate(&lb, bt, tb ? n : k, tb ? k : n, ldb), "layout B") ||
-        lt_bad(d, cublasLtMatrixLayoutCreate(&lc, ct, m, n, ldc), "layout C") ||
+    int found = 0, ok = 0;
+    if (lt_bad(d, cublasLtMatmulDescCreate(&g->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate") ||
+        lt_bad(d, cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "set TRANSA") ||
+        lt_bad(d, cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "set TRANSB") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&g->la, at, ta ? k : m, ta ? m : k, lda), "layout A") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&g->lb, bt, tb ? n : k, tb ? k : n, ldb), "layout B") ||
+        lt_bad(d, cublasLtMatrixLayoutCreate(&g->lc, ct, m, n, ldc), "layout C") ||
         lt_bad(d, cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate") ||
         lt_bad(d, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
                "set workspace") ||
-        lt_bad(d, cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &h, &found), "AlgoGetHeuristic"))
+        lt_bad(d, cublasLtMatmulAlgoGetHeuristic(c->lt, g->op, g->la, g->lb, g->lc, g->lc, pref, 1, &h, &found),
+               "AlgoGetHeuristic"))
         goto done;
     if (found == 0) {
         latch(d, ms_fail(MS_ERR_INTERNAL, "cuda: cuBLASLt has no algorithm for a %lld x %lld x %lld matmul",
                          (long long)m, (long long)n, (long long)k));
         goto done;
     }
-    lt_bad(d, cublasLtMatmul(c->lt, op, &alpha, a, la, b, lb, &beta, cm, lc, cm, lc, &h.algo, c->workspace, ws,
-                             c->stream), "Matmul");
+    g->algo = h.algo;
+    memcpy(g->key, key, sizeof key);
+    c->n_plans++;
+    ok = 1;
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
+    if (!ok) {
+        if (g->lc) cublasLtMatrixLayoutDestroy(g->lc);
+        if (g->lb) cublasLtMatrixLayoutDestroy(g->lb);
+        if (g->la) cublasLtMatrixLayoutDestroy(g->la);
+        if (g->op) cublasLtMatmulDescDestroy(g->op);
+        return NULL;
+    }
+    return g;
+}
+
+/* Column-major D (m, n) = op(A) op(B) + beta C, C = D; fp32 accumulation. */
+static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, cudaDataType_t at,
+                 int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *cm, cudaDataType_t ct, int64_t ldc,
+                 float beta) {
+    if (!LIVE(d) || m == 0 || n == 0) return;
+    cuda_impl *c = impl_of(d);
+    float alpha = 1.0f;
+    if (k == 0) { /* D = beta C */
+        if (beta == 0.0f) cuda_bad(d, cudaMemsetAsync(cm, 0, (size_t)(ldc * n * (ct == CUDA_R_32F ? 4 : 2)), c->stream), "zero");
+        return;
+    }
+    gemm_plan *g = gemm_plan_for(d, ta, tb, m, n, k, at, lda, bt, ldb, ct, ldc);
+    if (!g) return;
+    lt_bad(d, cublasLtMatmul(c->lt, g->op, &alpha, a, g->la, b, g->lb, &beta, cm, g->lc, cm, g->lc, &g->algo,
+                             c->workspace, WORKSPACE_BYTES, c->stream), "Matmul");
 }
 
 static cudaDataType_t act_t(const ms_device *d) { return d->bf16 ? CUDA_R_16BF : CUDA_R_32F; }
@@ -378,20 +447,50 @@ static void cast_params(ms_device *d, void *params, const float *master, int64_t
 
 static void add(ms_device *d, float *y, const float *x, int64_t n) { RUN(d, "add", cuda_add(S(d), y, x, n)); }
 
-ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) {
-    int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess || count == 0) {
+/* How many GPUs this machine has; fails saying why when none is usable. */
+static ms_status gpu_count(int *count) {
+    *count = 0;
+    cudaError_t e = cudaGetDeviceCount(count);
+    if (e != cudaSuccess || *count == 0) {
         cudaGetLastError();
-        return ms_fail(MS_ERR_INVALID, "device \"cuda\": no CUDA device (%s); use device = \"cpu\"",
+        return ms_fail(MS_ERR_INVALID, "device \"cuda\": this machine has no usable GPU (%s); run where an "
+                       "NVIDIA GPU and its driver are, or use device = \"cpu\"",
                        e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
     }
+    return MS_OK;
+}
+
+ms_status ms_cuda_query(ms_device_info *out) {
+    int count;
+    TRY(gpu_count(&count));
+    struct cudaDeviceProp prop;
+    size_t free_b = 0, total_b = 0;
+    cudaError_t e = cudaGetDeviceProperties(&prop, 0);
+    if (e == cudaSuccess) e = cudaSetDevice(0);
+    if (e == cudaSuccess) e = cudaMemGetInfo(&free_b, &total_b);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return ms_fail(MS_ERR_STATE, "device \"cuda\": GPU 0 does not answer (%s)", cudaGetErrorString(e));
+    }
+    out->count = count;
+    out->free_bytes = (int64_t)free_b;
+    out->total_bytes = (int64_t)total_b;
+    size_t len = strnlen(prop.name, sizeof out->name - 1);
+    memcpy(out->name, prop.name, len);
+    out->name[len] = 0;
+    return MS_OK;
+}
+
+ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) {
+    int count;
+    TRY(gpu_count(&count));
     cuda_impl *c = calloc(1, sizeof *c);
     if (!c) return ms_fail(MS_ERR_NOMEM, "cuda: no host memory for the backend");
     *d = (ms_device){
         .name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
         .impl = c,
         .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
+        .host_reserve = host_reserve, .host_release = host_release,
         .upload = upload, .download = download, .copy = copy, .zero = zero, .sync = sync,
         .start = start, .stop = stop,
         .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,

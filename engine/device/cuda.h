@@ -13,6 +13,8 @@
 
 /* Describe the CUDA backend; fails with a clear message when no CUDA device is usable. */
 ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads);
+/* The GPUs of this machine (ms_device_query); fails saying why when there are none. */
+ms_status ms_cuda_query(ms_device_info *out);
 /* The first failure latched by the backend's ops, or MS_OK. */
 ms_status ms_cuda_status(const ms_device *d);
 #endif

@@ -1,7 +1,20 @@
-/* device/device.c — choosing a backend by kind. */
+/* device/device.c — choosing a backend by kind, and asking what the machine has. */
+#include <string.h>
+
 #include "core/status.h"
 #include "device/cuda.h"
 #include "device/device.h"
+
+#ifndef MS_HAVE_CUDA
+static ms_status no_cuda(void) {
+    return ms_fail(MS_ERR_INVALID, "device \"cuda\": this build has no CUDA backend (it was built without "
+                                   "nvcc); use device = \"cpu\", or rebuild where the CUDA toolkit is installed");
+}
+#endif
+
+static ms_status unknown(int32_t kind) {
+    return ms_fail(MS_ERR_INVALID, "device kind %d is unknown; expected 0 (cpu) or 1 (cuda)", kind);
+}
 
 ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t threads) {
     switch (kind) {
@@ -12,9 +25,46 @@ ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t 
 #ifdef MS_HAVE_CUDA
         return ms_device_init_cuda(d, precision, threads);
 #else
-        return ms_fail(MS_ERR_INVALID, "device \"cuda\": this build has no CUDA backend; "
-                                       "use device = \"cpu\"");
+        return no_cuda();
 #endif
     }
-    return ms_fail(MS_ERR_INVALID, "device kind %d is unknown; expected 0 (cpu) or 1 (cuda)", kind);
+    return unknown(kind);
+}
+
+/* A GPU stores bf16 in 2 bytes; everything else it stores in 4. */
+static int64_t gpu_elem_bytes(const ms_device *d, int32_t dtype) {
+    (void)d;
+    return dtype == MS_BF16 ? 2 : 4;
+}
+
+ms_status ms_device_describe(ms_device *d, int32_t kind, int32_t precision) {
+    switch (kind) {
+    case MS_DEVICE_CPU:
+        ms_device_init_cpu(d, precision, 0);
+        return MS_OK;
+    case MS_DEVICE_CUDA:
+        *d = (ms_device){.name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16,
+                         .elem_bytes = gpu_elem_bytes};
+        return MS_OK;
+    }
+    return unknown(kind);
+}
+
+ms_status ms_device_query(int32_t kind, ms_device_info *out) {
+    if (!out) return ms_fail(MS_ERR_INVALID, "ms_device_query: out is required");
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    switch (kind) {
+    case MS_DEVICE_CPU:
+        out->count = 1;
+        strcpy(out->name, "cpu");
+        return MS_OK;
+    case MS_DEVICE_CUDA:
+#ifdef MS_HAVE_CUDA
+        return ms_cuda_query(out);
+#else
+        return no_cuda();
+#endif
+    }
+    return unknown(kind);
 }

@@ -36,6 +36,12 @@ struct ms_device {
     int64_t (*elem_bytes)(const ms_device *d, int32_t dtype);   /* storage size of an ms_dtype */
     ms_status (*reserve)(ms_device *d, int64_t bytes, void **out);
     void (*release)(ms_device *d, void *p);
+    /* host memory the device copies from and to at full speed (pinned on a
+       GPU, plain on the CPU): the engine's staging between host and device */
+    ms_status (*host_reserve)(ms_device *d, int64_t bytes, void **out);
+    void (*host_release)(ms_device *d, void *p);
+    /* upload is ordered on the device's stream: the host may reuse host_src
+       only after sync(); download returns when the host sees the bytes */
     void (*upload)(ms_device *d, void *dst, const void *host_src, int64_t bytes);
     void (*download)(ms_device *d, void *host_dst, const void *src, int64_t bytes);
     void (*copy)(ms_device *d, void *dst, const void *src, int64_t bytes);
@@ -81,6 +87,9 @@ struct ms_device {
 
 /* Describe a backend: fills the table, touches nothing (planning uses it too). */
 ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t threads);
+/* Only what planning needs (names and element sizes) of a backend, even one
+   this machine cannot run: a plan for a GPU can be made without one. */
+ms_status ms_device_describe(ms_device *d, int32_t kind, int32_t precision);
 void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads);
 
 /* Storage bytes of an act buffer element on this device. */

@@ -85,7 +85,8 @@ typedef struct ms_train_config {
     float eps;
     float weight_decay;      /* decoupled; not applied to norms and embeddings */
     float clip;              /* global-norm clip threshold; 0 = off */
-    int32_t checkpoint_activations; /* 1: keep block inputs, recompute in backward */
+    int32_t checkpoint_activations; /* 0: keep what backward needs; 1: keep block inputs, recompute blocks
+                                       in backward; 2: selective: recompute only the norms and SwiGLU */
     int32_t eval_batches;    /* micro-batches per evaluation */
     uint64_t seed;           /* init and data order */
     int32_t skip_nonfinite;  /* a step whose loss or gradients are NaN/Inf: 1 skipped (no update), 0 an error */
@@ -193,6 +194,15 @@ typedef struct ms_shard_info {
     char tokenizer[33];      /* tokenizer id, NUL-terminated */
 } ms_shard_info;
 
+/* What this machine offers for a device kind (ms_device_query). */
+typedef struct ms_device_info {
+    int32_t kind;            /* ms_device_kind asked about */
+    int32_t count;           /* devices of that kind here */
+    int64_t free_bytes;      /* the first device's free memory (cuda; 0 for cpu) */
+    int64_t total_bytes;     /* the first device's memory (cuda; 0 for cpu) */
+    char name[64];           /* the first device's name */
+} ms_device_info;
+
 typedef struct ms_engine ms_engine;
 
 /* --- errors and version ------------------------------------------------- */
@@ -204,6 +214,9 @@ const char *ms_status_name(ms_status status);
 ms_status ms_config_defaults(ms_config *cfg);
 ms_status ms_config_check(const ms_config *cfg);
 ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out);
+/* Fails with a sentence saying why when this machine cannot run the kind
+ * (no GPU, no driver, or a build without the CUDA backend). */
+ms_status ms_device_query(int32_t kind, ms_device_info *out);
 
 /* --- the engine ---------------------------------------------------------
  * With world_size > 1 every rank runs the same calls in the same order:

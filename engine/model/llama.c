@@ -6,7 +6,8 @@
  * in one fused chunked pass; blocks then run in reverse, each reading the
  * gradient of its output from `dres` and leaving the gradient of its input
  * there (the residual path adds in place). Under activation checkpointing a
- * block's forward is re-run from its kept input right before its backward.
+ * block's forward is re-run from its kept input right before its backward;
+ * under selective checkpointing only its norms and SwiGLU are.
  */
 #include <math.h>
 #include <stdio.h>
@@ -144,11 +145,15 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_
     m->B = cfg->train.micro_batch;
     m->T = cfg->train.seq_len;
     m->head_dim = c->dim / c->n_heads;
-    m->checkpoint = cfg->train.checkpoint_activations != 0;
+    m->checkpoint = cfg->train.checkpoint_activations == 1;
+    m->selective = cfg->train.checkpoint_activations == 2;
     m->doc_mask = cfg->doc_mask != 0;
     m->bos = cfg->bos_token;
     int64_t rows = (int64_t)m->B * m->T;
-    int64_t auto_chunk = ((int64_t)1 << 24) / c->vocab_size; /* ~64 MiB of fp32 logits */
+    /* ~64 MiB of fp32 logits on the CPU; ~512 MiB on a GPU, whose LM-head
+       matmuls want many rows (a 128K vocabulary: 1046 rather than 130) */
+    int64_t budget = cfg->device == MS_DEVICE_CUDA ? (int64_t)1 << 27 : (int64_t)1 << 24;
+    int64_t auto_chunk = budget / c->vocab_size;
     if (auto_chunk < 64) auto_chunk = 64;
     int64_t chunk = cfg->loss_chunk > 0 ? cfg->loss_chunk : auto_chunk;
     m->chunk = (int32_t)(chunk < rows ? chunk : rows);
@@ -243,7 +248,8 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
             a->x = x;
             continue;
         }
-        a->xn1 = ACT(MS_MEM_ACTIVATIONS, N * D);
+        int own = b == 0 || !m->selective; /* selective: block 0 holds the shared set */
+        a->xn1 = own ? ACT(MS_MEM_ACTIVATIONS, N * D) : shared.xn1;
         a->rstd1 = F32(MS_MEM_ACTIVATIONS, N);
         a->q = ACT(MS_MEM_ACTIVATIONS, N * QD);
         a->k = ACT(MS_MEM_ACTIVATIONS, N * KD);
@@ -251,12 +257,12 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
         a->att = ACT(MS_MEM_ACTIVATIONS, N * QD);
         a->lse = F32(MS_MEM_ACTIVATIONS, N * c->n_heads);
         a->x1 = ACT(MS_MEM_ACTIVATIONS, N * D);
-        a->xn2 = ACT(MS_MEM_ACTIVATIONS, N * D);
+        a->xn2 = own ? ACT(MS_MEM_ACTIVATIONS, N * D) : shared.xn2;
         a->rstd2 = F32(MS_MEM_ACTIVATIONS, N);
         a->gate = ACT(MS_MEM_ACTIVATIONS, N * F);
         a->up = ACT(MS_MEM_ACTIVATIONS, N * F);
-        a->h = ACT(MS_MEM_ACTIVATIONS, N * F);
-        if (m->checkpoint) shared = *a;
+        a->h = own ? ACT(MS_MEM_ACTIVATIONS, N * F) : shared.h;
+        if ((m->checkpoint || m->selective) && b == 0) shared = *a;
     }
     m->x_final = ACT(MS_MEM_ACTIVATIONS, N * D);
     m->xnf = ACT(MS_MEM_ACTIVATIONS, N * D);
@@ -298,31 +304,15 @@ float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
     return t->init_std * ms_rng_normal(ms_rng_key(seed, MS_STREAM_INIT), (uint64_t)index, t->id);
 }
 
-void ms_model_init(ms_model *m, ms_device *d, uint64_t seed) {
-    ms_model_init_state(m, d);
-    for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
-        /* each tensor's part of the owned range [lo, hi) */
-        for (int i = un->first; i < un->first + un->count; i++) {
-            const ms_tensor *t = &m->tensors[i];
-            int64_t from = t->offset > un->lo ? t->offset : un->lo;
-            int64_t to = t->offset + t->numel < un->hi ? t->offset + t->numel : un->hi;
-            float *dst = un->master - un->lo;
-            #pragma omp parallel for schedule(static)
-            for (int64_t e = from; e < to; e++) dst[e] = ms_tensor_init_value(t, seed, e - t->offset);
-        }
-    }
-}
-
-void ms_model_init_state(ms_model *m, ms_device *d) {
-    for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
-        int64_t owned = un->hi - un->lo;
-        memset(un->master, 0, (size_t)owned * sizeof(float));
-        d->zero(d, un->m, owned * 4);
-        d->zero(d, un->v, owned * 4);
-        if (un->grads_home) d->zero(d, un->grads_home, un->padded * 4);
-        if (un->split.shard_grads) d->zero(d, un->grads_owned, owned * 4);
+void ms_model_init_values(const ms_model *m, int u, uint64_t seed, int64_t from, int64_t n, float *out) {
+    const ms_unit *un = &m->units[u];
+    memset(out, 0, (size_t)n * sizeof(float)); /* padding stays zero */
+    for (int i = un->first; i < un->first + un->count; i++) {
+        const ms_tensor *t = &m->tensors[i];
+        int64_t lo = t->offset > from ? t->offset : from;
+        int64_t hi = t->offset + t->numel < from + n ? t->offset + t->numel : from + n;
+        #pragma omp parallel for schedule(static)
+        for (int64_t e = lo; e < hi; e++) out[e - from] = ms_tensor_init_value(t, seed, e - t->offset);
     }
 }
 
@@ -405,6 +395,11 @@ static void block_backward(ms_model *m, ms_device *d, int l, int B, int T) {
     int64_t N = (int64_t)B * T;
     int D = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads, hd = m->head_dim;
 
+    if (m->selective) { /* the shared xn1, xn2, h hold another block's: recompute this one's */
+        d->rmsnorm_fwd(d, a->xn1, a->rstd1, a->x, P(bt(l, B_ATTN_NORM)), N, D, c->norm_eps);
+        d->rmsnorm_fwd(d, a->xn2, a->rstd2, a->x1, P(bt(l, B_MLP_NORM)), N, D, c->norm_eps);
+        d->swiglu_fwd(d, a->h, a->gate, a->up, N * F);
+    }
     /* out = x1 + Wdown·h */
     d->matmul_bwd(d, m->dh, G(bt(l, B_DOWN)), m->dres, a->h, P(bt(l, B_DOWN)), N, F, D, 0);
     d->swiglu_bwd(d, m->dgate, m->dup, m->dh, a->gate, a->up, N * F);

@@ -75,7 +75,9 @@ typedef struct ms_unit {
 
 /* What one block's forward keeps for its backward. Under activation
  * checkpointing only x is per block; the rest is one shared set that the
- * recompute before each block's backward refills. N = B*T rows. */
+ * recompute before each block's backward refills. Under selective
+ * checkpointing xn1, xn2 and h (cheap to recompute: two norms and SwiGLU) are
+ * that shared set and the rest is per block. N = B*T rows. */
 typedef struct ms_block_acts {
     void *x;             /* (N, D) block input: the residual stream */
     void *xn1;           /* (N, D) rms(x) */
@@ -95,7 +97,8 @@ typedef struct ms_model {
     int32_t B, T;        /* micro-batch shape the buffers hold */
     int32_t head_dim;
     int32_t chunk;       /* LM-head rows per chunk */
-    int32_t checkpoint;  /* activation checkpointing */
+    int32_t checkpoint;  /* activation checkpointing: blocks recomputed in backward */
+    int32_t selective;   /* selective checkpointing: only norms and SwiGLU recomputed */
     int32_t doc_mask;    /* attention stays within documents (doc_start is filled) */
     int32_t bos;         /* the token that starts a document */
     int32_t n_units, n_tensors;
@@ -129,15 +132,13 @@ void ms_model_free(ms_model *m);
 /* Declare every buffer of the model through a layout pass (see core/arena.h). */
 void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l);
 
-/* Meta init: write the initial value of every element this rank owns into
- * the master buffers, each a pure function of (seed, tensor id, element
- * index), and zero moments and gradients. The compute copy is refreshed by
- * the caller (zero/zero.h), as after an optimizer step. */
-void ms_model_init(ms_model *m, ms_device *d, uint64_t seed);
-/* The part of it that is not values: master weights (padding included),
- * moments and gradients zeroed; for weights that come from elsewhere. */
-void ms_model_init_state(ms_model *m, ms_device *d);
-/* Initial value of one element (what ms_model_init writes). */
+/* Meta init: the initial values of elements [from, from + n) of unit u's flat
+ * buffer into out (host memory), each a pure function of (seed, tensor id,
+ * element index), zeros in the padding. The engine stages them onto the
+ * device chunk by chunk; the compute copy is refreshed by the caller
+ * (zero/zero.h), as after an optimizer step. */
+void ms_model_init_values(const ms_model *m, int u, uint64_t seed, int64_t from, int64_t n, float *out);
+/* Initial value of one element (what ms_model_init_values writes). */
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index);
 
 /* The schedule is phrased in units, so that ZeRO can gather a unit's

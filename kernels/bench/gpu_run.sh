@@ -1,25 +1,69 @@
 #!/bin/bash
-# kernels/bench/gpu_run.sh — one device call: GPU specs, timings, the PyTorch peer.
-# Expects build/spec-gpu built here (copied to .gpu/ and carried); writes logs to $OUT.
+# kernels/bench/gpu_run.sh — one device call: the GPU specs (make test-gpu's
+# list), the attention workbench next to torch's SDPA, the 1B-shape step next
+# to the PyTorch peer; a table of ratios last. Logs go to $OUT.
+#
+# Build here first (make all build/spec-gpu build/bench-attention), then pack
+# what the GPU machine lacks into an ignored folder and carry it:
+#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/lua data/kjv/*.bin
+# Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers;
 set -u
-B=${1:-.gpu}
 OUT=${OUT:-/tmp}
+[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
-ldd $B/spec-gpu | grep -E "not found|cublas|gomp"
-if ldd $B/spec-gpu | grep -q "not found"; then
+if ldd build/spec-gpu | grep -q "not found"; then
   lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
-  export LD_LIBRARY_PATH=$B:${lib:-}:${LD_LIBRARY_PATH:-}
-  ldd $B/spec-gpu | grep -E "not found"
+  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
+  ldd build/spec-gpu | grep -E "not found"
 fi
-p=0; f=0
-for t in $($B/spec-gpu --list | grep -v ^bench_); do
-  if timeout 120 $B/spec-gpu $t >>$OUT/specs.log 2>&1; then echo "ok $t"; p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
-done 2>&1 | tee $OUT/summary.log
-grep -E "step 1|steps:" $OUT/specs.log
-grep -B3 "check failed\|relative error\|failed" $OUT/specs.log | head -40
-for b in bench_tiny bench_ops_1b bench_llama_1b; do timeout 200 $B/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
-PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 2>&1 | tail -3 | tee -a $OUT/bench.log
-[ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 --compile 2>&1 | tail -3 | tee -a $OUT/bench.log
+: >$OUT/bench.log
+echo "==== attention workbench"
+timeout 120 build/bench-attention 2>&1 | tee -a $OUT/bench.log
+PYTHONUNBUFFERED=1 timeout 120 python3 kernels/bench/attention_sdpa.py 2>&1 | tail -4 | tee -a $OUT/bench.log
+if [ "${SPECS:-1}" = 1 ]; then
+  echo "==== GPU specs"
+  p=0; f=0
+  for t in $(build/spec-gpu --list | grep -v ^bench_); do
+    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then echo "ok $t"; p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
+  done >$OUT/summary.log 2>&1
+  if timeout 300 spec/gpu/run_tracks_cpu.sh build/moonspeed >$OUT/tracks.log 2>&1; then echo "ok run_tracks_cpu" >>$OUT/summary.log
+  else echo "not ok run_tracks_cpu" >>$OUT/summary.log; fi
+  cat $OUT/tracks.log
+  grep "not ok" $OUT/summary.log
+  grep -B2 -A2 "relative error\|failed\|FAIL" $OUT/specs.log | head -30
+fi
+echo "==== 1B shape"
+for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
+# the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
+scratch=$(mktemp -d)
+python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
+for mode in plain selective; do
+  rm -rf $scratch/run
+  timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=1 train.micro_batch=1 train.steps=10 \
+    train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
+    train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
+    data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$mode.log 2>&1 || tail -5 $OUT/engine1b-$mode.log
+  grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
+    awk -v m=$mode '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=1 T=4096, %s, median of steps 4-10): %.0f tokens/s\n", m, $1 }' |
+    tee -a $OUT/bench.log
+  grep -E "^done" $OUT/engine1b-$mode.log
+done
+[ "${PEER:-1}" = 1 ] && PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 2>&1 | tail -1 | tee -a $OUT/bench.log
+[ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
 echo "==== table"
-grep -c "^ok" $OUT/summary.log | sed 's/^/specs passed: /'; grep -c "^not ok" $OUT/summary.log | sed 's/^/specs failed: /'
-grep BENCH $OUT/bench.log
+[ -f $OUT/summary.log ] && echo "specs: $(grep -c '^ok' $OUT/summary.log) passed, $(grep -c '^not ok' $OUT/summary.log) failed"
+grep -o "run_tracks.*\|^[a-z0-9]*: [0-9]* steps.*" $OUT/tracks.log 2>/dev/null
+awk '
+  /^BENCH (flash|sdpa)/ { k = $3 " " $4 " " $5 " " $6 " " $7; sub(/:$/, "", k)
+                          for (i = 1; i <= NF; i++) { if ($i == "fwd") f = $(i+3); if ($i == "bwd") b = $(i+3) } }
+  /^BENCH flash/ { ff[k] = f; fb[k] = b; order[++n] = k }
+  /^BENCH sdpa/  { sf[k] = f; sb[k] = b }
+  END { printf "%-36s %18s %18s\n", "attention (TFLOP/s)", "fwd ours/sdpa", "bwd ours/sdpa"
+        for (j = 1; j <= n; j++) { k = order[j]; if (k in sf) printf "%-36s %6s/%-4s %.2fx %6s/%-4s %.2fx\n", k, ff[k], sf[k], ff[k]/sf[k], fb[k], sb[k], fb[k]/sb[k]
+                                   else printf "%-36s %6s %18s\n", k, ff[k], fb[k] } }' $OUT/bench.log
+grep -E "^BENCH (matmul|attention|llama|torch|engine)" $OUT/bench.log | sed 's/^BENCH //'
+awk '/^BENCH llama/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") bk = $(i-1) }
+     /^BENCH engine.*plain/ { eng = $(NF-1) }
+     /^BENCH torch/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") { t = $(i-1); if (t > best) best = t } }
+     END { if (best) { if (eng) printf "1B step: moonspeed run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", eng, best, eng / best
+                       if (bk) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best } }' $OUT/bench.log

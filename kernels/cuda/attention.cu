@@ -1,7 +1,9 @@
 /*
  * kernels/cuda/attention.cu — causal GQA attention with an online softmax, the
- * plain way: fp32 CUDA cores, no tensor cores (flash attention on tensor cores
- * is a later slice). Memory O(T): the forward keeps lse (B, H, T) only.
+ * plain way: fp32 CUDA cores, no tensor cores. bf16 calls with head dims 64 and
+ * 128 go to the tensor-core kernels of attention_flash.cu instead; these stay
+ * for the fp32 backend (whose 1e-4 tolerance bf16 tensor cores cannot meet)
+ * and other head dims. Memory O(T): the forward keeps lse (B, H, T) only.
  *
  * Forward and dq: a block of NW warps takes NW consecutive query rows of one
  * (b, h); each warp owns one row, each lane one key of a 32-key tile (its score
@@ -244,8 +246,17 @@ __global__ void __launch_bounds__(NW * 32) attn_dkdv_k(A *dk, A *dv, const A *do
         else { constexpr int NI = 4; __VA_ARGS__; }            \
     } while (0)
 
-extern "C" int cuda_attention_fwd(ms_cuda_stream s, int bf16f, void *out, float *lse, const void *q, const void *k,
-                                  const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+/* The flash kernels copy 16-byte chunks: every pointer must allow that. */
+static bool flash_ok(int bf16f, int hd, int H, int KV, const void *a, const void *b, const void *c, const void *d,
+                     const void *e = nullptr, const void *f = nullptr, const void *g = nullptr) {
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d | (uintptr_t)e | (uintptr_t)f |
+                     (uintptr_t)g;
+    return cuda_flash_supported(bf16f, hd, H, KV) && (bits & 15) == 0;
+}
+
+extern "C" int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16f, void *out, float *lse, const void *q,
+                                        const void *k, const void *v, const int32_t *doc, int B, int T, int H, int KV,
+                                        int hd) {
     if (hd > MAXHD || hd < 1 || KV < 1 || H % KV) return (int)cudaErrorInvalidValue;
     dim3 grid((T + NW - 1) / NW, H, B);
     ACT_DISPATCH(bf16f, NI_DISPATCH(hd, attn_fwd_k<A, NI><<<grid, NW * 32, 0, s>>>(
@@ -253,9 +264,16 @@ extern "C" int cuda_attention_fwd(ms_cuda_stream s, int bf16f, void *out, float 
     return launched();
 }
 
-extern "C" int cuda_attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout,
-                                  const void *q, const void *k, const void *v, const void *out, const float *lse,
-                                  float *delta, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+extern "C" int cuda_attention_fwd(ms_cuda_stream s, int bf16f, void *out, float *lse, const void *q, const void *k,
+                                  const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    if (flash_ok(bf16f, hd, H, KV, out, q, k, v)) return cuda_flash_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd);
+    return cuda_attention_plain_fwd(s, bf16f, out, lse, q, k, v, doc, B, T, H, KV, hd);
+}
+
+/* bwd with a choice: flash (tensor cores) when allowed and the call qualifies, else the plain kernels. */
+static int attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                         const void *k, const void *v, const void *out, const float *lse, float *delta,
+                         const int32_t *doc, int B, int T, int H, int KV, int hd, bool allow_flash) {
     if (hd > MAXHD || hd < 1 || KV < 1 || H % KV) return (int)cudaErrorInvalidValue;
     int64_t rows = (int64_t)B * T * H;
     dim3 gq((T + NW - 1) / NW, H, B), gk((T + NW - 1) / NW, KV, B);
@@ -263,6 +281,8 @@ extern "C" int cuda_attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *d
     ACT_DISPATCH(bf16f, {
         attn_delta_k<A><<<(unsigned)((rows * 32 + 255) / 256), 256, 0, s>>>(delta, (const A *)dout, (const A *)out, B, T, H, hd);
         if ((e = launched())) return e;
+        if (allow_flash && flash_ok(bf16f, hd, H, KV, dq, dk, dv, dout, q, k, v))
+            return cuda_flash_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd);
         NI_DISPATCH(hd, attn_dq_k<A, NI><<<gq, NW * 32, 0, s>>>((A *)dq, (const A *)dout, (const A *)q, (const A *)k,
                                                                 (const A *)v, lse, delta, doc, T, H, KV, hd));
         if ((e = launched())) return e;
@@ -270,4 +290,17 @@ extern "C" int cuda_attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *d
                                                                   (const A *)k, (const A *)v, lse, delta, doc, T, H, KV, hd));
     });
     return launched();
+}
+
+extern "C" int cuda_attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout,
+                                  const void *q, const void *k, const void *v, const void *out, const float *lse,
+                                  float *delta, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, delta, doc, B, T, H, KV, hd, true);
+}
+
+extern "C" int cuda_attention_plain_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout,
+                                        const void *q, const void *k, const void *v, const void *out,
+                                        const float *lse, float *delta, const int32_t *doc, int B, int T, int H,
+                                        int KV, int hd) {
+    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, delta, doc, B, T, H, KV, hd, false);
 }

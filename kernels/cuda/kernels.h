@@ -32,13 +32,38 @@ int cuda_rmsnorm_bwd(ms_cuda_stream s, int bf16, void *dx, float *dw, const void
 /* rope.cu */
 int cuda_rope(ms_cuda_stream s, int bf16, void *x, const float *cs, int64_t B, int T, int heads, int hd, float sign);
 
-/* attention.cu — causal GQA, online softmax, O(T) memory; hd a multiple of 1 up to 256 */
+/* attention.cu — causal GQA, online softmax, O(T) memory; hd up to 128. bf16
+ * calls with hd 64 or 128 run attention_flash.cu's tensor-core kernels, the
+ * rest (fp32, other head dims) the plain fp32 kernels. */
 int cuda_attention_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k, const void *v,
                        const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 /* delta (B, H, T) fp32 scratch: D_t = dout_t . out_t */
 int cuda_attention_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout, const void *q,
                        const void *k, const void *v, const void *out, const float *lse, float *delta,
                        const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+
+/* attention_flash.cu — the same on tensor cores: bf16, hd 64 or 128, 16-byte
+ * aligned pointers (cuda_flash_supported says whether a call qualifies);
+ * cuda_attention_* dispatch to it. delta as above, filled by the caller. */
+int cuda_flash_supported(int bf16, int hd, int H, int KV);
+int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
+                   const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                   const void *v, const float *lse, const float *delta, const int32_t *doc_start, int B, int T, int H,
+                   int KV, int hd);
+/* Block-shape variants for the workbench: nw warps (4 or 8, 16 rows each) per
+ * forward block and keys (64 or 128) per forward tile; warps per dq and dk/dv block. */
+int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
+                      const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nw, int keys);
+int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                      const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc_start,
+                      int B, int T, int H, int KV, int hd, int nw_dq, int nw_kv);
+/* The plain kernels of attention.cu whatever the inputs (the workbench compares). */
+int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k,
+                             const void *v, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+int cuda_attention_plain_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout,
+                             const void *q, const void *k, const void *v, const void *out, const float *lse,
+                             float *delta, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 
 /* swiglu.cu */
 int cuda_swiglu_fwd(ms_cuda_stream s, int bf16, void *h, const void *gate, const void *up, int64_t n);

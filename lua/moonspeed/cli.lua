@@ -213,11 +213,13 @@ options:
     local path = pos[1] or default_recipe()
     local r, info = load_recipe(path, overrides)
     local p = plan.compute(r)
-    local fits, need, have = plan.fits(p)
+    local got, machine = pcall(plan.machine, p)
+    if not got then error(("%s: %s; nothing was started"):format(path, tostring(machine)), 0) end
+    local fits, need, have = plan.fits(p, machine)
     if not fits then
-      io.stderr:write(plan.format(p, path), "\n")
-      error(("the plan for %s does not fit this machine: it needs %s, %s is available; nothing was started")
-        :format(path, fmt.bytes(need), fmt.bytes(have)), 0)
+      io.stderr:write(plan.format(p, path, machine), "\n")
+      error(("the plan for %s does not fit this machine: it needs %s, %s is available (%s); nothing was started")
+        :format(path, fmt.bytes(need), fmt.bytes(have), machine.source), 0)
     end
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })

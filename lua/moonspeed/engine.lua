@@ -95,7 +95,7 @@ function M.config(r, opts)
   t.warmup, t.schedule = rt.warmup, SCHEDULES[rt.schedule]
   t.lr, t.min_lr, t.beta1, t.beta2, t.eps = rt.lr, rt.min_lr, rt.beta1, rt.beta2, rt.eps
   t.weight_decay, t.clip = rt.weight_decay, rt.clip
-  t.checkpoint_activations = rt.checkpoint_activations and 1 or 0
+  t.checkpoint_activations = rt.checkpoint_activations and 1 or (rt.selective_checkpoint and 2 or 0)
   t.eval_batches, t.seed = rt.eval_batches, rt.seed
   t.skip_nonfinite = rt.nan == "skip" and 1 or 0
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads

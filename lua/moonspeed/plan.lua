@@ -4,7 +4,9 @@
 -- sizing mode; the engine later reserves exactly that), so `moonspeed plan`
 -- and `moonspeed run` can never disagree. This module turns the plan into a
 -- table, prints it, and compares it with this machine: on the CPU the device
--- is the host, so the plan must fit in MemAvailable (/proc/meminfo).
+-- is the host, so the plan must fit in MemAvailable (/proc/meminfo); on a GPU
+-- the device bytes must fit in its free memory and the host staging in
+-- MemAvailable.
 
 local ffi = require "ffi"
 local fmt = require "moonspeed.fmt"
@@ -66,23 +68,41 @@ function M.compute(r, world)
   return M.from_struct(p, r)
 end
 
--- This machine: { available = bytes, total = bytes, source = "..." }.
-function M.machine()
-  local info = sys.meminfo() or {}
-  return { available = info.MemAvailable or 0, total = info.MemTotal or 0,
-           source = "MemAvailable in /proc/meminfo" }
+-- The GPU this machine offers, or nil and the engine's sentence saying why not.
+function M.gpu()
+  local engine = require "moonspeed.engine"
+  local info = ffi.new("ms_device_info")
+  if engine.C.ms_device_query(1, info) ~= 0 then return nil, engine.last_error() end
+  return { name = ffi.string(info.name), count = tonumber(info.count), free = tonumber(info.free_bytes),
+           total = tonumber(info.total_bytes) }
 end
 
--- Bytes the plan needs on this machine (CPU: device and host share the RAM).
+-- This machine for plan p: { available = bytes, total = bytes, source = "...",
+-- host_available = bytes }: the RAM for a CPU plan, the GPU for a GPU plan.
+-- A GPU plan on a machine without a usable GPU is an error saying so.
+function M.machine(p)
+  local info = sys.meminfo() or {}
+  local host = { available = info.MemAvailable or 0, total = info.MemTotal or 0,
+                 source = "MemAvailable in /proc/meminfo" }
+  if not p or p.device ~= "cuda" then return host end
+  local gpu, why = M.gpu()
+  if not gpu then error(why, 0) end
+  return { available = gpu.free, total = gpu.total, source = ("free memory of GPU 0, %s"):format(gpu.name),
+           host_available = host.available }
+end
+
+-- Bytes the plan needs on this machine's device (CPU: device and host share the RAM).
 function M.need(p)
+  if p.device == "cuda" then return p.device_bytes.total end
   return p.device_bytes.total + p.host_bytes.total
 end
 
--- fits (bool), need, available.
+-- fits (bool), need, available; a GPU plan's host staging must fit the RAM too.
 function M.fits(p, machine)
-  machine = machine or M.machine()
+  machine = machine or M.machine(p)
   local need = M.need(p)
-  return need <= machine.available, need, machine.available
+  local host_ok = not machine.host_available or p.host_bytes.total <= machine.host_available
+  return need <= machine.available and host_ok, need, machine.available
 end
 
 -- The largest parts of the plan, as "optimizer 59.80 GiB".
@@ -104,7 +124,11 @@ end
 
 -- The verdict lines: whether it fits, and why not.
 function M.verdict(p, machine)
-  machine = machine or M.machine()
+  if not machine then
+    local got, m = pcall(M.machine, p)
+    if not got then return "cannot run here: " .. tostring(m) end
+    machine = m
+  end
   local ok, need, have = M.fits(p, machine)
   local lines = {}
   lines[#lines + 1] = ("this machine: %s available of %s (%s)"):format(
@@ -148,7 +172,8 @@ function M.format(p, title, machine)
     local tokens = r.train.batch * r.train.seq_len
     out[#out + 1] = ("  %d units; %s training FLOP/token; %d tokens/step (batch %d x seq_len %d, micro_batch %d%s)"):format(
       p.n_units, fmt.si(p.flops_per_token), tokens, r.train.batch, r.train.seq_len, r.train.micro_batch,
-      r.train.checkpoint_activations and ", activation checkpointing" or "")
+      r.train.checkpoint_activations and ", activation checkpointing"
+        or (r.train.selective_checkpoint and ", selective checkpointing" or ""))
     if p.world_size > 1 or p.zero_stage > 0 then
       out[#out + 1] = ("  per rank of %d, ZeRO stage %d"):format(p.world_size, p.zero_stage)
     end

@@ -101,8 +101,8 @@ TEST(engine_gradient_matches_finite_differences) { return gradient_check(0); }
 TEST(engine_gradient_matches_finite_differences_tied) { return gradient_check(1); }
 
 TEST(engine_checkpointing_gives_identical_gradients) {
-    ms_engine *e[2];
-    for (int k = 0; k < 2; k++) {
+    ms_engine *e[3]; /* none, whole blocks, selective */
+    for (int k = 0; k < 3; k++) {
         ms_config c = micro_config(0, k);
         c.model.n_layers = 3;
         CHECK_OK(ms_engine_create(&c, &e[k]));
@@ -110,16 +110,19 @@ TEST(engine_checkpointing_gives_identical_gradients) {
         zero_grads(e[k]);
         CHECK(isfinite(forward_backward(e[k])));
     }
-    for (int u = 0; u < e[0]->model.n_units; u++)
-        CHECK_MSG(memcmp(e[0]->model.units[u].grads, e[1]->model.units[u].grads,
-                         (size_t)e[0]->model.units[u].numel * 4) == 0,
-                  "unit %s: gradients differ with activation checkpointing", e[0]->model.units[u].name);
-    ms_memory_report r0, r1;
+    for (int k = 1; k < 3; k++)
+        for (int u = 0; u < e[0]->model.n_units; u++)
+            CHECK_MSG(memcmp(e[0]->model.units[u].grads, e[k]->model.units[u].grads,
+                             (size_t)e[0]->model.units[u].numel * 4) == 0,
+                      "unit %s: gradients differ with %s checkpointing", e[0]->model.units[u].name,
+                      k == 1 ? "activation" : "selective");
+    ms_memory_report r0, r1, r2;
     ms_engine_memory(e[0], &r0);
     ms_engine_memory(e[1], &r1);
-    CHECK_MSG(r1.reserved.activations < r0.reserved.activations, "checkpointing saves no activation memory");
-    ms_engine_free(e[0]);
-    ms_engine_free(e[1]);
+    ms_engine_memory(e[2], &r2);
+    CHECK_MSG(r1.reserved.activations < r2.reserved.activations, "checkpointing keeps more than selective");
+    CHECK_MSG(r2.reserved.activations < r0.reserved.activations, "selective checkpointing saves no activation memory");
+    for (int k = 0; k < 3; k++) ms_engine_free(e[k]);
     return 0;
 }
 

@@ -53,6 +53,30 @@ static int matmul(int prec) {
 }
 BOTH(matmul)
 
+/* More shapes than the backend caches cuBLASLt plans for (generation grows T
+ * a token at a time): recycled plans must still compute the right product. */
+static int matmul_shapes(int prec) {
+    gpair P, *p = &P;
+    if (gpair_open(p, prec)) return 1;
+    int b = p->bf16;
+    long in = 32, out = 24;
+    float *w = rnd(out * in, 2, 0.5f, b);
+    void *gw = up_act(p, w, out * in);
+    for (int pass = 0; pass < 2; pass++)
+        for (long n = 1; n <= 130; n += 1 + pass * 6) {
+            float *x = rnd(n * in, (unsigned)n, 1, b), *y = rnd(n * out, 3, 1, b);
+            void *gx = up_act(p, x, n * in), *gy = up_act(p, y, n * out);
+            C(p)->matmul_fwd(C(p), y, x, w, n, (int)in, (int)out, 0);
+            G(p)->matmul_fwd(G(p), gy, gx, gw, n, (int)in, (int)out, 0);
+            CHECK_GPU(p);
+            CHECK_REL("matmul_fwd over many shapes", down_act(p, gy, n * out), y, n * out, p->tol);
+            free(x), free(y);
+        }
+    gpair_close(p);
+    return 0;
+}
+BOTH(matmul_shapes)
+
 static int embedding(int prec) {
     gpair P, *p = &P;
     if (gpair_open(p, prec)) return 1;
@@ -171,6 +195,9 @@ static int attention(int prec) {
     if (attention_case(p, 1, 100, 2, 2, 128, 1, 4)) return 1;
     if (attention_case(p, 2, 5, 2, 1, 4, 0, 5)) return 1;
     if (attention_case(p, 1, 33, 3, 3, 48, 1, 6)) return 1;
+    /* several key and query tiles of the flash kernels (bf16, hd 64 and 128), ragged ends */
+    if (attention_case(p, 1, 300, 4, 2, 128, 1, 7)) return 1;
+    if (attention_case(p, 2, 200, 4, 1, 64, 0, 8)) return 1;
     gpair_close(p);
     return 0;
 }

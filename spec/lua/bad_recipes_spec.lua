@@ -52,7 +52,8 @@ local catalogue = {
   { "bad/min-lr-above-lr.lua", {}, "bad/min-lr-above-lr.lua:2: train.min_lr (0.001) must be <= train.lr (0.0001)" },
   { "bad/vocab-too-small.lua", {},
     "bad/vocab-too-small.lua:2: model.vocab_size (100) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)" },
-  { "bad/device-cuda.lua", {}, 'bad/device-cuda.lua:2: device = "cuda" is not available in this release; use device = "cpu"' },
+  { "bad/device-cuda.lua", {},
+    'bad/device-cuda.lua:2: device = "cuda" runs on one GPU with zero.stage = 0 in this release (ZeRO across GPUs needs NCCL); got zero.stage = 2' },
   -- reserved sections
   { "bad/reserved-section.lua", {},
     "bad/reserved-section.lua:2: offload.optimizer: the offload section is reserved for a later release; leave it empty (this release accepts `offload = {}` only)" },
@@ -174,7 +175,25 @@ describe("bad recipes", function()
     local res = support.moonspeed({ "run", support.root .. "/recipes/llama-3-8b.lua", "--run-dir", "out" }, { cwd = dir })
     assert.are.equal(1, res.code)
     assert.matches("does not fit: the plan needs [%d.]+ GiB %(%d+ bytes%)", res.stderr)
-    assert.matches("moonspeed: the plan for .*llama%-3%-8b%.lua does not fit this machine: it needs [%d.]+ GiB, [%d.]+ [GMK]iB is available; nothing was started\n$", res.stderr)
+    assert.matches("moonspeed: the plan for .*llama%-3%-8b%.lua does not fit this machine: it needs [%d.]+ GiB, [%d.]+ [GMK]iB is available %(MemAvailable in /proc/meminfo%); nothing was started\n$", res.stderr)
+    assert.are.same(before, support.ls(dir))
+  end)
+
+  it("refuses a GPU recipe on a machine without a GPU, saying so, before creating anything", function()
+    assert.is_nil(missing)
+    if require("moonspeed.plan").gpu() then
+      pending("this machine has a GPU: make test-gpu runs the GPU recipe (spec/gpu/run_tracks_cpu.sh)")
+      return
+    end
+    local before = support.ls(dir)
+    local res = support.moonspeed({ "run", support.root .. "/recipes/default.lua", "device=cuda", "--run-dir", "out" },
+      { cwd = dir })
+    assert.are.equal(1, res.code)
+    -- with the CUDA backend built: no usable GPU; without it: no backend
+    assert.matches('^moonspeed: .*default%.lua: device "cuda": this (%a+) ', res.stderr)
+    local why = res.stderr:match('device "cuda": this (%a+)')
+    assert.is_true(why == "machine" or why == "build", res.stderr)
+    assert.matches('use device = "cpu".*; nothing was started\n$', res.stderr)
     assert.are.same(before, support.ls(dir))
   end)
 end)

@@ -1,0 +1,200 @@
+/*
+ * kernels/bench/attention.c — the attention workbench: the tensor-core flash
+ * kernels (kernels/cuda/attention_flash.cu) against the plain fp32-arithmetic
+ * kernels (kernels/cuda/attention.cu) as the reference, on fresh random bf16
+ * inputs, then timed with CUDA events (median of 10 after 3 warm-ups).
+ *
+ *   build/bench-attention [T ...]      default: the shapes below
+ *
+ * Prints one "BENCH flash ..." line per shape: relative L2 errors of out, lse,
+ * dq, dk, dv against the reference (bf16 tolerance 1e-2; fails above it) and
+ * fwd / bwd times and TFLOP/s. FLOPs: causal forward 4·B·H·T²·hd / 2, backward
+ * 2.5× that (the convention of FlashAttention's benchmarks and of
+ * kernels/bench/attention_sdpa.py, which times torch's SDPA on the same shapes).
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/kernels.h"
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (cudaError_t)(call);                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef struct shape { int B, T, H, KV, hd, docs; } shape;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float uniform(void) { /* xorshift64*, in [-1, 1) */
+    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 0x2545f4914f6cdd1dull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static uint16_t bf16_bits(float x) { /* round to nearest even */
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float bf16_value(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* A device buffer of n bf16 values uniform in [-scale, scale]. */
+static void *rand_bf16(long n, float scale) {
+    uint16_t *h = malloc(2 * (size_t)n);
+    for (long i = 0; i < n; i++) h[i] = bf16_bits(scale * uniform());
+    void *d;
+    CK(cudaMalloc(&d, 2 * (size_t)n));
+    CK(cudaMemcpy(d, h, 2 * (size_t)n, cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+
+static void *dev(long bytes) {
+    void *d;
+    CK(cudaMalloc(&d, (size_t)bytes));
+    CK(cudaMemset(d, 0xff, (size_t)bytes)); /* poison: NaN in bf16 and fp32 */
+    return d;
+}
+
+/* ||a - b|| / ||b|| of two device buffers (bf16 when bf16, else fp32). */
+static double rel(const void *a, const void *b, long n, int bf16) {
+    size_t eb = bf16 ? 2 : 4;
+    void *ha = malloc(eb * (size_t)n), *hb = malloc(eb * (size_t)n);
+    CK(cudaMemcpy(ha, a, eb * (size_t)n, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb, b, eb * (size_t)n, cudaMemcpyDeviceToHost));
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) {
+        double x = bf16 ? bf16_value(((uint16_t *)ha)[i]) : ((float *)ha)[i];
+        double y = bf16 ? bf16_value(((uint16_t *)hb)[i]) : ((float *)hb)[i];
+        num += (x - y) * (x - y);
+        den += y * y;
+    }
+    free(ha);
+    free(hb);
+    return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int run(shape s) {
+    int B = s.B, T = s.T, H = s.H, KV = s.KV, hd = s.hd;
+    long nq = (long)B * T * H * hd, nk = (long)B * T * KV * hd, nl = (long)B * H * T;
+    void *q = rand_bf16(nq, 2.0f), *k = rand_bf16(nk, 2.0f), *v = rand_bf16(nk, 1.0f), *dout = rand_bf16(nq, 1.0f);
+    void *o[2], *dq[2], *dk[2], *dv[2];
+    float *lse[2];
+    for (int i = 0; i < 2; i++) {
+        o[i] = dev(nq * 2), dq[i] = dev(nq * 2), dk[i] = dev(nk * 2), dv[i] = dev(nk * 2);
+        lse[i] = dev(nl * 4);
+    }
+    float *delta = dev(nl * 4);
+    int32_t *doc = NULL;
+    if (s.docs) { /* documents start at 0, T/3 and 3T/5 + b */
+        int32_t *h = malloc(sizeof(int32_t) * (size_t)B * T);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) h[b * T + t] = t >= 3 * T / 5 + b ? 3 * T / 5 + b : t >= T / 3 ? T / 3 : 0;
+        doc = dev(sizeof(int32_t) * (long)B * T);
+        CK(cudaMemcpy(doc, h, sizeof(int32_t) * (size_t)B * T, cudaMemcpyHostToDevice));
+        free(h);
+    }
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    ms_cuda_stream ms = (ms_cuda_stream)st;
+    /* 0: plain reference, 1: flash */
+    CK(cuda_attention_plain_fwd(ms, 1, o[0], lse[0], q, k, v, doc, B, T, H, KV, hd));
+    CK(cuda_attention_plain_bwd(ms, 1, dq[0], dk[0], dv[0], dout, q, k, v, o[0], lse[0], delta, doc, B, T, H, KV, hd));
+    CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
+    CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV, hd));
+    CK(cudaStreamSynchronize(st));
+    double e[5] = {rel(o[1], o[0], nq, 1), rel(lse[1], lse[0], nl, 0), rel(dq[1], dq[0], nq, 1),
+                   rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)};
+    int bad = 0;
+    for (int i = 0; i < 5; i++) bad |= !(e[i] <= 1e-2);
+
+    cudaEvent_t ev[2];
+    CK(cudaEventCreate(&ev[0]));
+    CK(cudaEventCreate(&ev[1]));
+    float tf[10], tb[10];
+    double f = 4.0 * B * H * (double)T * T / 2 * hd;
+    /* the block-shape variants, each checked and timed; then the engine's default (a = -1) */
+    for (int a = 0; a <= 4; a++) {
+        int dflt = a == 4, nw = a & 1 ? 8 : 4, keys = a & 2 ? 128 : 64, wq = nw, wk = keys == 128 ? 8 : 4;
+        for (int r = -3; r < 10; r++) {
+            float ms_f, ms_b;
+            CK(cudaEventRecord(ev[0], st));
+            if (dflt) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
+            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, nw, keys));
+            CK(cudaEventRecord(ev[1], st));
+            CK(cudaEventSynchronize(ev[1]));
+            CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
+            CK(cudaEventRecord(ev[0], st));
+            if (dflt)
+                CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV,
+                                      hd));
+            else
+                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, wq,
+                                     wk));
+            CK(cudaEventRecord(ev[1], st));
+            CK(cudaEventSynchronize(ev[1]));
+            CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
+            if (r >= 0) tf[r] = ms_f, tb[r] = ms_b;
+        }
+        qsort(tf, 10, sizeof(float), cmp_float);
+        qsort(tb, 10, sizeof(float), cmp_float);
+        if (!dflt) {
+            double w = fmax(fmax(rel(o[1], o[0], nq, 1), rel(dq[1], dq[0], nq, 1)),
+                            fmax(rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)));
+            bad |= !(w <= 1e-2);
+            printf("variant fwd %d warps x %d keys: %.3f ms %.0f TFLOP/s | bwd dq %d warps, dk/dv %d warps: %.3f ms "
+                   "%.0f TFLOP/s | worst rel err %.1e%s\n",
+                   nw, keys, (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, wq, wk, (tb[4] + tb[5]) / 2,
+                   2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
+        }
+    }
+    double mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
+    printf("BENCH flash B=%d T=%d H=%d KV=%d hd=%d%s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s; "
+           "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e%s\n",
+           B, T, H, KV, hd, s.docs ? " docs" : "", mf, f / mf / 1e9, mb, 2.5 * f / mb / 1e9, e[0], e[1], e[2], e[3],
+           e[4], bad ? "  FAILED (> 1e-2)" : "");
+    fflush(stdout);
+    for (int i = 0; i < 2; i++) cudaFree(o[i]), cudaFree(dq[i]), cudaFree(dk[i]), cudaFree(dv[i]), cudaFree(lse[i]);
+    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(dout), cudaFree(delta), cudaFree(doc);
+    cudaEventDestroy(ev[0]), cudaEventDestroy(ev[1]);
+    cudaStreamDestroy(st);
+    return bad;
+}
+
+int main(int argc, char **argv) {
+    shape shapes[] = {
+        {1, 8192, 32, 32, 128, 0}, /* the target: causal bf16 hd 128 T=8192 */
+        {1, 4096, 32, 32, 128, 0},
+        {1, 4096, 32, 8, 64, 0},   /* the Llama-3.2-1B layer */
+        {2, 1000, 8, 2, 128, 1},   /* ragged T, GQA, documents */
+        {2, 777, 4, 4, 64, 1},
+    };
+    int n = (int)(sizeof shapes / sizeof shapes[0]), bad = 0;
+    if (argc > 1) { /* T values for the first shape */
+        for (int i = 1; i < argc; i++) {
+            shape s = shapes[0];
+            s.T = atoi(argv[i]);
+            bad |= run(s);
+        }
+        return bad;
+    }
+    for (int i = 0; i < n; i++) bad |= run(shapes[i]);
+    return bad;
+}
