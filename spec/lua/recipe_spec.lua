@@ -105,9 +105,8 @@ describe("recipe.load", function()
   end)
 
   it("accepts empty reserved sections and drops them from the result", function()
-    local r = recipe.load(write_recipe(dir, "z.lua", "return { offload = {}, checkpoint = {} }\n"))
+    local r = recipe.load(write_recipe(dir, "z.lua", "return { offload = {} }\n"))
     assert.is_nil(r.offload)
-    assert.is_nil(r.checkpoint)
   end)
 
   it("reports unknown keys from a base file at the base file's line", function()
