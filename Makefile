@@ -127,8 +127,9 @@ test-gpu: $(BUILD)/spec-gpu
 	@p=0; f=0; for t in $$($(BUILD)/spec-gpu --list | grep -v ^bench_); do \
 	  if $(BUILD)/spec-gpu $$t; then echo "ok $$t"; p=$$((p+1)); else echo "not ok $$t"; f=$$((f+1)); fi; \
 	done; \
-	if spec/gpu/run_tracks_cpu.sh $(BUILD)/moonspeed; then echo "ok run_tracks_cpu"; p=$$((p+1)); \
-	else echo "not ok run_tracks_cpu"; f=$$((f+1)); fi; \
+	for s in run_tracks_cpu checkpoint_resume; do \
+	  if spec/gpu/$$s.sh $(BUILD)/moonspeed; then echo "ok $$s"; p=$$((p+1)); else echo "not ok $$s"; f=$$((f+1)); fi; \
+	done; \
 	echo "$$p passed, $$f failed"; [ $$f = 0 ]
 endif
 
