@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ckpt/safetensors.h"
+#include "core/file.h"
 #include "core/json.h"
 #include "core/status.h"
 #include "cpu/kernels.h"
@@ -24,19 +25,6 @@ int ms_st_dtype_size(int dtype) { return dtype >= 0 && dtype < MS_ST_DTYPES ? dt
 
 /* ---- reading -------------------------------------------------------------- */
 
-static ms_status pread_all(const char *path, int fd, void *dst, int64_t bytes, int64_t at) {
-    uint8_t *b = dst;
-    while (bytes > 0) {
-        ssize_t r = pread(fd, b, (size_t)bytes, (off_t)at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return ms_fail(MS_ERR_IO, "safetensors %s: %s", path, strerror(errno));
-        if (r == 0)
-            return ms_fail(MS_ERR_FORMAT, "safetensors %s: the file ends at byte %lld, before the data it "
-                           "promises; it is truncated", path, (long long)at);
-        b += r, bytes -= r, at += r;
-    }
-    return MS_OK;
-}
 
 static int by_name(const void *a, const void *b) {
     return strcmp(((const ms_st_tensor *)a)->name, ((const ms_st_tensor *)b)->name);
@@ -190,7 +178,7 @@ static ms_status open_checked(ms_st_file *f, const char *path) {
         return ms_fail(MS_ERR_FORMAT, "safetensors %s: the file has %lld bytes, fewer than the 8 of the header "
                        "length; it is truncated or not a safetensors file", path, (long long)size);
     uint8_t head[8];
-    TRY(pread_all(path, f->fd, head, 8, 0));
+    TRY(ms_read_exact_at("safetensors", path, f->fd, head, 8, 0));
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | head[i];
     if (n < 2 || n > MS_ST_MAX_HEADER)
@@ -204,7 +192,7 @@ static ms_status open_checked(ms_st_file *f, const char *path) {
     char *text = malloc(n);
     if (!text) return ms_fail(MS_ERR_NOMEM, "safetensors %s: out of memory for a header of %llu bytes", path,
                               (unsigned long long)n);
-    ms_status st = pread_all(path, f->fd, text, (int64_t)n, 8);
+    ms_status st = ms_read_exact_at("safetensors", path, f->fd, text, (int64_t)n, 8);
     if (st == MS_OK && text[0] != '{')
         st = ms_fail(MS_ERR_FORMAT, "safetensors %s: the header does not start with '{'; expected a JSON object "
                      "(is this a safetensors file?)", path);
@@ -263,11 +251,11 @@ ms_status ms_st_read(const ms_st_file *f, const ms_st_tensor *t, int64_t first, 
                        f->path, t->name, (long long)first, (long long)(first + n), (long long)t->numel);
     int size = dtype_sizes[t->dtype];
     int64_t at = f->data_start + t->begin + first * size;
-    if (size == 4) return pread_all(f->path, f->fd, out, n * 4, at);
+    if (size == 4) return ms_read_exact_at("safetensors", f->path, f->fd, out, n * 4, at);
     uint16_t buf[4096];
     while (n > 0) {
         int64_t k = n < 4096 ? n : 4096;
-        TRY(pread_all(f->path, f->fd, buf, k * 2, at));
+        TRY(ms_read_exact_at("safetensors", f->path, f->fd, buf, k * 2, at));
         for (int64_t i = 0; i < k; i++) {
             if (t->dtype == MS_ST_BF16) {
                 uint32_t bits = (uint32_t)buf[i] << 16;

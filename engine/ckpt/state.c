@@ -296,16 +296,9 @@ typedef struct source {
     int64_t *data_at;   /* (units) offset of each unit's master in the file */
 } source;
 
-static ms_status read_at(const char *path, int fd, void *dst, int64_t bytes, int64_t at) {
-    uint8_t *b = dst;
-    while (bytes > 0) {
-        ssize_t r = pread(fd, b, (size_t)bytes, (off_t)at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return ms_fail(MS_ERR_IO, "%s: %s", path, strerror(errno));
-        if (r == 0) return ms_fail(MS_ERR_FORMAT, "%s: the file ends early; it is truncated", path);
-        b += r, bytes -= r, at += r;
-    }
-    return MS_OK;
+
+static ms_status read_from(const source *s, void *dst, int64_t bytes, int64_t at) {
+    return ms_read_exact_at("checkpoint state", s->path, s->fd, dst, bytes, at);
 }
 
 /* Open file i of a world of n, check its header against the model and its
@@ -326,7 +319,7 @@ static ms_status open_source(const ms_model *m, const char *dir, const ms_state_
         return ms_fail(MS_ERR_FORMAT, "%s: %lld bytes, but meta.json records %llu; the file is %s", s->path,
                        (long long)sb.st_size, (unsigned long long)rec->bytes,
                        (uint64_t)sb.st_size < rec->bytes ? "truncated" : "longer than written");
-    TRY(read_at(s->path, s->fd, &s->head, sizeof s->head, 0));
+    TRY(read_from(s, &s->head, sizeof s->head, 0));
     const state_header *h = &s->head;
     if (memcmp(h->magic, STATE_MAGIC, 8) != 0 || h->version != STATE_VERSION)
         return ms_fail(MS_ERR_FORMAT, "%s: not a moonspeed checkpoint state file of version %d", s->path,
@@ -340,7 +333,7 @@ static ms_status open_source(const ms_model *m, const char *dir, const ms_state_
     s->records = calloc((size_t)m->n_units, sizeof *s->records);
     s->data_at = calloc((size_t)m->n_units, sizeof *s->data_at);
     if (!s->records || !s->data_at) return ms_fail(MS_ERR_NOMEM, "%s: out of host memory", s->path);
-    TRY(read_at(s->path, s->fd, s->records, (int64_t)sizeof(state_record) * m->n_units, sizeof s->head));
+    TRY(read_from(s, s->records, (int64_t)sizeof(state_record) * m->n_units, sizeof s->head));
     int64_t at = (int64_t)(sizeof s->head + sizeof(state_record) * (size_t)m->n_units);
     for (int u = 0; u < m->n_units; u++) {
         state_record *r = &s->records[u];
@@ -398,7 +391,7 @@ static ms_status read_overlap(ms_engine *e, const source *s, float *stage) {
         for (int k = 0; k < 3; k++)
             for (int64_t at = lo; at < hi;) {
                 int64_t n = hi - at < CHUNK / 4 ? hi - at : CHUNK / 4;
-                TRY(read_at(s->path, s->fd, stage, n * 4, s->data_at[u] + 4 * (k * held + at - (int64_t)r->lo)));
+                TRY(read_from(s, stage, n * 4, s->data_at[u] + 4 * (k * held + at - (int64_t)r->lo)));
                 d->upload(d, dst[k] + (at - un->lo), stage, n * 4);
                 at += n;
             }
@@ -534,7 +527,7 @@ static ms_status state_read(ms_source *base, int unit, int64_t lo, int64_t hi, f
         const source *f = &s->files[i];
         const state_record *r = &f->records[unit];
         int64_t a = (int64_t)r->lo > lo ? (int64_t)r->lo : lo, b = (int64_t)r->hi < hi ? (int64_t)r->hi : hi;
-        if (a < b) TRY(read_at(f->path, f->fd, out + (a - lo), (b - a) * 4, f->data_at[unit] + 4 * (a - (int64_t)r->lo)));
+        if (a < b) TRY(read_from(f, out + (a - lo), (b - a) * 4, f->data_at[unit] + 4 * (a - (int64_t)r->lo)));
     }
     return MS_OK;
 }

@@ -80,22 +80,11 @@ ms_status ms_engine_save_weights(ms_engine *e, const char *path) {
     return st;
 }
 
-static ms_status read_at(const char *path, int fd, void *dst, int64_t bytes, int64_t at) {
-    uint8_t *b = dst;
-    while (bytes > 0) {
-        ssize_t r = pread(fd, b, (size_t)bytes, (off_t)at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return ms_fail(MS_ERR_IO, "weights %s: %s", path, strerror(errno));
-        if (r == 0) return ms_fail(MS_ERR_FORMAT, "weights %s: the file ends early; it is truncated", path);
-        b += r, bytes -= r, at += r;
-    }
-    return MS_OK;
-}
 
 /* Check the header and every unit's name and size; record where each unit's values start. */
 ms_status ms_weights_check(const ms_model *m, const char *path, int fd, int64_t *starts) {
     uint8_t head[HEAD_BYTES];
-    TRY(read_at(path, fd, head, sizeof head, 0));
+    TRY(ms_read_exact_at("weights", path, fd, head, sizeof head, 0));
     if (memcmp(head, WEIGHTS_MAGIC, 8) != 0)
         return ms_fail(MS_ERR_FORMAT, "weights %s: magic is not \"%s\"; this is not a moonspeed weights file",
                        path, WEIGHTS_MAGIC);
@@ -112,7 +101,7 @@ ms_status ms_weights_check(const ms_model *m, const char *path, int fd, int64_t 
     for (int u = 0; u < m->n_units; u++) {
         const ms_unit *un = &m->units[u];
         unit_header uh;
-        TRY(read_at(path, fd, &uh, sizeof uh, at));
+        TRY(ms_read_exact_at("weights", path, fd, &uh, sizeof uh, at));
         uh.name[MS_NAME_LEN - 1] = 0;
         if (strcmp(uh.name, un->name) != 0 || uh.numel != (uint64_t)un->numel)
             return ms_fail(MS_ERR_FORMAT, "weights %s: unit %d is %s with %llu parameters, but the model's is %s "
@@ -139,7 +128,7 @@ static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
             int64_t n = un->hi - at < e->stage.block_elems ? un->hi - at : e->stage.block_elems;
             int64_t have = real - at < 0 ? 0 : (real - at < n ? real - at : n);
             memset(block + have, 0, (size_t)(n - have) * 4);
-            if (have > 0) TRY(read_at(path, fd, block, have * 4, starts[u] + at * 4));
+            if (have > 0) TRY(ms_read_exact_at("weights", path, fd, block, have * 4, starts[u] + at * 4));
             e->dev.upload(&e->dev, un->master + (at - un->lo), block, n * 4);
             e->dev.sync(&e->dev);
         }

@@ -87,6 +87,20 @@ ms_status ms_read_exact(const char *what, const char *path, int fd, void *dst, i
     return MS_OK;
 }
 
+ms_status ms_read_exact_at(const char *what, const char *path, int fd, void *dst, int64_t bytes, int64_t at) {
+    uint8_t *b = dst;
+    while (bytes > 0) {
+        ssize_t r = pread(fd, b, (size_t)bytes, (off_t)at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return ms_fail(MS_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+        if (r == 0)
+            return ms_fail(MS_ERR_FORMAT, "%s %s: the file ends early; it is truncated at byte %lld", what, path,
+                           (long long)at);
+        b += r, bytes -= r, at += r;
+    }
+    return MS_OK;
+}
+
 ms_status ms_fsync_dir(const char *path) {
     if (!path) return ms_fail(MS_ERR_INVALID, "ms_fsync_dir: path is required");
     int fd = open(path, O_RDONLY | O_DIRECTORY);

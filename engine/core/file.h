@@ -31,7 +31,9 @@ ms_status ms_file_write(ms_file_out *f, const void *data, int64_t bytes);
 ms_status ms_file_commit(ms_file_out *f);
 void ms_file_abort(ms_file_out *f);
 
-/* Read exactly `bytes` at the current position; a short read is a format error. */
+/* Read exactly `bytes` at the current position, or at offset `at` (pread);
+ * a short read is a format error: the file is truncated. */
 ms_status ms_read_exact(const char *what, const char *path, int fd, void *dst, int64_t bytes);
+ms_status ms_read_exact_at(const char *what, const char *path, int fd, void *dst, int64_t bytes, int64_t at);
 
 #endif
