@@ -109,6 +109,18 @@ local function model_mismatch(meta, r)
   if #diffs > 0 then return table.concat(diffs, ", ") end
 end
 
+-- What makes the steps after a resume differ from the saved run's: the data
+-- order is a function of (train.seed, step, sequence) over the global batch.
+local function continuity_changes(meta, r)
+  local out = {}
+  local saved = { seed = meta.rng and meta.rng.seed, train = meta.data and meta.data.train,
+                  batch = meta.step > 0 and meta.data and meta.data.sequences_seen and meta.data.sequences_seen / meta.step }
+  if saved.seed and saved.seed ~= r.train.seed then out[#out + 1] = ("train.seed %s vs %s"):format(saved.seed, r.train.seed) end
+  if saved.batch and saved.batch ~= r.train.batch then out[#out + 1] = ("train.batch %s vs %s"):format(saved.batch, r.train.batch) end
+  if saved.train and saved.train ~= r.data.train then out[#out + 1] = ("data.train %q vs %q"):format(saved.train, r.data.train) end
+  return out
+end
+
 ---------------------------------------------------------------------------
 -- The policy of one run: resume at the start, save between steps
 ---------------------------------------------------------------------------
@@ -177,6 +189,11 @@ function Policy:resume()
       end
       local ok, msg, code = self.e:state_load(c.path, file_records(meta))
       if ok then
+        local changes = continuity_changes(meta, self.r)
+        if #changes > 0 then
+          self.warn(("resuming %s with another data order (%s): the steps after it differ from the saved run's")
+            :format(c.path, table.concat(changes, ", ")))
+        end
         self.saved_step = self.e:get_step()
         self.say(("resumed from %s at step %d (saved by %d rank%s, ZeRO stage %d)"):format(c.path, self.saved_step,
           meta.world_size, meta.world_size == 1 and "" or "s", meta.zero_stage))

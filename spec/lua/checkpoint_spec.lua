@@ -246,6 +246,13 @@ describe("checkpoints", function()
       assert.matches("checkpoint [^\n]*step%-00000020 was saved by a different model %(model.dim 32 vs 64%)", res.stderr)
     end)
 
+    it("warns when the resumed recipe changes the data order", function()
+      local res = resume_from("train.seed=7", "train.batch=16")
+      ok(res)
+      assert.matches("warning: resuming [^\n]*step%-00000020 with another data order %(train.seed 1234 vs 7, " ..
+        "train.batch 8 vs 16%): the steps after it differ from the saved run's", res.stderr)
+    end)
+
     it("lists checkpoints and what is wrong with them", function()
       os.remove(ckpts .. "/step-00000010/meta.json")
       local res = support.moonspeed({ "checkpoint", ckpts })
