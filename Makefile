@@ -72,7 +72,8 @@ endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
 SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
 
-.PHONY: test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
+
+.PHONY: fuzz test-asan test-asan-short test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -128,6 +129,39 @@ test-gpu: $(BUILD)/spec-gpu
 	else echo "not ok run_tracks_cpu"; f=$$((f+1)); fi; \
 	echo "$$p passed, $$f failed"; [ $$f = 0 ]
 endif
+
+# --- fuzzing (spec/fuzz, NOTES.md there) --------------------------------------
+# make fuzz: each spec/fuzz/<name>.c (but fuzz.c) is a libFuzzer target,
+# built with clang under ASan + UBSan into build-fuzz/fuzz-<name> over its own
+# instrumented CPU engine (build/ is untouched), then run FUZZ_SECONDS by
+# spec/fuzz/run.sh on a corpus the target seeds itself. FUZZ_TARGETS picks
+# some (`make fuzz FUZZ_TARGETS=shard FUZZ_SECONDS=600`). A new target is one
+# new file there; nothing here changes.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= $(filter-out fuzz,$(basename $(notdir $(wildcard spec/fuzz/*.c))))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -fopenmp -march=x86-64-v2 $(WARN) -Wno-unknown-pragmas -Wno-pass-failed
+FUZZ_ENGINE_OBJ := $(ENGINE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+# clang's OpenMP runtime (libomp) also serves OpenBLAS's GOMP calls.
+FUZZ_LDLIBS  := $(STATIC_LIBS) $(BLAS) -lm -ldl -lpthread
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard spec/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(INCLUDES) -c $< -o $@
+
+$(FUZZ_BUILD)/libmoonspeed.a: $(FUZZ_ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz-%: $(FUZZ_BUILD)/obj/spec/fuzz/%.o $(FUZZ_BUILD)/obj/spec/fuzz/fuzz.o $(FUZZ_BUILD)/libmoonspeed.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -fopenmp -Wl,-E -o $@ $^ $(FUZZ_LDLIBS)
+
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz-%)
+	@f=0; for t in $(FUZZ_TARGETS); do spec/fuzz/run.sh $(FUZZ_BUILD) $$t $(FUZZ_SECONDS) || f=$$((f+1)); done; \
+	echo "fuzz: $(words $(FUZZ_TARGETS)) targets, $$f with findings"; [ $$f = 0 ]
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -202,4 +236,4 @@ install: all
 	cp -r recipes/. $(DESTDIR)$(PREFIX)/share/moonspeed/recipes/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)
