@@ -194,7 +194,7 @@ asan-parts: $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/c
 # The short run leaves out the C specs that train for hundreds of steps (minutes
 # under the sanitizers) and the one that needs make data.
 ASAN_SHORT_SKIP := engine_trains_and_generates zero_stages_match_one_rank engine_bf16_tracks_fp32_on_kjv
-test-asan-short: asan-build
+test-asan-short: deps asan-build
 	@p=0; f=0; for t in $$($(ASAN_BUILD)/spec-c --list); do \
 	  case " $(ASAN_SHORT_SKIP) " in *" $$t "*) continue;; esac; \
 	  if $(ASAN_C_ENV) $(ASAN_BUILD)/spec-c $$t >$(ASAN_BUILD)/spec-c.out 2>&1; then p=$$((p+1)); \
