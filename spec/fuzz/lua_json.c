@@ -14,6 +14,7 @@ static const char *CHUNK =
     "local s = ...\n"
     "local json = require 'moonspeed.json'\n"
     "local ok, v, err = pcall(json.decode, s)\n"
+    "if FUZZ_VERBOSE then io.stderr:write(tostring(ok) .. ' ' .. tostring(v) .. ' ' .. tostring(err) .. '\\n') end\n"
     "if not ok then\n"
     "  if not tostring(v):match('^fuzz:') and not tostring(v):match('memory') then\n"
     "    FUZZ_BAD = 'decode raised: ' .. tostring(v)\n"

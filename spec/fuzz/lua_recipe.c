@@ -21,6 +21,7 @@ static const char *CHUNK =
     "for line in (rest or ''):gmatch('[^\\n]+') do overrides[#overrides + 1] = line end\n"
     "local f = assert(io.open(path, 'wb')); f:write(body or src); f:close()\n"
     "local ok, r = pcall(recipe.load, path, overrides)\n"
+    "if FUZZ_VERBOSE then io.stderr:write(ok and 'loaded\\n' or ('error: ' .. tostring(r) .. '\\n')) end\n"
     "if not ok then\n"
     "  if type(r) ~= 'string' then FUZZ_BAD = 'a non-string error: ' .. type(r) end\n"
     "  return\n"

@@ -15,7 +15,8 @@
  *     into extra counters, so the fuzzer is guided by the Lua code it reaches,
  *     not only by the C it runs through.
  * Lua errors are expected outcomes; only crashes, hangs and sanitizer reports
- * are findings.
+ * are findings. MS_FUZZ_VERBOSE=1 prints each input's outcome (to replay one:
+ * MS_FUZZ_VERBOSE=1 build-fuzz/fuzz-lua_recipe FILE).
  */
 #ifndef MS_SPEC_FUZZ_LUAF_H
 #define MS_SPEC_FUZZ_LUAF_H
@@ -81,6 +82,8 @@ static inline lua_State *luaf_new(void) {
     const char *root = home && *home ? home : ".";
     lua_pushstring(L, root);
     lua_setglobal(L, "MOONSPEED_ROOT");
+    lua_pushboolean(L, getenv("MS_FUZZ_VERBOSE") != NULL);
+    lua_setglobal(L, "FUZZ_VERBOSE");
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s/build/lua/?.lua", root, root, root);
     lua_setfield(L, -2, "path");
