@@ -216,7 +216,7 @@ deps:
 	fi
 
 data: all data/kjv/train.bin
-data/kjv/train.bin:
+data/kjv/train.bin: | $(BUILD)/moonspeed
 	@mkdir -p data/kjv
 	bible -f gen1:1-rev22:21 | sed 's/^[^ ]* //' > data/kjv/kjv.txt.tmp && mv data/kjv/kjv.txt.tmp data/kjv/kjv.txt
 	$(BUILD)/moonspeed prepare-bytes data/kjv/kjv.txt --out data/kjv
