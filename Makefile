@@ -4,6 +4,8 @@
 #   make data       prepare the default corpus (KJV, byte-level shards)
 #   make run        train recipes/default.lua and print a sample
 #   make test       build and run every spec; ends with "N passed, N failed"
+#   make test-asan  every spec again under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       libFuzzer targets for every parser of outside input (build-fuzz/)
 #   make install    PREFIX=/usr/local
 
 SHELL    := /bin/bash
@@ -71,7 +73,6 @@ HEADERS   += $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
 SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
-
 
 .PHONY: fuzz asan-build asan-parts test-asan test-asan-short test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
