@@ -170,8 +170,8 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz-%)
 # build-asan/ (CPU only: NVCC is emptied; build/ is untouched), then the C
 # specs (leak checking on) and the Lua specs run against that build: MS_BUILD
 # points spec/lua/support.lua and .busted at it, MOONSPEED_LIB the engine
-# library, and LD_PRELOAD puts libasan first in luajit, which is not built
-# with it. Ends with "N passed, N failed" like make test.
+# library, and build-asan/bin/luajit preloads libasan into luajit, which is
+# not built with it. Ends with "N passed, N failed" like make test.
 # make test-asan-short (CI, before make test): the C specs only.
 # ASAN_OPTIONS: allocator_may_return_null=1 so a spec that asks for too much
 # memory gets the engine's out-of-memory error, not a sanitizer abort;
@@ -185,7 +185,18 @@ ASAN_OPTS  := allocator_may_return_null=1:abort_on_error=1:detect_odr_violation=
 ASAN_ENV   := MS_BUILD=$(ASAN_BUILD) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ASAN_C_ENV := $(ASAN_ENV) ASAN_OPTIONS=$(ASAN_OPTS) LSAN_OPTIONS=suppressions=spec/c/lsan.supp:print_suppressions=0
 ASAN_LUA_ENV := $(ASAN_ENV) ASAN_OPTIONS=$(ASAN_OPTS):detect_leaks=0 MOONSPEED_LIB=$(ASAN_BUILD)/libmoonspeed.so \
-                LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so)
+                PATH=$(CURDIR)/$(ASAN_BUILD)/bin:$$PATH
+
+# luajit with libasan preloaded, first on the Lua specs' PATH. It drops
+# LD_PRELOAD from its environment as it starts, so only the interpreters get
+# the runtime, not the programs they run (pgrep, for one, hangs with it).
+ASAN_UNSET := local ffi = require [[ffi]]; ffi.cdef [[int unsetenv(const char *);]]; ffi.C.unsetenv [[LD_PRELOAD]]
+$(ASAN_BUILD)/bin/luajit:
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\n# luajit with the AddressSanitizer runtime loaded first (make test-asan)\n' >$@
+	@printf 'LD_PRELOAD=%s exec %s -e "%s" "$$@"\n' "$$($(CC) -print-file-name=libasan.so)" "$$(command -v luajit)" \
+	  '$(ASAN_UNSET)' >>$@
+	@chmod +x $@
 
 asan-build: $(BUILD)/lua/moonspeed/cdef.lua
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) NVCC= SAN="$(ASAN_SAN)" asan-parts
@@ -202,7 +213,7 @@ test-asan-short: deps asan-build
 	  else echo "not ok $$t"; sed 's/^/# /' $(ASAN_BUILD)/spec-c.out; f=$$((f+1)); fi; \
 	done; echo "$$p passed, $$f failed"; [ $$f = 0 ]
 
-test-asan: deps data data-llama3 asan-build
+test-asan: deps data data-llama3 asan-build $(ASAN_BUILD)/bin/luajit
 	@$(ASAN_C_ENV) busted --run=default -o TAP spec/c_spec.lua >$(ASAN_BUILD)/test-c.log 2>&1; \
 	  $(ASAN_LUA_ENV) busted --run=default -o TAP spec/lua >$(ASAN_BUILD)/test-lua.log 2>&1; \
 	  cat $(ASAN_BUILD)/test-c.log $(ASAN_BUILD)/test-lua.log | tee $(ASAN_BUILD)/test.log | grep -v '^ok '; \
