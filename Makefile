@@ -176,9 +176,8 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz-%)
 # ASAN_OPTIONS: allocator_may_return_null=1 so a spec that asks for too much
 # memory gets the engine's out-of-memory error, not a sanitizer abort;
 # spec/c/lsan.supp: the kernel specs' scratch arrays (the reason is there);
-# detect_leaks=0 for the Lua specs only (luajit, busted and the shell are not
-# built for LeakSanitizer, and the engine's handles there are freed by the GC
-# at exit, after LSan looks). spec/fuzz/NOTES.md has the details.
+# detect_leaks=0 for the Lua specs only (LeakSanitizer would report luajit's
+# own allocations, and engine handles left to the GC are freed after it looks). spec/fuzz/NOTES.md has the details.
 ASAN_BUILD := build-asan
 ASAN_SAN   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_OPTS  := allocator_may_return_null=1:abort_on_error=1:detect_odr_violation=0
