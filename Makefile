@@ -5,6 +5,8 @@
 #   make run        train recipes/default.lua and print a sample
 #   make test       build and run every spec; ends with "N passed, N failed"
 #   make k8s        render the shipped recipes' Kubeflow Trainer manifests into k8s/manifests
+#   make test-asan  every spec again under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       libFuzzer targets for every parser of outside input (build-fuzz/)
 #   make install    PREFIX=/usr/local
 
 SHELL    := /bin/bash
@@ -18,7 +20,7 @@ DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev libyaml-dev 
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -march=x86-64-v2 $(WARN)
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -march=x86-64-v2 $(WARN) $(SAN)
 INCLUDES := -Iengine/include -Iengine -Ikernels -I/usr/include/luajit-2.1 -I/usr/include/editline
 LIBDIR   := $(shell gcc -print-multiarch 2>/dev/null | sed 's|^|/usr/lib/|')
 # OpenBLAS is the OpenMP build, so BLAS and our kernels share one thread pool
@@ -73,7 +75,7 @@ endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
 SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
 
-.PHONY: test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
+.PHONY: fuzz asan-build asan-parts test-asan test-asan-short test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -92,13 +94,13 @@ $(BUILD)/libmoonspeed.a: $(ENGINE_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libmoonspeed.so: $(ENGINE_OBJ)
-	$(CC) -shared -fopenmp -o $@ $^ $(SHARED_DEPS) $(LDLIBS)
+	$(CC) $(SAN) -shared -fopenmp -o $@ $^ $(SHARED_DEPS) $(LDLIBS)
 
 # -Wl,-E exports the engine's symbols so LuaJIT's FFI finds them in the executable itself;
 # -u pulls in libyaml's emitter, which only Lua calls (moonspeed k8s, lua/moonspeed/yaml.lua).
 YAML_EMITTER := -Wl,-u,yaml_emitter_emit -Wl,-u,yaml_emitter_flush
 $(BUILD)/moonspeed: $(BUILD)/obj/engine/host/main.o $(BUILD)/libmoonspeed.a
-	$(CC) -fopenmp -Wl,-E $(YAML_EMITTER) -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
+	$(CC) $(SAN) -fopenmp -Wl,-E $(YAML_EMITTER) -o $@ $< -Wl,--whole-archive $(BUILD)/libmoonspeed.a -Wl,--no-whole-archive \
 	      $(STATIC_LIBS) $(LDLIBS)
 
 # The FFI declarations are the public header minus its preprocessor lines.
@@ -107,7 +109,7 @@ $(BUILD)/lua/moonspeed/cdef.lua: engine/include/moonspeed.h lua/gen_cdef.lua
 	luajit lua/gen_cdef.lua $< $@
 
 $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
-	$(CC) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
+	$(CC) $(SAN) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
 
 # The GPU specs: every op against the CPU backend, a tiny model's step and a
 # short run (spec/gpu), then `moonspeed run` on the GPU against the CPU
@@ -133,6 +135,93 @@ test-gpu: $(BUILD)/spec-gpu
 	echo "$$p passed, $$f failed"; [ $$f = 0 ]
 endif
 
+# --- fuzzing (spec/fuzz, NOTES.md there) --------------------------------------
+# make fuzz: each spec/fuzz/<name>.c (but fuzz.c) is a libFuzzer target,
+# built with clang under ASan + UBSan into build-fuzz/fuzz-<name> over its own
+# instrumented CPU engine (build/ is untouched), then run FUZZ_SECONDS by
+# spec/fuzz/run.sh on a corpus the target seeds itself. FUZZ_TARGETS picks
+# some (`make fuzz FUZZ_TARGETS=shard FUZZ_SECONDS=600`). A new target is one
+# new file there; nothing here changes.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= $(filter-out fuzz,$(basename $(notdir $(wildcard spec/fuzz/*.c))))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -fopenmp -march=x86-64-v2 $(WARN) -Wno-unknown-pragmas -Wno-pass-failed
+FUZZ_ENGINE_OBJ := $(ENGINE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+# clang's OpenMP runtime (libomp) also serves OpenBLAS's GOMP calls.
+FUZZ_LDLIBS  := $(STATIC_LIBS) $(BLAS) -lm -ldl -lpthread
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard spec/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(INCLUDES) -c $< -o $@
+
+$(FUZZ_BUILD)/libmoonspeed.a: $(FUZZ_ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz-%: $(FUZZ_BUILD)/obj/spec/fuzz/%.o $(FUZZ_BUILD)/obj/spec/fuzz/fuzz.o $(FUZZ_BUILD)/libmoonspeed.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -fopenmp -Wl,-E -o $@ $^ $(FUZZ_LDLIBS)
+
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz-%)
+	@f=0; for t in $(FUZZ_TARGETS); do spec/fuzz/run.sh $(FUZZ_BUILD) $$t $(FUZZ_SECONDS) || f=$$((f+1)); done; \
+	echo "fuzz: $(words $(FUZZ_TARGETS)) targets, $$f with findings"; [ $$f = 0 ]
+
+# --- sanitizers ---------------------------------------------------------------
+# make test-asan: the engine, moonspeed, libmoonspeed.so and the C specs built
+# again by gcc under AddressSanitizer + UndefinedBehaviorSanitizer into
+# build-asan/ (CPU only: NVCC is emptied; build/ is untouched), then the C
+# specs (leak checking on) and the Lua specs run against that build: MS_BUILD
+# points spec/lua/support.lua and .busted at it, MOONSPEED_LIB the engine
+# library, and build-asan/bin/luajit preloads libasan into luajit, which is
+# not built with it. Ends with "N passed, N failed" like make test.
+# make test-asan-short (CI, before make test): the C specs only.
+# ASAN_OPTIONS: allocator_may_return_null=1 so a spec that asks for too much
+# memory gets the engine's out-of-memory error, not a sanitizer abort;
+# spec/c/lsan.supp: the kernel specs' scratch arrays (the reason is there);
+# detect_leaks=0 for the Lua specs only (LeakSanitizer would report luajit's
+# own allocations, and engine handles left to the GC are freed after it looks). spec/fuzz/NOTES.md has the details.
+ASAN_BUILD := build-asan
+ASAN_SAN   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_OPTS  := allocator_may_return_null=1:abort_on_error=1:detect_odr_violation=0
+ASAN_ENV   := MS_BUILD=$(ASAN_BUILD) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ASAN_C_ENV := $(ASAN_ENV) ASAN_OPTIONS=$(ASAN_OPTS) LSAN_OPTIONS=suppressions=spec/c/lsan.supp:print_suppressions=0
+ASAN_LUA_ENV := $(ASAN_ENV) ASAN_OPTIONS=$(ASAN_OPTS):detect_leaks=0 MOONSPEED_LIB=$(ASAN_BUILD)/libmoonspeed.so \
+                PATH=$(CURDIR)/$(ASAN_BUILD)/bin:$$PATH
+
+# luajit with libasan preloaded, first on the Lua specs' PATH. It drops
+# LD_PRELOAD from its environment as it starts, so only the interpreters get
+# the runtime, not the programs they run (pgrep, for one, hangs with it).
+ASAN_UNSET := local ffi = require [[ffi]]; ffi.cdef [[int unsetenv(const char *);]]; ffi.C.unsetenv [[LD_PRELOAD]]
+$(ASAN_BUILD)/bin/luajit:
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\n# luajit with the AddressSanitizer runtime loaded first (make test-asan)\n' >$@
+	@printf 'LD_PRELOAD=%s exec %s -e "%s" "$$@"\n' "$$($(CC) -print-file-name=libasan.so)" "$$(command -v luajit)" \
+	  '$(ASAN_UNSET)' >>$@
+	@chmod +x $@
+
+asan-build: $(BUILD)/lua/moonspeed/cdef.lua
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) NVCC= SAN="$(ASAN_SAN)" asan-parts
+asan-parts: $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua $(BUILD)/spec-c
+	@:
+
+# The short run leaves out the C specs that train for hundreds of steps (minutes
+# under the sanitizers) and the one that needs make data.
+ASAN_SHORT_SKIP := engine_trains_and_generates zero_stages_match_one_rank engine_bf16_tracks_fp32_on_kjv
+test-asan-short: deps asan-build
+	@p=0; f=0; for t in $$($(ASAN_BUILD)/spec-c --list); do \
+	  case " $(ASAN_SHORT_SKIP) " in *" $$t "*) continue;; esac; \
+	  if $(ASAN_C_ENV) $(ASAN_BUILD)/spec-c $$t >$(ASAN_BUILD)/spec-c.out 2>&1; then p=$$((p+1)); \
+	  else echo "not ok $$t"; sed 's/^/# /' $(ASAN_BUILD)/spec-c.out; f=$$((f+1)); fi; \
+	done; echo "$$p passed, $$f failed"; [ $$f = 0 ]
+
+test-asan: deps data data-llama3 asan-build $(ASAN_BUILD)/bin/luajit
+	@$(ASAN_C_ENV) busted --run=default -o TAP spec/c_spec.lua >$(ASAN_BUILD)/test-c.log 2>&1; \
+	  $(ASAN_LUA_ENV) busted --run=default -o TAP spec/lua >$(ASAN_BUILD)/test-lua.log 2>&1; \
+	  cat $(ASAN_BUILD)/test-c.log $(ASAN_BUILD)/test-lua.log | tee $(ASAN_BUILD)/test.log | grep -v '^ok '; \
+	  awk '/^ok /{p++} /^not ok /{f++} END{printf "%d passed, %d failed\n", p, f; exit f>0}' $(ASAN_BUILD)/test.log
+
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -142,7 +231,7 @@ deps:
 	fi
 
 data: all data/kjv/train.bin
-data/kjv/train.bin:
+data/kjv/train.bin: | $(BUILD)/moonspeed
 	@mkdir -p data/kjv
 	bible -f gen1:1-rev22:21 | sed 's/^[^ ]* //' > data/kjv/kjv.txt.tmp && mv data/kjv/kjv.txt.tmp data/kjv/kjv.txt
 	$(BUILD)/moonspeed prepare-bytes data/kjv/kjv.txt --out data/kjv
@@ -224,4 +313,4 @@ install: all
 	cp -r recipes/. $(DESTDIR)$(PREFIX)/share/moonspeed/recipes/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

@@ -1,18 +1,18 @@
 -- spec/c_spec.lua — the C specs (spec/c/*.c), one busted test per C test.
 --
--- build/spec-c --list names the tests; each runs in its own process, so a
+-- build/spec-c (or $MS_BUILD/spec-c) --list names the tests; each runs in its own process, so a
 -- crash is a failed test with its signal, not a dead runner. A failure shows
 -- the test's stderr (the first mismatches, file:line).
 
 package.path = "spec/lua/?.lua;" .. package.path
 local support = require "support"
 
-local EXE = "build/spec-c"
+local EXE = support.build .. "/spec-c"
 
 describe("C specs", function()
   if not support.exists(EXE) then
     it("are built", function()
-      error(EXE .. " is missing: build it with `make build/spec-c` (make test does)")
+      error(EXE .. " is missing: build it with `make " .. EXE .. "` (make test does; make test-asan for build-asan)")
     end)
     return
   end

@@ -242,6 +242,11 @@ typedef struct jp {
 } jp;
 
 static ms_status jnext(jp *j) {
+    /* libyaml answers every call after the stream's end with an empty event: a
+     * reader that wants more than the document holds must stop here, not spin */
+    if (j->have && j->ev.type == YAML_STREAM_END_EVENT)
+        return ms_fail(MS_ERR_FORMAT, "tokenizer %s: the document ends inside a value; the file is not valid JSON "
+                       "(truncated or corrupt)", j->path);
     if (j->have) yaml_event_delete(&j->ev);
     j->have = 0;
     if (!yaml_parser_parse(&j->parser, &j->ev)) {
@@ -424,7 +429,8 @@ static ms_status parse_pre(jp *j) {
         yaml_event_type_t ty = j->ev.type;
         if (ty == YAML_MAPPING_START_EVENT || ty == YAML_SEQUENCE_START_EVENT) depth++;
         else if (ty == YAML_MAPPING_END_EVENT || ty == YAML_SEQUENCE_END_EVENT) depth--;
-        else if (ty == YAML_SCALAR_EVENT && key_is(j, "Regex") && j->ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        else if (depth > 0 && ty == YAML_SCALAR_EVENT && key_is(j, "Regex") &&
+                 j->ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
             TRY(jnext(j));
             if (is_scalar(j)) snprintf(j->pattern, sizeof j->pattern, "%.*s", (int)slen(j), sval(j));
             continue;

@@ -5,7 +5,8 @@
 -- tables with keys 1..n (empty tables are {}), numbers are written exactly
 -- (integers as integers, others with the fewest digits up to 17 that read
 -- back the same), NaN and infinities as null. json.null decodes JSON null.
--- decode(s): the value, or nil and "json: <what> at byte N".
+-- decode(s): the value, or nil and "json: <what> at byte N" (also for nesting
+-- deeper than 512 arrays and objects).
 
 local M = {}
 
@@ -135,9 +136,16 @@ local function decode_string(s, i)
   end
 end
 
-function decode_value(s, i)
+-- Nesting deeper than this is an error, not a Lua stack overflow.
+local MAX_DEPTH = 512
+
+function decode_value(s, i, depth)
   i = skip_ws(s, i)
   local c = s:sub(i, i)
+  depth = depth or 0
+  if (c == "{" or c == "[") and depth >= MAX_DEPTH then
+    decode_error(s, i, ("nesting deeper than %d levels"):format(MAX_DEPTH))
+  end
   if c == "{" then
     local obj = {}
     i = skip_ws(s, i + 1)
@@ -150,7 +158,7 @@ function decode_value(s, i)
       i = skip_ws(s, i)
       if s:sub(i, i) ~= ":" then decode_error(s, i, "expected ':'") end
       local v
-      v, i = decode_value(s, i + 1)
+      v, i = decode_value(s, i + 1, depth + 1)
       obj[k] = v
       i = skip_ws(s, i)
       local d = s:sub(i, i)
@@ -164,7 +172,7 @@ function decode_value(s, i)
     if s:sub(i, i) == "]" then return arr, i + 1 end
     while true do
       local v
-      v, i = decode_value(s, i)
+      v, i = decode_value(s, i, depth + 1)
       arr[#arr + 1] = v
       i = skip_ws(s, i)
       local d = s:sub(i, i)

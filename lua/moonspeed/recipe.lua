@@ -429,6 +429,11 @@ local function sandbox(file, idx, stack)
     env[lib] = c
   end
   env.string.dump = nil
+  -- the strings' metatable leads to the real string library (and string.dump)
+  function env.getmetatable(v)
+    if type(v) == "string" then return nil end
+    return getmetatable(v)
+  end
   env.remove = M.remove
   env._VERSION = _VERSION
 

@@ -60,7 +60,7 @@ describe("cdef generation", function()
 
   it("is what the build installed (build/lua/moonspeed/cdef.lua)", function()
     assert.is_nil(support.missing_build())
-    local built = assert(loadfile("build/lua/moonspeed/cdef.lua"))()
+    local built = assert(loadfile(support.build .. "/lua/moonspeed/cdef.lua"))()
     assert.are.equal(gen.declarations(header()), built)
   end)
 

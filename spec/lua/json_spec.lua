@@ -33,4 +33,17 @@ describe("json", function()
     v, err = json.decode("1 2")
     assert.are.equal("json: trailing characters at byte 3", err)
   end)
+
+  -- an input spec/fuzz/lua_json.c reports: 10,000 nested arrays raised "stack overflow"
+  it("reports nesting deeper than 512 levels instead of overflowing the stack", function()
+    local v, err = json.decode(("["):rep(10000) .. ("]"):rep(10000))
+    assert.is_nil(v)
+    assert.are.equal("json: nesting deeper than 512 levels at byte 513", err)
+    v, err = json.decode(('{"a":'):rep(600) .. "1" .. ("}"):rep(600))
+    assert.is_nil(v)
+    assert.are.equal("json: nesting deeper than 512 levels at byte 2561", err)
+    local deep = json.decode(("["):rep(512) .. ("]"):rep(512))
+    for _ = 1, 511 do deep = deep[1] end
+    assert.are.same({}, deep)
+  end)
 end)

@@ -161,6 +161,15 @@ describe("the recipe sandbox", function()
     assert.is_function(string.rep)
   end)
 
+  it("cannot reach the real string library through the strings' metatable", function()
+    local r = recipe.load(write_recipe(dir, "mt.lua",
+      'local mt = getmetatable("")\nreturn { model = { name = tostring(mt) .. ("x"):rep(2) } }\n'))
+    assert.are.equal("nilxx", r.model.name)
+    local err = fails(recipe.load, write_recipe(dir, "mt2.lua", 'getmetatable("").__index.rep = nil\nreturn {}\n'))
+    assert.are.equal(dir .. "/mt2.lua:1: attempt to index a nil value", err)
+    assert.is_function(string.rep)
+  end)
+
   it("has no string.dump", function()
     local err = fails(recipe.load, write_recipe(dir, "d.lua", "return { model = { name = string.dump(function() end) } }\n"))
     assert.matches("attempt to call field 'dump'", err)

@@ -7,7 +7,9 @@
 local M = {}
 
 M.root = os.getenv("PWD") or "."
-M.exe = M.root .. "/build/moonspeed"
+-- The build folder under test: build/, or $MS_BUILD (make test-asan sets build-asan).
+M.build = os.getenv("MS_BUILD") or "build"
+M.exe = M.root .. "/" .. M.build .. "/moonspeed"
 
 function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -102,14 +104,14 @@ function M.moonspeed(args, opts)
 end
 
 -- Runs Lua code under luajit in a child process with the moonspeed modules on
--- the path (the engine comes from build/libmoonspeed.so).
+-- the path (the engine comes from build/libmoonspeed.so, or $MOONSPEED_LIB).
 function M.luajit(code, opts)
   local dir = M.tmpdir()
   local file = M.write(dir .. "/child.lua", code)
   opts = opts or {}
   opts.env = opts.env or {}
-  opts.env.LUA_PATH = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/build/lua/?.lua;%s/spec/lua/?.lua;;"):format(
-    M.root, M.root, M.root, M.root)
+  opts.env.LUA_PATH = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/%s/lua/?.lua;%s/spec/lua/?.lua;;"):format(
+    M.root, M.root, M.root, M.build, M.root)
   local res = M.sh("luajit " .. M.quote(file), opts)
   M.remove(dir)
   return res
@@ -128,7 +130,8 @@ end
 
 -- The built pieces the specs need; nil when present, else a message.
 function M.missing_build()
-  for _, p in ipairs({ "build/moonspeed", "build/libmoonspeed.so", "build/lua/moonspeed/cdef.lua" }) do
+  for _, p in ipairs({ "moonspeed", "libmoonspeed.so", "lua/moonspeed/cdef.lua" }) do
+    p = M.build .. "/" .. p
     if not M.exists(M.root .. "/" .. p) then return p .. " is missing: run `make` first" end
   end
 end
