@@ -1,62 +1,29 @@
 /*
- * spec/fuzz/safetensors.c — Hugging Face model directories (engine/ckpt/
- * safetensors.c, hf.c): the input is model.safetensors beside a config.json that
- * matches a tiny model, imported through init.from by engine create, which
- * checks the header (length, JSON, dtypes, shapes, offsets) and reads each
- * tensor. Patches edit a file the project's own export wrote.
+ * spec/fuzz/safetensors.c — a Hugging Face folder's model.safetensors
+ * (engine/ckpt/safetensors.c, hf.c): each input is written beside a config.json
+ * that matches the tiny model and imported through init.from by engine create,
+ * which checks the header (length, JSON, dtypes, shapes, offsets) and reads
+ * every tensor. Patches edit a file the project's own export wrote.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "fuzz.h"
-#include "include/moonspeed.h"
+#include "tiny.h"
 
 static ms_config cfg;
 static uint8_t *base;
 static size_t n_base;
-static char hf[512], train[512], val[512];
+static char made[512], hf[512];
 
 int fuzz_setup(void) {
     if (base) return 0;
-    uint32_t tokens[512];
-    for (int i = 0; i < 512; i++) tokens[i] = (uint32_t)(i * 31 % 256);
-    snprintf(train, sizeof train, "%s/train.bin", fuzz_dir());
-    snprintf(val, sizeof val, "%s/val.bin", fuzz_dir());
-    char weights[600], made[600], file[700];
-    snprintf(weights, sizeof weights, "%s/model.bin", fuzz_dir());
-    snprintf(made, sizeof made, "%s/made", fuzz_dir());
-    snprintf(hf, sizeof hf, "%s/hf", fuzz_dir());
-    if (ms_shard_write(train, tokens, 512, 258, "bytes") != MS_OK || ms_shard_write(val, tokens, 64, 258, "bytes") != MS_OK)
-        return 1;
-    ms_config_defaults(&cfg);
-    cfg.model.dim = 16;
-    cfg.model.n_layers = 2;
-    cfg.model.n_heads = 2;
-    cfg.model.n_kv_heads = 1;
-    cfg.model.ffn_dim = 32;
-    cfg.train.seq_len = 8;
-    cfg.train.batch = 2;
-    cfg.train.micro_batch = 2;
-    cfg.threads = 1;
-    cfg.train_path = train;
-    cfg.val_path = val;
-    cfg.tokenizer = "bytes";
-    ms_engine *e = NULL;
-    ms_hf_export_options o = {.dtype = MS_BF16, .bos_token = 256, .eos_token = 257};
-    if (ms_engine_create(&cfg, &e) != MS_OK || ms_engine_save_weights(e, weights) != MS_OK ||
-        ms_hf_export(&cfg, weights, made, &o, NULL) != MS_OK) {
-        fprintf(stderr, "fuzz safetensors: %s\n", ms_last_error());
-        return 1;
-    }
-    ms_engine_free(e);
-    /* the importer reads hf/: the exported config.json, and each input as model.safetensors */
-    if (mkdir(hf, 0700) != 0) return 1;
+    char file[700];
     size_t n_config;
+    if (tiny_config(&cfg) || tiny_export(&cfg, "made", 0, made, sizeof made)) return 1;
+    snprintf(hf, sizeof hf, "%s/hf", fuzz_dir());
     snprintf(file, sizeof file, "%s/config.json", made);
     uint8_t *config = fuzz_read(file, &n_config);
-    if (!config) return 1;
+    if (!config || mkdir(hf, 0700) != 0) return 1;
     fuzz_file("hf/config.json", config, n_config);
     free(config);
     snprintf(file, sizeof file, "%s/model-00001-of-00001.safetensors", made);

@@ -4,13 +4,10 @@
  * its own size and CRC-32C, so that the reader's header and unit-table checks
  * (not the checksum) meet it; patches edit the file that engine saves.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "fuzz.h"
-#include "include/moonspeed.h"
+#include "tiny.h"
 
 static ms_engine *engine;
 static uint8_t *base;
@@ -29,28 +26,10 @@ static ms_state_file record_of(const char *path) {
 
 int fuzz_setup(void) {
     if (engine) return 0;
-    uint32_t tokens[512];
-    for (int i = 0; i < 512; i++) tokens[i] = (uint32_t)(i * 31 % 256);
-    char train[600], val[600], saved[600];
-    snprintf(dir, sizeof dir, "%s/ckpt", fuzz_dir());
-    snprintf(train, sizeof train, "%s/train.bin", fuzz_dir());
-    snprintf(val, sizeof val, "%s/val.bin", fuzz_dir());
-    if (ms_shard_write(train, tokens, 512, 258, "bytes") != MS_OK || ms_shard_write(val, tokens, 64, 258, "bytes") != MS_OK)
-        return 1;
+    char saved[600];
     ms_config c;
-    ms_config_defaults(&c);
-    c.model.dim = 16;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
-    c.model.n_kv_heads = 1;
-    c.model.ffn_dim = 32;
-    c.train.seq_len = 8;
-    c.train.batch = 2;
-    c.train.micro_batch = 2;
-    c.threads = 1;
-    c.train_path = train;
-    c.val_path = val;
-    c.tokenizer = "bytes";
+    snprintf(dir, sizeof dir, "%s/ckpt", fuzz_dir());
+    if (tiny_config(&c)) return 1;
     ms_state_file rec;
     int32_t done = 0;
     if (mkdir(dir, 0700) != 0) return 1;
