@@ -1,5 +1,5 @@
 /*
- * spec/fuzz/tiny.h — the tiny model the checkpoint and Hugging Face targets load
+ * spec/fuzz/tiny.h — the tiny model the weights, checkpoint and Hugging Face targets load
  * their inputs into: its config (on byte-level shards in the fuzzer's folder),
  * and folders the project's own writers fill for it. Included by one target
  * each (static inline functions).

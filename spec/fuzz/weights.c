@@ -3,12 +3,10 @@
  * tiny engine: raw files, and patches of the file that engine saves (its header,
  * unit names and sizes).
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
-#include "include/moonspeed.h"
+#include "tiny.h"
 
 static ms_engine *engine;
 static uint8_t *base;
@@ -16,29 +14,10 @@ static size_t n_base;
 
 int fuzz_setup(void) {
     if (engine) return 0;
-    uint32_t tokens[512];
-    for (int i = 0; i < 512; i++) tokens[i] = (uint32_t)(i * 31 % 256);
-    char train[512], val[512], saved[512];
-    snprintf(train, sizeof train, "%s/train.bin", fuzz_dir());
-    snprintf(val, sizeof val, "%s/val.bin", fuzz_dir());
+    char saved[512];
     snprintf(saved, sizeof saved, "%s/saved.bin", fuzz_dir());
-    if (ms_shard_write(train, tokens, 512, 258, "bytes") != MS_OK ||
-        ms_shard_write(val, tokens, 64, 258, "bytes") != MS_OK)
-        return 1;
     ms_config c;
-    ms_config_defaults(&c);
-    c.model.dim = 16;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
-    c.model.n_kv_heads = 1;
-    c.model.ffn_dim = 32;
-    c.train.seq_len = 8;
-    c.train.batch = 2;
-    c.train.micro_batch = 2;
-    c.threads = 1;
-    c.train_path = train;
-    c.val_path = val;
-    c.tokenizer = "bytes";
+    if (tiny_config(&c)) return 1;
     if (ms_engine_create(&c, &engine) != MS_OK || ms_engine_save_weights(engine, saved) != MS_OK) {
         fprintf(stderr, "fuzz weights: %s\n", ms_last_error());
         return 1;
