@@ -35,14 +35,7 @@ int fuzz_setup(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
-    size_t len = 0;
-    uint8_t *patched = fuzz_patch((const uint8_t *)meta, n_meta, data, n, &len);
-    if (patched) fuzz_file("ck/meta.json", patched, len);
-    else fuzz_file("ck/meta.json", data, n);
-    free(patched);
-    ms_engine *e = NULL;
-    if (ms_engine_create(&cfg, &e) == MS_OK) ms_engine_free(e);
-    return 0;
+    return tiny_import(&cfg, "ck/meta.json", (const uint8_t *)meta, n_meta, data, n);
 }
 
 int fuzz_seeds(const char *out) {

@@ -25,14 +25,7 @@ int fuzz_setup(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
-    size_t len = 0;
-    uint8_t *patched = fuzz_patch(base, n_base, data, n, &len);
-    if (patched) fuzz_file("hf/model.safetensors.index.json", patched, len);
-    else fuzz_file("hf/model.safetensors.index.json", data, n);
-    free(patched);
-    ms_engine *e = NULL;
-    if (ms_engine_create(&cfg, &e) == MS_OK) ms_engine_free(e);
-    return 0;
+    return tiny_import(&cfg, "hf/model.safetensors.index.json", base, n_base, data, n);
 }
 
 int fuzz_seeds(const char *out) {

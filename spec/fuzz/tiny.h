@@ -7,6 +7,7 @@
 #ifndef MS_SPEC_FUZZ_TINY_H
 #define MS_SPEC_FUZZ_TINY_H
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include "fuzz.h"
@@ -50,6 +51,20 @@ static inline int tiny_export(const ms_config *c, const char *name, int64_t max_
     if (bad) fprintf(stderr, "fuzz: making the Hugging Face folder: %s\n", ms_last_error());
     ms_engine_free(e);
     return bad;
+}
+
+/* One input as <fuzz folder>/<file> (a patch input applied to base first),
+ * then an engine created from c, which reads it through c->init_from. */
+static inline int tiny_import(const ms_config *c, const char *file, const uint8_t *base, size_t n_base,
+                              const uint8_t *data, size_t n) {
+    size_t len = 0;
+    uint8_t *patched = fuzz_patch(base, n_base, data, n, &len);
+    if (patched) fuzz_file(file, patched, len);
+    else fuzz_file(file, data, n);
+    free(patched);
+    ms_engine *e = NULL;
+    if (ms_engine_create(c, &e) == MS_OK) ms_engine_free(e);
+    return 0;
 }
 
 #endif
