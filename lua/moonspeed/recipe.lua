@@ -273,11 +273,6 @@ local function value_problem(f, v)
   return problem
 end
 
-local function reserved_msg(name, key)
-  return ("%s.%s: the %s section is reserved for a later release; leave it empty (this release accepts `%s = {}` only)")
-    :format(name, key, name, name)
-end
-
 -- Checks keys and value types of table t written in `file` (indexed by idx).
 -- origin (path -> "file:line") receives the position of every leaf t sets.
 local function check_layer(t, file, idx, origin)
@@ -288,7 +283,6 @@ local function check_layer(t, file, idx, origin)
     end
     local field = schema.root.by_key[k]
     local sec = schema.section_by_name[k]
-    local res = schema.reserved_by_name[k]
     if field then
       local p = value_problem(field, v)
       if p then fail(where_in(file, idx, k), p) end
@@ -307,17 +301,6 @@ local function check_layer(t, file, idx, origin)
           local p = value_problem(f, vv)
           if p then fail(where_in(file, idx, path), p) end
           origin[path] = where_in(file, idx, path)
-        end
-      end
-    elseif res then
-      if v ~= M.remove then
-        if type(v) ~= "table" then
-          fail(where_in(file, idx, k), ("%s must be an empty table: the section is reserved for a later release"):format(k))
-        end
-        local kk = next(v)
-        if kk ~= nil then
-          local path = k .. "." .. tostring(kk)
-          fail(where_in(file, idx, path), reserved_msg(k, tostring(kk)))
         end
       end
     else
@@ -583,13 +566,9 @@ function M.parse_override(text)
     end
   end
   if not f then
-    local sec = key:match("^([^.]+)")
-    if schema.reserved_by_name[sec] and key:find(".", 1, true) then
-      fail(where, reserved_msg(sec, key:match("^[^.]+%.(.*)$")))
-    end
-    if schema.section_by_name[key] or schema.reserved_by_name[key] then
-      fail(where, ("%s is a section; set one of its keys, e.g. %s"):format(key,
-        schema.section_by_name[key] and (key .. "." .. schema.section_by_name[key].fields[1].key .. "=...") or (key .. ".KEY=...")))
+    if schema.section_by_name[key] then
+      fail(where, ("%s is a section; set one of its keys, e.g. %s.%s=..."):format(key, key,
+        schema.section_by_name[key].fields[1].key))
     end
     fail(where, unknown_key_msg(key))
   end
@@ -714,7 +693,6 @@ end
 -- Resolves a merged recipe table: defaults, functions, checks. Returns a fresh table.
 function M.resolve(t, origin, default_where)
   local r = M.merge(schema.defaults(), t)
-  for _, res in ipairs(schema.reserved) do r[res.name] = nil end
   for _, s in ipairs(schema.sections) do
     if s.name and type(r[s.name]) ~= "table" then r[s.name] = M.merge(schema.defaults()[s.name], {}) end
   end

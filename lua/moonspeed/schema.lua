@@ -128,6 +128,14 @@ M.sections = {
     { key = "prefetch", type = "int", min = 0, max = 2, default = 1,
       doc = "stage 3: units gathered ahead of the one computing" },
   }),
+  section("offload", "Optimizer state and parameters in host memory (the GPU keeps what is left)", {
+    { key = "optimizer", type = "enum", values = { "none", "cpu", "auto" }, default = "none",
+      doc = "cpu: the fp32 master weights and Adam moments of the offloaded units live in pinned host memory and a CPU AdamW updates them while the GPU goes on; auto: offload only when the plan does not fit the device otherwise" },
+    { key = "params", type = "enum", values = { "none", "cpu" }, default = "none",
+      doc = "cpu (zero.stage 3): each unit's compute parameters live in pinned host memory and stream to the device just before the unit computes" },
+    { key = "ratio", type = "number", min = 0, max = 1, default = 1,
+      doc = "with optimizer = cpu: the fraction of the optimizer state offloaded, in whole units (the rest stays on the device and is updated there at the same time)" },
+  }),
   section("comm", "Collectives between ranks", {
     { key = "provider", type = "string", default = "",
       doc = "libfabric provider (shm, tcp;ofi_rxm, efa); empty = FI_PROVIDER, else efa when present, shm on one host, tcp;ofi_rxm across hosts" },
@@ -202,13 +210,7 @@ M.sections = {
   }),
 }
 
--- Sections accepted only empty in this release.
-M.reserved = {
-  { name = "offload", doc = "moving optimizer state and parameters to host memory" },
-}
-
 M.section_by_name = {}
-M.reserved_by_name = {}
 M.fields = {}          -- every field, in reference order
 M.field_by_path = {}   -- "train.lr" -> field
 local leaf_count = {}
@@ -221,7 +223,6 @@ for _, s in ipairs(M.sections) do
   end
 end
 M.root = M.sections[1]
-for _, r in ipairs(M.reserved) do M.reserved_by_name[r.name] = r end
 
 -- Candidate fields for a short override key (`lr` for `train.lr`).
 function M.fields_named(key)
@@ -237,7 +238,6 @@ function M.all_paths()
   local paths = {}
   for _, f in ipairs(M.fields) do paths[#paths + 1] = f.path end
   for _, s in ipairs(M.sections) do if s.name then paths[#paths + 1] = s.name end end
-  for _, r in ipairs(M.reserved) do paths[#paths + 1] = r.name end
   return paths
 end
 
@@ -401,9 +401,6 @@ function M.reference(markdown)
       add(("| `%s` | %s | `%s` | %s | %s |"):format(f.path, f.type, fmtdefault(f),
         M.allowed(f):gsub("|", "\\|"), f.doc))
     end
-    for _, r in ipairs(M.reserved) do
-      add(("| `%s` | section | `{}` | empty | reserved for a later release: %s |"):format(r.name, r.doc))
-    end
     return table.concat(out, "\n") .. "\n"
   end
   add("Recipe keys (type, default, allowed values, meaning). Set them in a recipe file,")
@@ -416,11 +413,6 @@ function M.reference(markdown)
       add(("  %-30s %s"):format("", f.doc))
       add(("  %-30s allowed: %s"):format("", M.allowed(f)))
     end
-  end
-  add("")
-  add("Reserved sections (accepted only empty in this release)")
-  for _, r in ipairs(M.reserved) do
-    add(("  %-30s %s"):format(r.name, r.doc))
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -54,9 +54,9 @@ local catalogue = {
     "bad/vocab-too-small.lua:2: model.vocab_size (100) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)" },
   { "bad/device-cuda.lua", {},
     'bad/device-cuda.lua:2: device = "cuda" runs on one GPU with zero.stage = 0 in this release (ZeRO across GPUs needs NCCL); got zero.stage = 2' },
-  -- reserved sections
-  { "bad/reserved-section.lua", {},
-    "bad/reserved-section.lua:2: offload.optimizer: the offload section is reserved for a later release; leave it empty (this release accepts `offload = {}` only)" },
+  -- offload
+  { "bad/offload-device.lua", {},
+    'bad/offload-device.lua:2: offload.optimizer must be one of "none", "cpu", "auto", got "gpu" (a string); did you mean "cpu"?' },
   -- the sandbox
   { "bad/sandbox-io.lua", {},
     "bad/sandbox-io.lua:1: io is not available in recipes (recipes are data; helpers: extend, env, remove)" },
@@ -83,8 +83,7 @@ local catalogue = {
     'override train.steps=abc: train.steps must be an integer in [1, 1000000000], got "abc" (a string)' },
   { "good.lua", { "lr=abc" }, 'override lr=abc: train.lr must be a number > 0 and < 10, got "abc" (a string)' },
   { "good.lua", { "model=3" }, "override model=3: model is a section; set one of its keys, e.g. model.name=..." },
-  { "good.lua", { "offload.params=cpu" },
-    "override offload.params=cpu: offload.params: the offload section is reserved for a later release; leave it empty (this release accepts `offload = {}` only)" },
+  { "good.lua", { "offload.ratio=2" }, "override offload.ratio=2: offload.ratio must be a number in [0, 1], got 2" },
   { "good.lua", { "zero.stage=5" }, "override zero.stage=5: zero.stage must be an integer in [0, 3], got 5" },
   { "good.lua", { "zero.prefech=1" }, "override zero.prefech=1: unknown key zero.prefech; did you mean zero.prefetch?" },
   { "bad/zero-stage.lua", {}, "bad/zero-stage.lua:2: zero.stage must be an integer in [0, 3], got 4" },

@@ -104,11 +104,6 @@ describe("recipe.load", function()
     assert.are.equal(11, r.train.steps)
   end)
 
-  it("accepts empty reserved sections and drops them from the result", function()
-    local r = recipe.load(write_recipe(dir, "z.lua", "return { offload = {} }\n"))
-    assert.is_nil(r.offload)
-  end)
-
   it("reports unknown keys from a base file at the base file's line", function()
     support.write(dir .. "/base.lua", "return {\n  model = { dimm = 3 },\n}\n")
     local err = fails(recipe.load, write_recipe(dir, "c.lua", 'return extend("base.lua", {})\n'))
