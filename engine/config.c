@@ -25,6 +25,7 @@ ms_status ms_config_defaults(ms_config *cfg) {
     cfg->precision = MS_PRECISION_FP32;
     cfg->device = MS_DEVICE_CPU;
     cfg->zero_prefetch = 1;
+    cfg->offload_ratio = 1.0f;
     return MS_OK;
 }
 
@@ -44,6 +45,10 @@ ms_status ms_config_check(const ms_config *cfg) {
     if (cfg->world_size < 0 || cfg->comm_timeout_ms < 0)
         return ms_fail(MS_ERR_INVALID, "world_size = %d and the collective timeout %d ms must be >= 0",
                        cfg->world_size, cfg->comm_timeout_ms);
+    if (cfg->offload_optimizer < 0 || cfg->offload_optimizer > 1 || !(cfg->offload_ratio >= 0.0f) ||
+        cfg->offload_ratio > 1.0f)
+        return ms_fail(MS_ERR_INVALID, "offload.optimizer = %d and offload.ratio = %g; expected 0 (none) or 1 (cpu), "
+                       "and a ratio in [0, 1]", cfg->offload_optimizer, (double)cfg->offload_ratio);
     if (cfg->train.checkpoint_activations < 0 || cfg->train.checkpoint_activations > 2)
         return ms_fail(MS_ERR_INVALID, "train.checkpoint_activations = %d; expected 0 (off), 1 (whole blocks) or "
                        "2 (selective)", cfg->train.checkpoint_activations);

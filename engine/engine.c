@@ -38,31 +38,24 @@ static char *dup_or_null(const char *s) {
 
 /* ---- create / free ------------------------------------------------------ */
 
-/* Host staging arenas, carved exactly as planned. */
-static ms_status reserve_staging(ms_engine *e, const ms_layout *sizing) {
-    for (int p = 0; p < MS_MEM_COUNT; p++) {
-        void *base = NULL;
-        TRY(e->dev.host_reserve(&e->dev, sizing->bytes[p], &base));
-        e->host[p] = (ms_arena){.base = base, .capacity = sizing->bytes[p], .used = 0};
-    }
-    ms_layout carve = {.arenas = e->host};
-    ms_staging_layout(&e->stage, &e->model, &carve);
-    return MS_OK;
-}
-
-static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing) {
+/* Every arena, on the device and on the host, reserved and carved exactly as
+ * planned. */
+static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing, const ms_layout *host_sizing) {
     for (int p = 0; p < MS_MEM_COUNT; p++) {
         void *base = NULL;
         TRY(e->dev.reserve(&e->dev, sizing->bytes[p], &base));
         e->arenas[p] = (ms_arena){.base = base, .capacity = sizing->bytes[p], .used = 0};
         e->reservations++;
+        TRY(e->dev.host_reserve(&e->dev, host_sizing->bytes[p], &base));
+        e->host[p] = (ms_arena){.base = base, .capacity = host_sizing->bytes[p], .used = 0};
     }
-    ms_layout carve = {.arenas = e->arenas};
-    ms_engine_layout(&e->model, &e->zero, &e->dev, &carve);
+    ms_layout carve = {.arenas = e->arenas}, host = {.arenas = e->host};
+    ms_engine_layout(&e->model, &e->zero, &e->offload, &e->stage, &e->dev, &carve, &host);
     for (int p = 0; p < MS_MEM_COUNT; p++)
-        if (e->arenas[p].used != e->arenas[p].capacity)
-            return ms_fail(MS_ERR_INTERNAL, "layout: purpose %d carved %lld of %lld planned bytes", p,
-                           (long long)e->arenas[p].used, (long long)e->arenas[p].capacity);
+        if (e->arenas[p].used != e->arenas[p].capacity || e->host[p].used != e->host[p].capacity)
+            return ms_fail(MS_ERR_INTERNAL, "layout: purpose %d carved %lld of %lld planned bytes (host: %lld of %lld)",
+                           p, (long long)e->arenas[p].used, (long long)e->arenas[p].capacity,
+                           (long long)e->host[p].used, (long long)e->host[p].capacity);
     return MS_OK;
 }
 
@@ -197,14 +190,14 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     else
         TRY(ms_comm_single(&e->comm));
     ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm);
+    TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd));
 
     ms_layout sizing = {0}, host = {0};
-    ms_engine_layout(m, &e->zero, &e->dev, &sizing);
-    ms_staging_layout(&e->stage, m, &host);
+    ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->dev, &sizing, &host);
     ms_plan_from_layout(cfg, m, &sizing, &host, &e->plan);
     TRY(e->dev.start(&e->dev));
-    TRY(reserve_arenas(e, &sizing));
-    TRY(reserve_staging(e, &host));
+    TRY(reserve_arenas(e, &sizing, &host));
+    TRY(ms_offload_start(&e->offload));
 
     e->dev.rope_table(&e->dev, m->rope_cs, m->T, m->head_dim, m->c.rope_theta);
     ms_source *src = NULL;
@@ -212,7 +205,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     if (st == MS_OK) st = init_weights(e, cfg->train.seed, src);
     ms_source_close(src);
     if (st != MS_OK) return cfg->init_from && *cfg->init_from ? ms_fail_context(st, "init.from") : st;
-    return ms_zero_refresh_params(&e->zero, m, &e->dev);
+    return ms_zero_refresh_params(&e->zero, m, &e->dev, 1);
 }
 
 ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
@@ -232,6 +225,7 @@ ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
 void ms_engine_free(ms_engine *e) {
     if (!e) return;
     ms_state_abandon(e);
+    ms_offload_stop(&e->offload);
     if (e->dev.release)
         for (int p = 0; p < MS_MEM_COUNT; p++) {
             e->dev.release(&e->dev, e->arenas[p].base);
@@ -262,6 +256,7 @@ static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int 
     int64_t V = m->c.vocab_size;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_fwd[i];
+        TRY(ms_offload_acquire(&e->offload, u));
         TRY(ms_zero_acquire(&e->zero, m, &e->dev, e->order_fwd, m->n_units, i));
         ms_model_unit_forward(m, &e->dev, u, B, T);
         if (m->units[u].kind == UNIT_HEAD) {
@@ -277,7 +272,7 @@ static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int 
     return device_status(e);
 }
 
-ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss) {
+ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, int last, double *loss) {
     ms_model *m = &e->model;
     ms_device *d = &e->dev;
     TRY(forward(e, B, T, NULL, 0, 0, NULL));
@@ -289,6 +284,7 @@ ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scal
         ms_zero_grads_begin(&e->zero, m, d, u);
         *loss += ms_model_unit_backward(m, d, u, B, T, grad_scale);
         TRY(ms_zero_grads_end(&e->zero, m, d, u));
+        if (last && ms_zero_grads_final_per_unit(&e->zero, &m->units[u])) ms_offload_grads(&e->offload, u);
         ms_zero_release(&e->zero, m, u);
     }
     return MS_OK;
@@ -338,10 +334,11 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
         ms_batch_train(&e->train, t->seed, e->step, first, B, T, e->stage.tokens, e->stage.targets);
         stage_batch(e, B, T);
         double part;
-        TRY(ms_engine_forward_backward(e, B, T, scale, &part));
+        TRY(ms_engine_forward_backward(e, B, T, scale, micro == accum - 1, &part));
         loss += part;
     }
     TRY(ms_zero_grads_step_end(&e->zero, m, d));
+    ms_offload_grads_rest(&e->offload);
     ms_health_inject(e);
     TRY(ms_zero_grad_sumsq(&e->zero, m, d, &sums[1]));
     sums[0] = loss;
@@ -351,7 +348,8 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
     float lr = ms_schedule_lr(t, e->step);
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
-    TRY(ms_zero_refresh_params(&e->zero, m, d));
+    ms_offload_update(&e->offload, t, lr, clip, e->step + 1);
+    TRY(ms_zero_refresh_params(&e->zero, m, d, 0));
     d->sync(d);
     TRY(device_status(e));
 
@@ -522,7 +520,8 @@ ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index,
     TRY(range_check(tt, offset, n, dst));
     char *src;
     TRY(locate(e, tt, view, offset, n, &src));
-    ms_engine *me = (ms_engine *)e; /* reading uses the staging block */
+    ms_engine *me = (ms_engine *)e; /* reading uses the staging block, and waits for the host's updates */
+    TRY(ms_offload_wait(&me->offload));
     if (view == MS_VIEW_PARAM && ms_act_bytes(&e->dev) == 2) {
         /* bf16 on the device: widen to fp32 chunk by chunk (the bits are the top half) */
         uint16_t *half = (uint16_t *)me->stage.block;
@@ -550,6 +549,7 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int6
     char *master, *param;
     TRY(locate(e, tt, MS_VIEW_MASTER, offset, n, &master));
     TRY(locate(e, tt, MS_VIEW_PARAM, offset, n, &param));
+    TRY(ms_offload_wait(&e->offload));
     ms_stage_up(e, master, src, n * 4);
     e->dev.cast_params(&e->dev, param, (const float *)master, n);
     e->dev.sync(&e->dev);

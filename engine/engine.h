@@ -10,6 +10,7 @@
 #include "device/device.h"
 #include "include/moonspeed.h"
 #include "model/llama.h"
+#include "zero/offload.h"
 #include "zero/zero.h"
 
 /* Host staging: everything that crosses between the host and the device
@@ -34,6 +35,7 @@ struct ms_engine {
     ms_world world;                /* this rank and its world */
     ms_comm *comm;                 /* `single` for one rank */
     ms_zero zero;
+    ms_offload offload;            /* optimizer state of offloaded units, updated on the host */
     int32_t *order_fwd, *order_bwd; /* (n_units) the unit schedule of forward and backward */
     ms_arena arenas[MS_MEM_COUNT]; /* one per purpose, each exactly the planned size */
     int64_t reservations;          /* device arena reservations since create */
@@ -62,12 +64,15 @@ void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l);
 void ms_stage_up(ms_engine *e, void *dev_dst, const void *host_src, int64_t bytes);
 void ms_stage_down(ms_engine *e, void *host_dst, const void *dev_src, int64_t bytes);
 
-/* The whole layout of an engine: the model's buffers, then ZeRO's. */
-void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l);
+/* The whole layout of an engine, on the device (l) and on the host: the
+ * model's buffers, ZeRO's, the offload pipeline's, then the staging. */
+void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, const ms_device *d, ms_layout *l,
+                      ms_layout *host);
 
 /* One micro-batch forward and backward over the tokens/targets already in the
- * model's data buffers: gradients accumulate, *loss gets this rank's sum. */
-ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, double *loss);
+ * model's data buffers: gradients accumulate, *loss gets this rank's sum.
+ * last: the step's last micro-batch (offloaded gradients start down). */
+ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scale, int last, double *loss);
 
 /* ckpt/state.c: the file name of a rank's state ("rank-00001-of-00004.state"),
  * and dropping a save still in flight when the engine is freed. */

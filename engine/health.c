@@ -83,6 +83,7 @@ static ms_status grads_check(ms_engine *e, uint8_t *stage, float *counts, int *u
 }
 
 ms_status ms_health_diagnose(ms_engine *e, char *where, size_t n) {
+    TRY(ms_offload_wait(&e->offload));
     uint8_t *stage = malloc(STAGE_BYTES);
     float *counts = calloc((size_t)e->model.n_units, sizeof *counts);
     ms_status st = stage && counts ? MS_OK : ms_fail(MS_ERR_NOMEM, "out of host memory for a NaN diagnosis");

@@ -26,9 +26,12 @@ ms_status ms_config_world(const ms_config *cfg, ms_world *out) {
     return MS_OK;
 }
 
-void ms_engine_layout(ms_model *m, ms_zero *z, const ms_device *d, ms_layout *l) {
-    ms_model_layout(m, d, l);
+void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, const ms_device *d, ms_layout *l,
+                      ms_layout *host) {
+    ms_model_layout(m, d, l, host);
     ms_zero_layout(z, m, d, l);
+    ms_offload_layout(o, m, d, l);
+    ms_staging_layout(s, m, host);
 }
 
 /* The chunk of init values and weights: up to MS_STAGE_BLOCK floats, never
@@ -58,12 +61,17 @@ void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layou
     out->zero_stage = cfg->zero_stage;
     out->n_units = m->n_units;
     for (int t = 0; t < m->n_tensors; t++) out->n_params += m->tensors[t].numel;
+    for (int u = 0; u < m->n_units; u++)
+        if (m->units[u].split.offload) {
+            out->offload_units++;
+            out->offload_params += m->units[u].numel;
+        }
     out->n_params_matmul = ms_model_matmul_params(&m->c);
     out->flops_per_token = ms_model_flops_per_token(&m->c, cfg->train.seq_len, 6);
     out->flops_per_token_full = ms_model_flops_per_token(&m->c, cfg->train.seq_len, 12);
     ms_memory_from_bytes(&out->device_bytes, l->bytes);
-    /* what crosses between host and device is staged beside it: small (a
-       batch, a row of logits, a chunk of weights), but counted */
+    /* the host holds the staging of what crosses (a batch, a row of logits,
+       a chunk of weights) and the state of offloaded units */
     ms_memory_from_bytes(&out->host_bytes, host->bytes);
 }
 
@@ -80,8 +88,8 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL);
     ms_layout sizing = {0}, host = {0};
     ms_staging stage;
-    ms_engine_layout(&m, &z, &dev, &sizing);
-    ms_staging_layout(&stage, &m, &host);
+    ms_offload o = {0};
+    ms_engine_layout(&m, &z, &o, &stage, &dev, &sizing, &host);
     ms_plan_from_layout(cfg, &m, &sizing, &host, out);
     ms_model_free(&m);
     return MS_OK;

@@ -233,6 +233,7 @@ ms_status ms_engine_state_save(ms_engine *e, const char *dir, int32_t async) {
     if (e->save)
         return ms_fail(MS_ERR_STATE, "checkpoint %s: the previous save is still being written; "
                        "ms_engine_state_wait for it first", dir);
+    TRY(ms_offload_wait(&e->offload));
     ms_state_job *job = NULL;
     TRY(plan_job(e, dir, async != 0, &job));
     e->save = job;
@@ -445,7 +446,7 @@ static ms_status load(ms_engine *e, const char *dir, const ms_state_file *files,
     st = agree(e, st, dir);
     if (st == MS_OK) {
         e->step = step;
-        st = ms_zero_refresh_params(&e->zero, &e->model, d);
+        st = ms_zero_refresh_params(&e->zero, &e->model, d, 1);
     }
     return st;
 }
@@ -454,6 +455,7 @@ ms_status ms_engine_state_load(ms_engine *e, const char *dir, const ms_state_fil
     if (!e || !dir || !files || n_files < 1)
         return ms_fail(MS_ERR_INVALID, "ms_engine_state_load: engine, directory and at least one file record are required");
     if (e->save) return ms_fail(MS_ERR_STATE, "%s: a checkpoint save is still being written; wait for it first", dir);
+    TRY(ms_offload_wait(&e->offload));
     source *srcs = calloc((size_t)n_files, sizeof *srcs);
     if (!srcs) return ms_fail(MS_ERR_NOMEM, "%s: out of host memory", dir);
     for (int i = 0; i < n_files; i++) srcs[i].fd = -1;

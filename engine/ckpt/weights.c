@@ -65,6 +65,7 @@ static ms_status save(ms_engine *e, ms_file_out *f, float *full) {
 
 ms_status ms_engine_save_weights(ms_engine *e, const char *path) {
     if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_save_weights: engine and path are required");
+    TRY(ms_offload_wait(&e->offload));
     int64_t largest = 0;
     for (int u = 0; u < e->model.n_units; u++)
         if (e->model.units[u].padded > largest) largest = e->model.units[u].padded;
@@ -133,11 +134,12 @@ static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
             e->dev.sync(&e->dev);
         }
     }
-    return ms_zero_refresh_params(&e->zero, m, &e->dev);
+    return ms_zero_refresh_params(&e->zero, m, &e->dev, 1);
 }
 
 ms_status ms_engine_load_weights(ms_engine *e, const char *path) {
     if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_load_weights: engine and path are required");
+    TRY(ms_offload_wait(&e->offload));
     int fd = open(path, O_RDONLY);
     if (fd < 0) return ms_fail(MS_ERR_IO, "weights %s: %s", path, strerror(errno));
     int64_t *starts = calloc((size_t)e->model.n_units, sizeof *starts);

@@ -46,6 +46,14 @@ static void copy(ms_device *d, void *dst, const void *src, int64_t n) { (void)d;
 static void zero(ms_device *d, void *p, int64_t n) { (void)d; memset(p, 0, (size_t)n); }
 static void sync(ms_device *d) { (void)d; }
 
+/* Host and "device" are one memory: a copy beside the compute is done when it returns. */
+static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int to_host) {
+    (void)to_host;
+    copy(d, dst, src, n);
+    return 0;
+}
+static void ticket_noop(ms_device *d, int64_t ticket) { (void)d, (void)ticket; }
+
 static ms_status start(ms_device *d) {
     int n = d->threads > 0 ? d->threads : omp_get_num_procs();
     d->threads = n;
@@ -169,6 +177,7 @@ void ms_device_init_cpu(ms_device *d, int32_t precision, int32_t threads) {
         .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
         .host_reserve = reserve, .host_release = release,
         .upload = copy, .download = copy, .copy = copy, .zero = zero, .sync = sync,
+        .copy_async = copy_async, .ticket_wait = ticket_noop, .ticket_order = ticket_noop,
         .start = start, .stop = stop,
         .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,
         .matmul_fwd = matmul_fwd, .matmul_bwd = matmul_bwd,

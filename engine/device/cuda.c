@@ -7,7 +7,8 @@
  * so the fp32 mode matches the CPU to ~1e-6); parameter gradients and logits
  * are fp32 outputs of bf16 inputs; cuBLASLt's descriptors and algorithm are
  * chosen once per shape and kept (see `plans`). Memory is plain cudaMalloc,
- * host staging is pinned (cudaHostAlloc); the backend's
+ * host memory is pinned and mapped (cudaHostAlloc), so the device reaches it
+ * in place and every copy says cudaMemcpyDefault; the backend's
  * own scratch (cuBLASLt workspace, attention's D_t, per-row losses, sumsq
  * partials) is taken at start() and grown when a call needs more (a later
  * slice sizes it from the plan). Every CUDA/cuBLAS status is checked: the
@@ -17,6 +18,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 #define SUM_BLOCKS 256
 #define GEMM_PLANS 96
+#define TICKETS 1024
 enum { SCR_DELTA, SCR_LOSS, SCR_N };
 
 /* One matmul shape's cuBLASLt descriptors and chosen algorithm. */
@@ -50,6 +53,13 @@ typedef struct cuda_impl {
     int64_t scr_bytes[SCR_N];
     gemm_plan plans[GEMM_PLANS]; /* per shape, filled on first use */
     int n_plans, next_evict;
+    /* copies beside the compute: a stream each way, and a ring of events (a
+       ticket's event is ring[ticket % TICKETS]; a ticket older than the ring
+       waits on a later copy of its stream, which is later still: safe) */
+    cudaStream_t down, up;
+    cudaEvent_t ring[TICKETS], fence;
+    int64_t tickets;
+    pthread_mutex_t mu;
     ms_status err;
 } cuda_impl;
 
@@ -109,11 +119,11 @@ static ms_status host_reserve(ms_device *d, int64_t bytes, void **out) {
     (void)d;
     *out = NULL;
     if (bytes == 0) return MS_OK;
-    cudaError_t e = cudaHostAlloc(out, (size_t)bytes, cudaHostAllocDefault);
+    cudaError_t e = cudaHostAlloc(out, (size_t)bytes, cudaHostAllocPortable | cudaHostAllocMapped);
     if (e != cudaSuccess) {
         cudaGetLastError();
         *out = NULL;
-        return ms_fail(MS_ERR_NOMEM, "cuda: could not reserve %lld bytes of pinned host memory for staging (%s)",
+        return ms_fail(MS_ERR_NOMEM, "cuda: could not reserve %lld bytes of pinned host memory (%s)",
                        (long long)bytes, cudaGetErrorString(e));
     }
     return MS_OK;
@@ -125,20 +135,20 @@ static void host_release(ms_device *d, void *p) {
 
 static void upload(ms_device *d, void *dst, const void *src, int64_t n) {
     if (!LIVE(d) || n == 0) return;
-    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyHostToDevice, impl_of(d)->stream), "upload");
+    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, impl_of(d)->stream), "upload");
 }
 
 /* The host sees the bytes when download returns. */
 static void download(ms_device *d, void *dst, const void *src, int64_t n) {
     if (!LIVE(d) || n == 0) return;
-    if (cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToHost, impl_of(d)->stream), "download"))
+    if (cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, impl_of(d)->stream), "download"))
         return;
     cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "download (stream sync)");
 }
 
 static void copy(ms_device *d, void *dst, const void *src, int64_t n) {
     if (!LIVE(d) || n == 0) return;
-    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToDevice, impl_of(d)->stream), "copy");
+    cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, impl_of(d)->stream), "copy");
 }
 
 static void zero(ms_device *d, void *p, int64_t n) {
@@ -149,6 +159,33 @@ static void zero(ms_device *d, void *p, int64_t n) {
 static void sync(ms_device *d) {
     if (!LIVE(d)) return;
     cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "stream sync");
+}
+
+static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int to_host) {
+    cuda_impl *c = impl_of(d);
+    if (!LIVE(d) || n == 0) return 0;
+    pthread_mutex_lock(&c->mu);
+    int64_t t = ++c->tickets;
+    cudaStream_t s = to_host ? c->down : c->up;
+    if (to_host && !cuda_bad(d, cudaEventRecord(c->fence, c->stream), "event record (fence)"))
+        cuda_bad(d, cudaStreamWaitEvent(s, c->fence, 0), "stream wait (fence)");
+    if (!cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, s), "copy beside the compute"))
+        cuda_bad(d, cudaEventRecord(c->ring[t % TICKETS], s), "event record (ticket)");
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+static void ticket_wait(ms_device *d, int64_t t) {
+    if (!LIVE(d) || t <= 0) return;
+    cuda_bad(d, cudaEventSynchronize(impl_of(d)->ring[t % TICKETS]), "waiting for a copy");
+}
+
+static void ticket_order(ms_device *d, int64_t t) {
+    if (!LIVE(d) || t <= 0) return;
+    cuda_impl *c = impl_of(d);
+    pthread_mutex_lock(&c->mu); /* the worker may be recording into the ring */
+    cuda_bad(d, cudaStreamWaitEvent(c->stream, c->ring[t % TICKETS], 0), "stream wait (ticket)");
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Backend scratch of at least bytes (grown when needed; NULL after a failure). */
@@ -168,11 +205,17 @@ static ms_status start(ms_device *d) {
     cudaError_t e;
     if ((e = cudaSetDevice(c->device)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->down, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->up, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming)) != cudaSuccess ||
         (e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess ||
         (e = cudaMalloc((void **)&c->sums, sizeof(double) * (SUM_BLOCKS + 1))) != cudaSuccess ||
         (e = cudaMallocHost((void **)&c->host_sum, sizeof(double))) != cudaSuccess)
         return c->err = ms_fail(MS_ERR_STATE, "cuda: starting the backend on device %d: %s", c->device,
                                 cudaGetErrorString(e));
+    for (int i = 0; i < TICKETS; i++)
+        if ((e = cudaEventCreateWithFlags(&c->ring[i], cudaEventDisableTiming)) != cudaSuccess)
+            return c->err = ms_fail(MS_ERR_STATE, "cuda: creating copy events: %s", cudaGetErrorString(e));
     cublasStatus_t s = cublasLtCreate(&c->lt);
     if (s != CUBLAS_STATUS_SUCCESS)
         return c->err = ms_fail(MS_ERR_STATE, "cuda: cublasLtCreate failed: status %d", (int)s);
@@ -183,6 +226,11 @@ static void stop(ms_device *d) {
     cuda_impl *c = impl_of(d);
     if (!c) return;
     if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->down) cudaStreamSynchronize(c->down);
+    if (c->up) cudaStreamSynchronize(c->up);
+    for (int i = 0; i < TICKETS; i++)
+        if (c->ring[i]) cudaEventDestroy(c->ring[i]);
+    if (c->fence) cudaEventDestroy(c->fence);
     for (int i = 0; i < SCR_N; i++) cudaFree(c->scr[i]);
     for (int i = 0; i < c->n_plans; i++) {
         gemm_plan *g = &c->plans[i];
@@ -196,6 +244,9 @@ static void stop(ms_device *d) {
     cudaFreeHost(c->host_sum);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
+    if (c->down) cudaStreamDestroy(c->down);
+    if (c->up) cudaStreamDestroy(c->up);
+    pthread_mutex_destroy(&c->mu);
     free(c);
     d->impl = NULL;
 }
@@ -486,12 +537,14 @@ ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) 
     TRY(gpu_count(&count));
     cuda_impl *c = calloc(1, sizeof *c);
     if (!c) return ms_fail(MS_ERR_NOMEM, "cuda: no host memory for the backend");
+    pthread_mutex_init(&c->mu, NULL);
     *d = (ms_device){
         .name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
         .impl = c,
         .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
         .host_reserve = host_reserve, .host_release = host_release,
         .upload = upload, .download = download, .copy = copy, .zero = zero, .sync = sync,
+        .copy_async = copy_async, .ticket_wait = ticket_wait, .ticket_order = ticket_order,
         .start = start, .stop = stop,
         .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,
         .matmul_fwd = matmul_fwd, .matmul_bwd = matmul_bwd,

@@ -47,6 +47,18 @@ struct ms_device {
     void (*copy)(ms_device *d, void *dst, const void *src, int64_t bytes);
     void (*zero)(ms_device *d, void *p, int64_t bytes);
     void (*sync)(ms_device *d);
+    /* Copies beside the compute, on the device's copy engines (the offload
+       pipeline, zero/offload.h); plain memcpy on the CPU. Each returns a
+       ticket (0: already done). A copy to the host (to_host = 1) starts once
+       the compute enqueued so far is done; a copy to the device starts at
+       once (the host has finished writing src). ticket_wait blocks the caller
+       until the copy is done; ticket_order makes the compute enqueued after
+       it wait for the copy. Safe to call from another thread than the one
+       computing. Any pointer may be host memory of host_reserve: the device
+       reaches it in place (as do upload, download, copy and zero). */
+    int64_t (*copy_async)(ms_device *d, void *dst, const void *src, int64_t bytes, int to_host);
+    void (*ticket_wait)(ms_device *d, int64_t ticket);
+    void (*ticket_order)(ms_device *d, int64_t ticket);
     ms_status (*start)(ms_device *d);   /* take threads/streams; init only describes */
     void (*stop)(ms_device *d);
 

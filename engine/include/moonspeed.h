@@ -104,6 +104,10 @@ typedef struct ms_config {
     const char *tokenizer;   /* tokenizer id the shards must carry (NULL: any), e.g. "bytes" */
     int32_t zero_stage;      /* 0 replicate, 1 shard optimizer state, 2 + gradients, 3 + parameters */
     int32_t zero_prefetch;   /* stage 3: units gathered ahead of the one computing (0..2) */
+    int32_t offload_optimizer; /* 1: master weights and Adam moments of offloaded units in host memory,
+                                  updated there by the CPU; 0: all on the device */
+    float offload_ratio;     /* the share of the parameters whose optimizer state is offloaded (0..1),
+                                in whole units, the last units first */
     int32_t world_size;      /* ranks; 0 = from the environment (MS_*, PET_*, torchrun), 1 when unset */
     int32_t comm_timeout_ms; /* deadline of every collective; 0 = 300000 */
     const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */
@@ -136,7 +140,9 @@ typedef struct ms_plan {
     double flops_per_token;  /* training FLOPs/token, 6N + 6LTd (causal attention once) */
     double flops_per_token_full; /* 6N + 12LTd (full attention) */
     ms_memory device_bytes;  /* on the compute device */
-    ms_memory host_bytes;    /* on the host beside it (equal to nothing extra on CPU) */
+    ms_memory host_bytes;    /* on the host beside it: staging, and the state of offloaded units */
+    int32_t offload_units;   /* units whose optimizer state is offloaded */
+    int64_t offload_params;  /* their parameters (unpadded) */
 } ms_plan;
 
 typedef struct ms_step_stats {

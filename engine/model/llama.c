@@ -134,6 +134,22 @@ static ms_unit_split split_for(int32_t stage, int32_t rank, int32_t world, int p
     };
 }
 
+/* Optimizer offload in whole units, the last in forward order first: their
+ * gradients are final first in backward and their parameters are needed
+ * last in the next forward, which leaves the CPU the most time. Units are
+ * taken while that brings the offloaded share nearest to offload_ratio. */
+static void choose_offload(ms_model *m, const ms_config *cfg) {
+    if (!cfg->offload_optimizer) return;
+    double total = 0, have = 0;
+    for (int u = 0; u < m->n_units; u++) total += (double)m->units[u].numel;
+    for (int u = m->n_units - 1; u >= 0; u--) {
+        ms_unit *un = &m->units[u];
+        if (have + 0.5 * (double)un->numel > cfg->offload_ratio * total) break;
+        un->split.offload = 1;
+        have += (double)un->numel;
+    }
+}
+
 ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_t world, int32_t stage) {
     memset(m, 0, sizeof *m);
     TRY(ms_model_check(cfg));
@@ -198,6 +214,7 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_
         un->lo = un->split.shard_optim ? rank * shard : 0;
         un->hi = un->split.shard_optim ? un->lo + shard : un->padded;
     }
+    choose_offload(m, cfg);
     return MS_OK;
 }
 
@@ -212,7 +229,7 @@ void ms_model_free(ms_model *m) {
 
 /* ---- layout ------------------------------------------------------------- */
 
-void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
+void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l, ms_layout *host) {
     const ms_model_config *c = &m->c;
     int64_t ab = ms_act_bytes(d), i32 = d->elem_bytes(d, MS_I32);
     int64_t N = (int64_t)m->B * m->T, D = c->dim, F = c->ffn_dim;
@@ -230,10 +247,13 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l) {
         un->grads = un->grads_home;
         un->grads_owned = sp->shard_grads ? F32(MS_MEM_GRADS, shard)
                                           : (un->grads_home ? un->grads_home + un->lo : NULL);
-        if (d->bf16) un->master = F32(MS_MEM_MASTER, owned);
+        /* the optimizer's state: on the device, or in host memory when offloaded */
+        ms_layout *opt = sp->offload ? host : l;
+        if (d->bf16 || sp->offload) un->master = ms_layout_take(opt, MS_MEM_MASTER, owned, 4);
         else if (un->params_home) un->master = (float *)un->params_home + (sp->shard_params ? 0 : un->lo);
-        un->m = F32(MS_MEM_OPTIMIZER, owned);
-        un->v = F32(MS_MEM_OPTIMIZER, owned);
+        un->m = ms_layout_take(opt, MS_MEM_OPTIMIZER, owned, 4);
+        un->v = ms_layout_take(opt, MS_MEM_OPTIMIZER, owned, 4);
+        un->grads_host = sp->offload ? ms_layout_take(host, MS_MEM_GRADS, owned, ab) : NULL;
     }
 
     /* activations: per block everything, or under checkpointing only the

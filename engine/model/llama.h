@@ -50,6 +50,7 @@ typedef struct ms_unit_split {
     int32_t shard_grads;    /* gradients reduce-scattered into shards (stage >= 2) */
     int32_t shard_optim;    /* master weights and moments of this rank's shard only (stage >= 1) */
     int32_t own_grads;      /* a full gradient buffer of its own (else the shared scratch) */
+    int32_t offload;        /* master weights and moments in host memory, updated by the CPU (zero/offload.h) */
 } ms_unit_split;
 
 typedef struct ms_unit {
@@ -71,6 +72,8 @@ typedef struct ms_unit {
     float *grads_owned;  /* (hi - lo) gradient of the owned range (a shard, or a view of grads_home) */
     float *master;       /* (hi - lo) fp32; under fp32 a view of params_home */
     float *m, *v;        /* (hi - lo) fp32 Adam moments */
+    void *grads_host;    /* (hi - lo) act, offloaded units: the owned gradient in host memory, then (bf16)
+                            the updated parameters on their way up; master, m and v are host memory too */
 } ms_unit;
 
 /* What one block's forward keeps for its backward. Under activation
@@ -129,8 +132,9 @@ ms_status ms_model_check(const ms_config *cfg);
 ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_t world, int32_t stage);
 void ms_model_free(ms_model *m);
 
-/* Declare every buffer of the model through a layout pass (see core/arena.h). */
-void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l);
+/* Declare every buffer of the model through a layout pass (see core/arena.h):
+ * on the device (l), and in host memory (host) what offloaded units keep there. */
+void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l, ms_layout *host);
 
 /* Meta init: the initial values of elements [from, from + n) of unit u's flat
  * buffer into out (host memory), each a pure function of (seed, tensor id,

@@ -69,22 +69,25 @@ void ms_zero_release(ms_zero *z, ms_model *m, int u) {
     un->params = NULL;
 }
 
-ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d) {
-    int64_t ab = ms_act_bytes(d);
+/* Where this rank's part of the compute parameters lives. */
+static void *params_mine(const ms_unit *un, const ms_device *d) {
+    return (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ms_act_bytes(d));
+}
+
+ms_status ms_zero_share_params(ms_zero *z, ms_model *m, ms_device *d, int u) {
+    ms_unit *un = &m->units[u];
+    if (!un->split.shard_optim || un->split.shard_params) return MS_OK;
+    ms_comm_req *req;
+    TRY(z->comm->all_gather(z->comm, params_mine(un, d), un->params_home, un->hi - un->lo, act_dtype(d), &req));
+    return z->comm->wait(z->comm, req);
+}
+
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d, int all) {
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        int64_t owned = un->hi - un->lo;
-        if (un->split.shard_params) {
-            d->cast_params(d, un->params_home, un->master, owned);
-            continue;
-        }
-        char *mine = (char *)un->params_home + un->lo * ab;
-        d->cast_params(d, mine, un->master, owned);
-        if (un->split.shard_optim) {
-            ms_comm_req *req;
-            TRY(z->comm->all_gather(z->comm, mine, un->params_home, owned, act_dtype(d), &req));
-            TRY(z->comm->wait(z->comm, req));
-        }
+        if (un->split.offload && !all) continue;
+        d->cast_params(d, params_mine(un, d), un->master, un->hi - un->lo);
+        TRY(ms_zero_share_params(z, m, d, u));
     }
     return MS_OK;
 }
@@ -126,6 +129,10 @@ ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u) {
     TRY(z->comm->wait(z->comm, req));
     if (!un->split.own_grads) un->grads = NULL;
     return MS_OK;
+}
+
+int ms_zero_grads_final_per_unit(const ms_zero *z, const ms_unit *un) {
+    return un->split.shard_grads || z->comm->world == 1;
 }
 
 ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d) {

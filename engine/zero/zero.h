@@ -54,8 +54,17 @@ ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d);
 
 /* Squared global gradient norm over every rank's owned gradients. */
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out);
-/* Refresh every unit's compute parameters from the owned master weights. */
-ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d);
+/* Refresh the compute parameters from the owned master weights: of every
+ * unit (all), or after a step of those updated on the device (the host
+ * refreshes the offloaded ones, zero/offload.h). */
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d, int all);
+/* Once this rank's part of unit u's compute parameters is new: the others'
+ * parts too (all-gathered when the parameters are whole but the optimizer
+ * state sharded, stages 1 and 2). */
+ms_status ms_zero_share_params(ms_zero *z, ms_model *m, ms_device *d, int u);
+/* Whether unit u's owned gradient is final when its backward hook ends (else
+ * only after ms_zero_grads_step_end). */
+int ms_zero_grads_final_per_unit(const ms_zero *z, const ms_unit *un);
 /* Sum n (<= 4) values across ranks, in place. */
 ms_status ms_zero_sum(ms_zero *z, double *values, int n);
 

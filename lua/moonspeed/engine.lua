@@ -101,6 +101,7 @@ function M.config(r, opts)
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
   cfg.loss_chunk = rt.loss_chunk
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
+  cfg.offload_optimizer, cfg.offload_ratio = r.offload.optimizer == "cpu" and 1 or 0, r.offload.ratio
   cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
   cfg.world_size = opts.world or 0
   local anchors = { r.data.tokenizer, nil, nil, r.comm.provider, r.init.from }

@@ -60,7 +60,7 @@ static float *master_of(ms_engine *e, int t) {
 
 static double forward_backward(ms_engine *e) {
     double loss = 0;
-    if (ms_engine_forward_backward(e, e->model.B, e->model.T, 1.0f, &loss) != MS_OK) return NAN;
+    if (ms_engine_forward_backward(e, e->model.B, e->model.T, 1.0f, 1, &loss) != MS_OK) return NAN;
     return loss;
 }
 

@@ -14,8 +14,11 @@
 
 enum { STEPS = 30, MAX_WORLD = 4 };
 
-static ms_config tiny(const char *dir, int stage) {
+/* offload < 0: none; else the share of the optimizer state offloaded. */
+static ms_config tiny(const char *dir, int stage, float offload) {
     ms_config c = fixture_tiny(dir);
+    c.offload_optimizer = offload >= 0;
+    c.offload_ratio = offload >= 0 ? offload : 1.0f;
     c.train.micro_batch = 2;
     c.train.steps = STEPS;
     c.train.lr = 3e-3f;
@@ -47,14 +50,14 @@ typedef struct report {
 } report;
 
 /* One rank: train STEPS steps, write its report to fd; exit 0, or 1 with a message. */
-static void rank_main(const char *dir, int stage, int rank, int world, int port, int fd) {
+static void rank_main(const char *dir, int stage, float offload, int rank, int world, int port, int fd) {
     char v[32];
     snprintf(v, sizeof v, "%d", rank), setenv("MS_RANK", v, 1);
     snprintf(v, sizeof v, "%d", world), setenv("MS_WORLD_SIZE", v, 1);
     snprintf(v, sizeof v, "%d", port), setenv("MS_MASTER_PORT", v, 1);
     setenv("MS_MASTER_ADDR", "127.0.0.1", 1);
     setenv("MS_JOB_TOKEN", "zero-spec", 1);
-    ms_config c = tiny(dir, stage);
+    ms_config c = tiny(dir, stage, offload);
     ms_engine *e;
     if (ms_engine_create(&c, &e) != MS_OK) {
         fprintf(stderr, "rank %d: %s\n", rank, ms_last_error());
@@ -94,7 +97,7 @@ static void rank_main(const char *dir, int stage, int rank, int world, int port,
 }
 
 /* Run a world in forked processes; rank 0's report into out. */
-static int run_world(const char *dir, int stage, int world, report *out) {
+static int run_world(const char *dir, int stage, float offload, int world, report *out) {
     int32_t port;
     int fds[MAX_WORLD][2];
     if (ms_free_port(&port) != MS_OK) return 1;
@@ -104,7 +107,7 @@ static int run_world(const char *dir, int stage, int world, report *out) {
         pids[r] = fork();
         if (pids[r] == 0) {
             close(fds[r][0]);
-            rank_main(dir, stage, r, world, port, fds[r][1]);
+            rank_main(dir, stage, offload, r, world, port, fds[r][1]);
         }
         close(fds[r][1]);
     }
@@ -130,13 +133,13 @@ TEST(zero_stages_match_one_rank) {
     CHECK(fixture_shards(dir, sizeof dir) == 0);
     report ref, got;
     const float *want = ref.losses;
-    CHECK(run_world(dir, 0, 1, &ref) == 0);
+    CHECK(run_world(dir, 0, -1, 1, &ref) == 0);
     CHECK_MSG(want[STEPS - 1] < 0.8f * want[0], "the reference did not learn: %.4f -> %.4f", want[0], want[STEPS - 1]);
     int worlds[3] = {1, 2, 4};
     double stage0_state[3] = {0};
     for (int stage = 0; stage <= 3; stage++) {
         for (int k = 0; k < 3; k++) {
-            CHECK(run_world(dir, stage, worlds[k], &got) == 0);
+            CHECK(run_world(dir, stage, -1, worlds[k], &got) == 0);
             for (int s = 0; s < STEPS; s++)
                 CHECK_MSG(fabs(got.losses[s] - want[s]) <= 1e-5 * fabs(want[s]),
                           "stage %d, world %d, step %d: loss %.8f, one rank %.8f", stage, worlds[k], s,
@@ -154,9 +157,30 @@ TEST(zero_stages_match_one_rank) {
     return 0;
 }
 
+/* Optimizer offload changes where the update runs, not what it computes:
+ * every stage at world 2 with half or all of the optimizer state on the
+ * host gives the one-rank losses (fp32, the same AdamW kernel). */
+TEST(zero_offload_matches_one_rank) {
+    char dir[64];
+    CHECK(fixture_shards(dir, sizeof dir) == 0);
+    report ref, got;
+    CHECK(run_world(dir, 0, -1, 1, &ref) == 0);
+    float ratios[2] = {0.5f, 1.0f};
+    for (int stage = 0; stage <= 3; stage++)
+        for (int k = 0; k < 2; k++) {
+            CHECK(run_world(dir, stage, ratios[k], 2, &got) == 0);
+            for (int s = 0; s < STEPS; s++)
+                CHECK_MSG(fabs(got.losses[s] - ref.losses[s]) <= 1e-5 * fabs(ref.losses[s]),
+                          "stage %d, offload %.1f, step %d: loss %.8f, one rank %.8f", stage, (double)ratios[k], s,
+                          got.losses[s], ref.losses[s]);
+        }
+    fixture_remove(dir);
+    return 0;
+}
+
 /* The plan per rank: stage 3 keeps about 1/world of stage 0's model state. */
 TEST(zero_plan_shrinks_with_world) {
-    ms_config c = tiny("/nonexistent", 0);
+    ms_config c = tiny("/nonexistent", 0, -1);
     c.train_path = c.val_path = NULL;
     c.model.dim = 256;
     c.model.n_layers = 4;
