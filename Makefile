@@ -129,7 +129,7 @@ test-gpu: $(BUILD)/spec-gpu
 	@p=0; f=0; for t in $$($(BUILD)/spec-gpu --list | grep -v ^bench_); do \
 	  if $(BUILD)/spec-gpu $$t; then echo "ok $$t"; p=$$((p+1)); else echo "not ok $$t"; f=$$((f+1)); fi; \
 	done; \
-	for s in run_tracks_cpu checkpoint_resume; do \
+	for s in run_tracks_cpu checkpoint_resume offload_tracks; do \
 	  if spec/gpu/$$s.sh $(BUILD)/moonspeed; then echo "ok $$s"; p=$$((p+1)); else echo "not ok $$s"; f=$$((f+1)); fi; \
 	done; \
 	echo "$$p passed, $$f failed"; [ $$f = 0 ]
@@ -286,7 +286,8 @@ spec/k8s/node_modules/.installed: spec/k8s/package.json spec/k8s/package-lock.js
 
 # The rendered manifests of the shipped recipes that have a cluster section
 # (k8s/manifests/; spec/lua/k8s_spec.lua checks they are up to date).
-K8S_RECIPES = $(shell grep -l '^  cluster = {' recipes/*.lua recipes/*/*.lua 2>/dev/null)
+K8S_RECIPES = $(shell for r in recipes/*.lua recipes/*/*.lua; do \
+                $(BUILD)/moonspeed check $$r 2>/dev/null | grep -q '^    instance = "[^"]' && echo $$r; done)
 k8s: all
 	@mkdir -p k8s/manifests
 	@rm -f k8s/manifests/*.yaml

@@ -212,7 +212,9 @@ options:
     local recipe = require "moonspeed.recipe"
     local path = pos[1] or default_recipe()
     local r, info = load_recipe(path, overrides)
+    local offload_note = plan.resolve_offload(r)
     local p = plan.compute(r)
+    p.offload_note = offload_note
     local got, machine = pcall(plan.machine, p)
     if not got then error(("%s: %s; nothing was started"):format(path, tostring(machine)), 0) end
     local fits, need, have = plan.fits(p, machine)
@@ -265,6 +267,7 @@ options:
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
+      if offload_note then say(offload_note) end
       local finished = t:run()
       ckpt:close()
       if not finished and t.signal then -- preempted: out within the grace period, the checkpoint resumes it
@@ -308,7 +311,8 @@ a plan that does not fit. Exit status 0 either way; 1 for a bad recipe.
 
 options:
   --world N       plan one rank of N (zero.stage decides what each rank keeps);
-                  default: the launched world, else 1
+                  default: the cluster's ranks when cluster.instance is named,
+                  else the launched world, else 1
 ]],
   spec = { flags = { ["--world"] = "int" }, max_positional = 1, overrides = true },
   run = function(opts, pos, overrides)
@@ -316,7 +320,10 @@ options:
     local path = pos[1] or default_recipe()
     local r = load_recipe(path, overrides)
     if opts.world and opts.world < 1 then usage("option --world needs a rank count of at least 1") end
-    local p = plan.compute(r, opts.world)
+    local world = opts.world or plan.cluster_world(r)
+    local note = plan.resolve_offload(r, world, plan.cluster_budget(r))
+    local p = plan.compute(r, world)
+    p.offload_note = note
     say(plan.format(p, path))
     return 0
   end,

@@ -8,6 +8,8 @@
 --   vcpus, ram_gib the host
 --   efa            EFA interfaces (0: no EFA); each is one vpc.amazonaws.com/efa device
 --   network_gbps   the instance's network bandwidth
+--   pcie_gbs       host <-> GPU bandwidth per GPU, GB/s each way, as a PCIe link
+--                  delivers it (Gen4 x16 25, Gen5 x16 50): what offload moves over
 --   gpudirect_rdma EFA can read and write GPU memory directly. Without it NCCL
 --                  stages EFA traffic through host memory, the aws-ofi-nccl plugin
 --                  forces NCCL_PROTO=simple, and FI_EFA_USE_DEVICE_RDMA=1 makes
@@ -23,23 +25,23 @@ local M = {}
 local function row(t) return t end
 
 M.types = {
-  ["g6e.8xlarge"]  = row { gpu = "L40S", gpus = 1, gpu_memory_gib = 48, sm = "8.9", vcpus = 32, ram_gib = 256,
+  ["g6e.8xlarge"]  = row { gpu = "L40S", gpus = 1, gpu_memory_gib = 48, sm = "8.9", pcie_gbs = 25, vcpus = 32, ram_gib = 256,
                            efa = 1, network_gbps = 25, gpudirect_rdma = false },
-  ["g6e.12xlarge"] = row { gpu = "L40S", gpus = 4, gpu_memory_gib = 48, sm = "8.9", vcpus = 48, ram_gib = 384,
+  ["g6e.12xlarge"] = row { gpu = "L40S", gpus = 4, gpu_memory_gib = 48, sm = "8.9", pcie_gbs = 25, vcpus = 48, ram_gib = 384,
                            efa = 1, network_gbps = 100, gpudirect_rdma = false },
-  ["g6e.16xlarge"] = row { gpu = "L40S", gpus = 1, gpu_memory_gib = 48, sm = "8.9", vcpus = 64, ram_gib = 512,
+  ["g6e.16xlarge"] = row { gpu = "L40S", gpus = 1, gpu_memory_gib = 48, sm = "8.9", pcie_gbs = 25, vcpus = 64, ram_gib = 512,
                            efa = 1, network_gbps = 35, gpudirect_rdma = false },
-  ["g6e.24xlarge"] = row { gpu = "L40S", gpus = 4, gpu_memory_gib = 48, sm = "8.9", vcpus = 96, ram_gib = 768,
+  ["g6e.24xlarge"] = row { gpu = "L40S", gpus = 4, gpu_memory_gib = 48, sm = "8.9", pcie_gbs = 25, vcpus = 96, ram_gib = 768,
                            efa = 2, network_gbps = 200, gpudirect_rdma = false },
-  ["g6e.48xlarge"] = row { gpu = "L40S", gpus = 8, gpu_memory_gib = 48, sm = "8.9", vcpus = 192, ram_gib = 1536,
+  ["g6e.48xlarge"] = row { gpu = "L40S", gpus = 8, gpu_memory_gib = 48, sm = "8.9", pcie_gbs = 25, vcpus = 192, ram_gib = 1536,
                            efa = 4, network_gbps = 400, gpudirect_rdma = false },
-  ["p4d.24xlarge"] = row { gpu = "A100", gpus = 8, gpu_memory_gib = 40, sm = "8.0", vcpus = 96, ram_gib = 1152,
+  ["p4d.24xlarge"] = row { gpu = "A100", gpus = 8, gpu_memory_gib = 40, sm = "8.0", pcie_gbs = 25, vcpus = 96, ram_gib = 1152,
                            efa = 4, network_gbps = 400, gpudirect_rdma = true },
-  ["p4de.24xlarge"] = row { gpu = "A100", gpus = 8, gpu_memory_gib = 80, sm = "8.0", vcpus = 96, ram_gib = 1152,
+  ["p4de.24xlarge"] = row { gpu = "A100", gpus = 8, gpu_memory_gib = 80, sm = "8.0", pcie_gbs = 25, vcpus = 96, ram_gib = 1152,
                             efa = 4, network_gbps = 400, gpudirect_rdma = true },
-  ["p5.48xlarge"]  = row { gpu = "H100", gpus = 8, gpu_memory_gib = 80, sm = "9.0", vcpus = 192, ram_gib = 2048,
+  ["p5.48xlarge"]  = row { gpu = "H100", gpus = 8, gpu_memory_gib = 80, sm = "9.0", pcie_gbs = 50, vcpus = 192, ram_gib = 2048,
                            efa = 32, network_gbps = 3200, gpudirect_rdma = true },
-  ["p5e.48xlarge"] = row { gpu = "H200", gpus = 8, gpu_memory_gib = 141, sm = "9.0", vcpus = 192, ram_gib = 2048,
+  ["p5e.48xlarge"] = row { gpu = "H200", gpus = 8, gpu_memory_gib = 141, sm = "9.0", pcie_gbs = 50, vcpus = 192, ram_gib = 2048,
                            efa = 32, network_gbps = 3200, gpudirect_rdma = true },
 }
 

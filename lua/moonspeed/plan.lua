@@ -6,7 +6,8 @@
 -- table, prints it, and compares it with this machine: on the CPU the device
 -- is the host, so the plan must fit in MemAvailable (/proc/meminfo); on a GPU
 -- the device bytes must fit in its free memory and the host staging in
--- MemAvailable.
+-- MemAvailable. offload.optimizer = "auto" is resolved here, against the
+-- device the plan is for (resolve_offload).
 
 local ffi = require "ffi"
 local fmt = require "moonspeed.fmt"
@@ -51,6 +52,8 @@ function M.from_struct(p, r)
     flops_per_token_full = tonumber(p.flops_per_token_full),
     device_bytes = memory_table(p.device_bytes),
     host_bytes = memory_table(p.host_bytes),
+    offload_units = tonumber(p.offload_units),
+    offload_params = tonumber(p.offload_params),
     recipe = r,
   }, Plan)
 end
@@ -66,6 +69,49 @@ function M.compute(r, world)
   end
   local _ = anchors
   return M.from_struct(p, r)
+end
+
+-- Device memory left unplanned under offload.optimizer = "auto": the CUDA
+-- context, cuBLASLt's workspace and the kernels' own scratch.
+M.AUTO_HEADROOM = 2 * 2 ^ 30
+
+-- offload.optimizer = "auto": the smallest offloaded share (whole units, the
+-- last first) whose plan fits `budget` bytes of device memory less
+-- AUTO_HEADROOM; nothing offloaded when all fits, all of it at worst. Sets
+-- offload.optimizer ("none" or "cpu") and offload.ratio in r, and returns a
+-- sentence saying what was chosen and why. budget = nil: this machine's GPU.
+function M.resolve_offload(r, world, budget, source)
+  if r.offload.optimizer ~= "auto" then return nil end
+  if r.device ~= "cuda" then
+    r.offload.optimizer = "none"
+    return 'offload.optimizer = "auto" -> "none": on the CPU the host memory is the device\'s'
+  end
+  if not budget then
+    local gpu, why = M.gpu()
+    if not gpu then
+      error('offload.optimizer = "auto" needs to know the GPU\'s memory, and ' .. why
+        .. '; run it on the GPU, or set offload.optimizer to "none" or "cpu"', 0)
+    end
+    budget, source = gpu.free, ("the %s free on GPU 0 (%s)"):format(fmt.bytes(gpu.free), gpu.name)
+  end
+  local room = budget - M.AUTO_HEADROOM
+  r.offload.optimizer = "none"
+  local p = M.compute(r, world)
+  if p.device_bytes.total <= room then
+    return ('offload.optimizer = "auto" -> "none": everything fits %s'):format(source)
+  end
+  r.offload.optimizer = "cpu"
+  local units = p.n_units
+  for k = 1, units do
+    r.offload.ratio = k / units
+    p = M.compute(r, world)
+    if p.device_bytes.total <= room or k == units then
+      local fits = p.device_bytes.total <= room
+      return ('offload.optimizer = "auto" -> "cpu", ratio %.3f: %d of %d units offloaded, the fewest with which the '
+        .. 'device needs %s of %s%s'):format(r.offload.ratio, p.offload_units, units, fmt.bytes(p.device_bytes.total),
+        source, fits and (", " .. fmt.bytes(M.AUTO_HEADROOM) .. " left for the backend") or " (it does not fit even so)")
+    end
+  end
 end
 
 -- The GPU this machine offers, or nil and the engine's sentence saying why not.
@@ -148,7 +194,8 @@ function M.verdict(p, machine)
     end
     if p.device_bytes.params + p.device_bytes.grads + p.device_bytes.master + p.device_bytes.optimizer > have then
       hints[#hints + 1] = "the weights, gradients and optimizer state alone exceed this machine: "
-        .. "shard them over more devices (zero) or offload them (later releases), or train a smaller model"
+        .. "shard them over more devices (zero), offload the optimizer state (offload.optimizer = \"cpu\" or \"auto\"), "
+        .. "or train a smaller model"
     end
     if #hints > 0 then lines[#lines + 1] = "  to shrink it: " .. table.concat(hints, "; ") end
   end
@@ -178,6 +225,12 @@ function M.format(p, title, machine)
       out[#out + 1] = ("  per rank of %d, ZeRO stage %d"):format(p.world_size, p.zero_stage)
     end
   end
+  if p.offload_units > 0 then
+    out[#out + 1] = ("  optimizer offloaded: %d of %d units (%s parameters, %.0f%%, the last units first): their fp32 "
+      .. "master weights, Adam moments and gradients in host memory, updated by the CPU"):format(p.offload_units,
+      p.n_units, fmt.count(p.offload_params), 100 * p.offload_params / p.n_params)
+  end
+  if p.offload_note then out[#out + 1] = "  " .. p.offload_note end
   out[#out + 1] = ""
   local rows = { { "", ("device (%s)"):format(p.device), "host", "" } }
   for _, k in ipairs(MEM_FIELDS) do
@@ -215,17 +268,45 @@ function M.cluster(r)
   local traffic = 2 * share * grad_bytes                             -- reduce-scatter + all-gather (or all-reduce)
   if r.zero.stage == 3 then traffic = traffic + 2 * share * grad_bytes end  -- parameters gathered twice
   local seconds = r.cluster.nodes > 1 and traffic * 8 / (inst.network_gbps * 1e9) or 0
+  -- offload: each step the offloaded gradients go down and the parameters up, in the compute dtype
+  local pcie = p.offload_params * (r.precision == "bf16" and 2 or 4)
   return { world = world, instance = inst, gpu_bytes = gpu, need = need, fits = need <= gpu,
-           network_bytes = traffic, network_seconds = seconds, plan = p }
+           host_need = p.host_bytes.total * per_node, ram_bytes = inst.ram_gib * 2 ^ 30,
+           network_bytes = traffic, network_seconds = seconds, pcie_bytes = pcie,
+           pcie_seconds = pcie / (inst.pcie_gbs * 1e9), plan = p }
+end
+
+-- The ranks of a recipe's cluster, or nil when it names no instance.
+function M.cluster_world(r)
+  local inst = r.cluster.instance ~= "" and require("moonspeed.instances").get(r.cluster.instance)
+  if not inst then return nil end
+  return r.cluster.nodes * (r.cluster.gpus_per_node > 0 and r.cluster.gpus_per_node or inst.gpus)
+end
+
+-- One GPU's memory of a recipe's cluster and a phrase naming it (what
+-- offload.optimizer = "auto" is resolved against), or nil.
+function M.cluster_budget(r)
+  local inst = r.cluster.instance ~= "" and require("moonspeed.instances").get(r.cluster.instance)
+  if not inst then return nil end
+  return inst.gpu_memory_gib * 2 ^ 30, ("the %s GiB of one %s of cluster.instance %s"):format(
+    inst.gpu_memory_gib, inst.gpu, inst.name)
 end
 
 -- The lines `moonspeed plan` adds for a cluster.
 function M.cluster_lines(c, r)
   local inst = c.instance
-  local lines = { ("cluster: %d x %s (%s), %d ranks"):format(r.cluster.nodes, inst.name,
-    require("moonspeed.instances").describe(inst), c.world) }
+  local lines = { ("cluster: %d x %s (%s), %d rank%s"):format(r.cluster.nodes, inst.name,
+    require("moonspeed.instances").describe(inst), c.world, c.world == 1 and "" or "s") }
   lines[#lines + 1] = ("  one rank needs %s on its %s (%s GiB): %s"):format(fmt.bytes(c.need), inst.gpu,
     inst.gpu_memory_gib, c.fits and "fits" or ("does not fit, " .. fmt.bytes(c.need - c.gpu_bytes) .. " over"))
+  local host_fits = c.host_need <= 0.85 * c.ram_bytes -- cluster.memory = "auto" gives a pod 85% of the RAM
+  lines[#lines + 1] = ("  its host memory: %s per rank, %s per node of %s GiB: %s"):format(
+    fmt.bytes(c.plan.host_bytes.total), fmt.bytes(c.host_need), inst.ram_gib,
+    host_fits and "fits in the pod's 85%" or "does not fit in the pod's 85%")
+  if c.pcie_bytes > 0 then
+    lines[#lines + 1] = ("  offload moves %s down and up again per step over PCIe: at least %s each way at %d GB/s"):format(
+      fmt.bytes(c.pcie_bytes), fmt.duration(c.pcie_seconds), inst.pcie_gbs)
+  end
   if r.cluster.nodes > 1 then
     lines[#lines + 1] = ("  each rank moves %s a step over the network: at least %s at %d Gbps%s"):format(
       fmt.bytes(c.network_bytes), fmt.duration(c.network_seconds), inst.network_gbps,

@@ -684,9 +684,6 @@ local function cross_check(r, at, explicit)
       ("model.vocab_size (%d) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)")
         :format(m.vocab_size))
   end
-  need(r.device == "cpu" or r.zero.stage == 0, "device",
-    ('device = "cuda" runs on one GPU with zero.stage = 0 in this release (ZeRO across GPUs needs NCCL); '
-      .. 'got zero.stage = %d'):format(r.zero.stage))
   for _, p in ipairs(require("moonspeed.cluster").problems(r)) do need(false, p.path, p.msg) end
 end
 

@@ -52,8 +52,6 @@ local catalogue = {
   { "bad/min-lr-above-lr.lua", {}, "bad/min-lr-above-lr.lua:2: train.min_lr (0.001) must be <= train.lr (0.0001)" },
   { "bad/vocab-too-small.lua", {},
     "bad/vocab-too-small.lua:2: model.vocab_size (100) is too small for the bytes tokenizer, which needs 258 (256 bytes, BOS, EOS)" },
-  { "bad/device-cuda.lua", {},
-    'bad/device-cuda.lua:2: device = "cuda" runs on one GPU with zero.stage = 0 in this release (ZeRO across GPUs needs NCCL); got zero.stage = 2' },
   -- offload
   { "bad/offload-device.lua", {},
     'bad/offload-device.lua:2: offload.optimizer must be one of "none", "cpu", "auto", got "gpu" (a string); did you mean "cpu"?' },

@@ -1,0 +1,39 @@
+#!/bin/bash
+# spec/gpu/offload_tracks.sh — optimizer offload on the GPU (zero/offload.h):
+# `moonspeed run` of the default recipe on the GPU with half and then all of
+# the optimizer state offloaded tracks the run that keeps it on the GPU, fp32
+# (the host's AdamW against the device's: within 1e-4 at every step) and bf16
+# (the gradients travel as bf16: within 1%), and an offloaded run stopped and
+# resumed from its checkpoint ends with the losses of the run never stopped.
+# Usage: spec/gpu/offload_tracks.sh [moonspeed executable]; exit status 0 = pass.
+set -u
+exe=${1:-build/moonspeed}
+steps=${STEPS:-60}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+loss_of() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
+run() { # NAME ARGS...
+  local name=$1; shift
+  if ! "$exe" run recipes/default.lua device=cuda train.steps=$steps train.eval_every=0 log.every=20 \
+      log.sample_tokens=16 "$@" --run-dir "$tmp/$name" >"$tmp/$name.log" 2>&1; then
+    echo "offload_tracks: $name failed:"; tail -5 "$tmp/$name.log"; fail=1; return 1
+  fi
+}
+compare() { # REF GOT LIMIT
+  paste <(loss_of "$tmp/$1") <(loss_of "$tmp/$2") | awk -v what="$2" -v lim=$3 -v steps=$steps '
+    { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > worst) { worst = r; at = n } }
+    END { printf "%s: %d steps, worst relative loss difference %.2e at step %d (limit %.0e)\n", what, n, worst, at, lim
+          exit !(n == steps && worst <= lim) }' || fail=1
+}
+for prec in fp32 bf16; do
+  lim=$([ $prec = fp32 ] && echo 1e-4 || echo 1e-2)
+  run $prec-none precision=$prec || continue
+  for ratio in 0.5 1; do
+    run $prec-offload-$ratio precision=$prec offload.optimizer=cpu offload.ratio=$ratio && compare $prec-none $prec-offload-$ratio $lim
+  done
+done
+# stop at half way and resume: the same losses as the straight offloaded run
+run fp32-split precision=fp32 offload.optimizer=cpu offload.ratio=0.5 --stop-at $((steps / 2)) &&
+  run fp32-split precision=fp32 offload.optimizer=cpu offload.ratio=0.5 && compare fp32-offload-0.5 fp32-split 1e-6
+exit $fail
