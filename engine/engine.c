@@ -190,7 +190,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     else
         TRY(ms_comm_single(&e->comm));
     ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm);
-    TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd));
+    TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd, cfg->offload_overlap));
 
     ms_layout sizing = {0}, host = {0};
     ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->dev, &sizing, &host);
@@ -256,7 +256,9 @@ static ms_status forward(ms_engine *e, int B, int T, double *loss, int pos, int 
     int64_t V = m->c.vocab_size;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_fwd[i];
-        TRY(ms_offload_acquire(&e->offload, u));
+        /* the host's update of u, and of the units ZeRO gathers ahead */
+        for (int k = 0; k <= e->zero.prefetch && i + k < m->n_units; k++)
+            TRY(ms_offload_acquire(&e->offload, e->order_fwd[i + k]));
         TRY(ms_zero_acquire(&e->zero, m, &e->dev, e->order_fwd, m->n_units, i));
         ms_model_unit_forward(m, &e->dev, u, B, T);
         if (m->units[u].kind == UNIT_HEAD) {
@@ -276,6 +278,7 @@ ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scal
     ms_model *m = &e->model;
     ms_device *d = &e->dev;
     TRY(forward(e, B, T, NULL, 0, 0, NULL));
+    if (last) ms_offload_step_begin(&e->offload, &e->cfg.train, ms_schedule_lr(&e->cfg.train, e->step), e->step + 1);
     ms_zero_grads_micro_begin(&e->zero, m, d);
     *loss = 0;
     for (int i = 0; i < m->n_units; i++) {
@@ -344,11 +347,14 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     sums[0] = loss;
     TRY(ms_zero_sum(&e->zero, sums, 1));
     double norm = sqrt(sums[1]);
-    if (!isfinite(sums[0]) || !isfinite(norm)) return nonfinite(e, out, sums[0] / ((double)t->batch * T), norm, t0);
+    if (!isfinite(sums[0]) || !isfinite(norm)) {
+        ms_offload_update(&e->offload, 0, 0.0f);
+        return nonfinite(e, out, sums[0] / ((double)t->batch * T), norm, t0);
+    }
     float clip = (t->clip > 0 && norm > t->clip) ? (float)(t->clip / (norm + 1e-6)) : 1.0f;
     float lr = ms_schedule_lr(t, e->step);
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
-    ms_offload_update(&e->offload, t, lr, clip, e->step + 1);
+    ms_offload_update(&e->offload, 1, clip);
     TRY(ms_zero_refresh_params(&e->zero, m, d, 0));
     d->sync(d);
     TRY(device_status(e));

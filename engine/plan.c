@@ -30,7 +30,7 @@ void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, con
                       ms_layout *host) {
     ms_model_layout(m, d, l, host);
     ms_zero_layout(z, m, d, l);
-    ms_offload_layout(o, m, d, l);
+    ms_offload_layout(o, m, d, l, host);
     ms_staging_layout(s, m, host);
 }
 
@@ -88,7 +88,7 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL);
     ms_layout sizing = {0}, host = {0};
     ms_staging stage;
-    ms_offload o = {0};
+    ms_offload o = {.overlap = cfg->offload_overlap};
     ms_engine_layout(&m, &z, &o, &stage, &dev, &sizing, &host);
     ms_plan_from_layout(cfg, &m, &sizing, &host, out);
     ms_model_free(&m);

@@ -18,6 +18,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,7 +540,8 @@ ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) 
     if (!c) return ms_fail(MS_ERR_NOMEM, "cuda: no host memory for the backend");
     pthread_mutex_init(&c->mu, NULL);
     *d = (ms_device){
-        .name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16, .threads = threads,
+        .name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16,
+        .threads = threads > 0 ? threads : omp_get_num_procs(), /* host threads: init values, offload */
         .impl = c,
         .elem_bytes = elem_bytes, .reserve = reserve, .release = release,
         .host_reserve = host_reserve, .host_release = host_release,

@@ -108,6 +108,9 @@ typedef struct ms_config {
                                   updated there by the CPU; 0: all on the device */
     float offload_ratio;     /* the share of the parameters whose optimizer state is offloaded (0..1),
                                 in whole units, the last units first */
+    int32_t offload_overlap; /* 1: the host updates each unit as its gradient arrives, during the
+                                backward, into a second copy of its state (kept if the step is
+                                neither clipped nor skipped, else recomputed or dropped) */
     int32_t world_size;      /* ranks; 0 = from the environment (MS_*, PET_*, torchrun), 1 when unset */
     int32_t comm_timeout_ms; /* deadline of every collective; 0 = 300000 */
     const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */

@@ -9,120 +9,182 @@
 #include "optim/optim.h"
 #include "zero/offload.h"
 
-ms_status ms_offload_setup(ms_offload *o, ms_model *m, ms_device *d, ms_zero *z, const int32_t *order) {
-    memset(o, 0, sizeof *o);
-    *o = (ms_offload){.model = m, .dev = d, .zero = z, .order = order};
+ms_status ms_offload_setup(ms_offload *o, ms_model *m, ms_device *d, ms_zero *z, const int32_t *order,
+                           int32_t overlap) {
+    *o = (ms_offload){.model = m, .dev = d, .zero = z, .order = order, .overlap = overlap != 0};
     for (int u = 0; u < m->n_units; u++) o->units += m->units[u].split.offload;
     if (!o->units) return MS_OK;
     size_t n = (size_t)m->n_units;
+    o->spare = calloc(n * 3, sizeof *o->spare);
+    o->params_host = calloc(n, sizeof *o->params_host);
     o->down = calloc(n, sizeof *o->down);
     o->up = calloc(n, sizeof *o->up);
     o->sent = calloc(n, sizeof *o->sent);
     o->pending = calloc(n, sizeof *o->pending);
     o->ready = calloc(n, sizeof *o->ready);
-    if (!o->down || !o->up || !o->sent || !o->pending || !o->ready)
+    if (!o->spare || !o->params_host || !o->down || !o->up || !o->sent || !o->pending || !o->ready)
         return ms_fail(MS_ERR_NOMEM, "offload: out of host memory for %d units", m->n_units);
     return MS_OK;
 }
 
-void ms_offload_layout(ms_offload *o, const ms_model *m, const ms_device *d, ms_layout *l) {
-    int64_t largest = 0;
+void ms_offload_layout(ms_offload *o, const ms_model *m, const ms_device *d, ms_layout *l, ms_layout *host) {
+    int64_t largest = 0, ab = ms_act_bytes(d);
     for (int u = 0; u < m->n_units; u++) {
         const ms_unit *un = &m->units[u];
-        if (un->split.offload && un->hi - un->lo > largest) largest = un->hi - un->lo;
+        if (!un->split.offload) continue;
+        int64_t owned = un->hi - un->lo;
+        if (owned > largest) largest = owned;
+        if (!o->overlap) continue;
+        float *spare[3];
+        spare[0] = ms_layout_take(host, MS_MEM_MASTER, owned, 4);
+        for (int k = 1; k < 3; k++) spare[k] = ms_layout_take(host, MS_MEM_OPTIMIZER, owned, 4);
+        void *params = d->bf16 ? ms_layout_take(host, MS_MEM_PARAMS, owned, ab) : NULL;
+        if (o->spare) { /* carving: the engine's pass (planning sizes only) */
+            memcpy(&o->spare[u * 3], spare, sizeof spare);
+            o->params_host[u] = params;
+        }
     }
-    for (int k = 0; k < 2; k++)
-        o->scratch[k] = largest ? ms_layout_take(l, MS_MEM_WORKSPACE, largest, ms_act_bytes(d)) : NULL;
+    for (int k = 0; k < 2; k++) o->scratch[k] = largest ? ms_layout_take(l, MS_MEM_WORKSPACE, largest, ab) : NULL;
+}
+
+/* ---- the host's AdamW ------------------------------------------------------ */
+
+/* One AdamW step over host memory from (p0, m0, v0) into (p1, m1, v1) (the
+ * same arrays: in place), as cpu_adamw computes it, the gradient in the
+ * compute dtype (bf16 bits when g_bf16), and the new compute copy of the
+ * parameters into out (bf16 bits when out_bf16, else fp32 rounded to bf16;
+ * NULL: none). */
+static void host_adamw(const float *p0, const float *m0, const float *v0, float *p1, float *m1, float *v1,
+                       const void *g, int g_bf16, void *out, int out_bf16, int64_t n, float lr, float beta1,
+                       float beta2, float eps, float wd, float grad_scale, int64_t step) {
+    float step_size = (float)(lr / (1.0 - pow(beta1, (double)step)));
+    float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, (double)step));
+    float decay = 1.0f - lr * wd;
+    const uint16_t *gb = g;
+    const float *gf = g;
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) {
+        float gi;
+        if (g_bf16) {
+            uint32_t bits = (uint32_t)gb[i] << 16;
+            memcpy(&gi, &bits, 4);
+        } else {
+            gi = gf[i];
+        }
+        gi *= grad_scale;
+        float m = beta1 * m0[i] + (1.0f - beta1) * gi;
+        float v = beta2 * v0[i] + (1.0f - beta2) * gi * gi;
+        float p = p0[i] * decay - step_size * m / (sqrtf(v) / bc2_sqrt + eps);
+        m1[i] = m, v1[i] = v, p1[i] = p;
+        if (!out) continue;
+        float r = cpu_bf16_round(p);
+        if (!out_bf16) {
+            ((float *)out)[i] = r;
+        } else {
+            uint32_t bits;
+            memcpy(&bits, &r, 4);
+            ((uint16_t *)out)[i] = (uint16_t)(bits >> 16);
+        }
+    }
 }
 
 /* ---- the worker ------------------------------------------------------------ */
 
-/* One AdamW step over host memory: the gradient in the compute dtype (bf16
- * bits when g_bf16), and the new compute copy of the parameters into out
- * (bf16 bits when out_bf16, else fp32 rounded to bf16; NULL: none). */
-static void host_adamw(float *param, float *m, float *v, const void *g, int g_bf16, void *out, int out_bf16,
-                       int64_t n, float lr, float beta1, float beta2, float eps, float wd, float grad_scale,
-                       int64_t step) {
-    if (!g_bf16) {
-        cpu_adamw(param, m, v, g, n, lr, beta1, beta2, eps, wd, grad_scale, step);
-    } else {
-        float step_size = (float)(lr / (1.0 - pow(beta1, (double)step)));
-        float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, (double)step));
-        float keep = 1.0f - lr * wd;
-        const uint16_t *gb = g;
-#pragma omp parallel for
-        for (int64_t i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)gb[i] << 16;
-            float gi;
-            memcpy(&gi, &bits, 4);
-            gi *= grad_scale;
-            m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-            v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-            param[i] = param[i] * keep - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
-        }
-    }
-    if (!out) return;
-    if (!out_bf16) {
-        cpu_copy_round_bf16(out, param, n);
-        return;
-    }
-    uint16_t *ob = out;
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) {
-        float r = cpu_bf16_round(param[i]);
-        uint32_t bits;
-        memcpy(&bits, &r, 4);
-        ob[i] = (uint16_t)(bits >> 16);
-    }
-}
-
-/* AdamW over unit u's owned tensors on the host, then the compute copy of the
- * result where the copy up reads it: in place over the gradient (bf16), or
- * the master itself (fp32). */
-static void update_unit(ms_offload *o, const ms_offload_job *job, ms_unit *un) {
-    const ms_train_config *t = job->train;
+/* Unit u's update from its state into dst (its spare copy, or itself), with
+ * the gradients scaled by clip_scale; the new compute copy into out. */
+static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, float clip_scale) {
+    const ms_train_config *t = o->train;
     const ms_model *m = o->model;
+    ms_unit *un = &o->model->units[u];
     int64_t ab = ms_act_bytes(o->dev);
     for (int i = un->first; i < un->first + un->count; i++) {
         int64_t at, n;
         if (!ms_optimizer_range(un, &m->tensors[i], &at, &n)) continue;
         float decay = m->tensors[i].decay ? t->weight_decay : 0.0f;
-        const void *g = (const char *)un->grads_host + at * ab;
-        void *out = o->dev->bf16 ? (char *)un->grads_host + at * ab : NULL;
-        host_adamw(un->master + at, un->m + at, un->v + at, g, ab == 2, out, ab == 2, n, job->lr, t->beta1,
-                       t->beta2, t->eps, decay, job->grad_scale, job->step);
+        host_adamw(un->master + at, un->m + at, un->v + at, dst[0] + at, dst[1] + at, dst[2] + at,
+                   (const char *)un->grads_host + at * ab, ab == 2, out ? (char *)out + at * ab : NULL, ab == 2, n,
+                   o->lr, t->beta1, t->beta2, t->eps, decay, clip_scale, o->step);
+    }
+}
+
+/* The spare copy becomes the state. */
+static void commit(ms_offload *o, int u) {
+    ms_unit *un = &o->model->units[u];
+    float **cur[3] = {&un->master, &un->m, &un->v};
+    for (int k = 0; k < 3; k++) {
+        float *t = *cur[k];
+        *cur[k] = o->spare[u * 3 + k];
+        o->spare[u * 3 + k] = t;
+    }
+}
+
+/* Wait (under mu) until unit u's gradient is on its way down; 0 when the
+ * verdict came first (a step that failed or was skipped before it). */
+static int wait_sent(ms_offload *o, int u) {
+    while (!o->sent[u] && o->verdict == MS_OFFLOAD_NONE && !o->quit) pthread_cond_wait(&o->cv, &o->mu);
+    return o->sent[u];
+}
+
+/* One step's update: with overlap, speculate as the gradients land (backward
+ * order); then, per the verdict, in forward order: commit or recompute, copy
+ * the new parameters up, and mark the unit ready. */
+static void run_job(ms_offload *o) {
+    ms_model *m = o->model;
+    ms_device *d = o->dev;
+    int n = m->n_units;
+    int64_t ab = ms_act_bytes(d);
+    for (int i = n - 1; o->overlap && i >= 0; i--) {
+        int u = o->order[i];
+        ms_unit *un = &m->units[u];
+        if (!un->split.offload) continue;
+        int sent = wait_sent(o, u);
+        pthread_mutex_unlock(&o->mu);
+        if (sent) {
+            d->ticket_wait(d, o->down[u]);
+            update_unit(o, u, &o->spare[u * 3], o->params_host[u], 1.0f);
+        }
+        pthread_mutex_lock(&o->mu);
+        if (!sent) break;
+    }
+    while (o->verdict == MS_OFFLOAD_NONE && !o->quit) pthread_cond_wait(&o->cv, &o->mu);
+    int verdict = o->verdict;
+    if (verdict == MS_OFFLOAD_DROP || o->quit) return;
+    for (int i = 0; i < n; i++) {
+        int u = o->order[i];
+        ms_unit *un = &m->units[u];
+        if (!un->split.offload) continue;
+        pthread_mutex_unlock(&o->mu);
+        d->ticket_wait(d, o->down[u]);
+        if (!o->overlap) {
+            float *self[3] = {un->master, un->m, un->v};
+            update_unit(o, u, self, d->bf16 ? un->grads_host : NULL, o->clip_scale);
+        } else {
+            if (verdict == MS_OFFLOAD_RECOMPUTE)
+                update_unit(o, u, &o->spare[u * 3], o->params_host[u], o->clip_scale);
+            commit(o, u);
+        }
+        /* the new compute copy: bf16 beside the state (in place over the
+           gradient without overlap), or the fp32 master itself */
+        const void *src = !d->bf16 ? (const void *)un->master : o->overlap ? o->params_host[u] : un->grads_host;
+        char *dst = (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ab);
+        int64_t up = d->copy_async(d, dst, src, (un->hi - un->lo) * ab, 0);
+        pthread_mutex_lock(&o->mu);
+        o->up[u] = up;
+        o->ready[u] = 1;
+        pthread_cond_broadcast(&o->cv);
     }
 }
 
 static void *worker(void *arg) {
     ms_offload *o = arg;
-    ms_model *m = o->model;
-    ms_device *d = o->dev;
-    omp_set_num_threads(d->threads > 0 ? d->threads : omp_get_num_procs());
+    omp_set_num_threads(o->dev->threads > 0 ? o->dev->threads : omp_get_num_procs());
     pthread_mutex_lock(&o->mu);
     for (;;) {
-        while (!o->has_job && !o->quit) pthread_cond_wait(&o->cv, &o->mu);
+        while (!o->job && !o->quit) pthread_cond_wait(&o->cv, &o->mu);
         if (o->quit) break;
-        ms_offload_job job = o->job;
-        o->has_job = 0;
-        pthread_mutex_unlock(&o->mu);
-        for (int i = 0; i < m->n_units; i++) {
-            int u = o->order[i];
-            ms_unit *un = &m->units[u];
-            if (!un->split.offload) continue;
-            int64_t ab = ms_act_bytes(d), owned = un->hi - un->lo;
-            d->ticket_wait(d, o->down[u]);
-            update_unit(o, &job, un);
-            char *dst = (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ab);
-            const void *src = d->bf16 ? un->grads_host : (const void *)un->master;
-            int64_t up = d->copy_async(d, dst, src, owned * ab, 0);
-            pthread_mutex_lock(&o->mu);
-            o->up[u] = up;
-            o->ready[u] = 1;
-            pthread_cond_broadcast(&o->cv);
-            pthread_mutex_unlock(&o->mu);
-        }
-        pthread_mutex_lock(&o->mu);
+        run_job(o);
+        o->job = 0;
+        pthread_cond_broadcast(&o->cv);
     }
     pthread_mutex_unlock(&o->mu);
     return NULL;
@@ -133,7 +195,11 @@ ms_status ms_offload_start(ms_offload *o) {
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
     int rc = pthread_create(&o->thread, NULL, worker, o);
-    if (rc) return ms_fail(MS_ERR_STATE, "offload: could not start the optimizer thread: %s", strerror(rc));
+    if (rc) {
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+        return ms_fail(MS_ERR_STATE, "offload: could not start the optimizer thread: %s", strerror(rc));
+    }
     o->started = 1;
     return MS_OK;
 }
@@ -149,16 +215,33 @@ void ms_offload_stop(ms_offload *o) {
         pthread_mutex_destroy(&o->mu);
         o->started = 0;
     }
+    free(o->spare);
+    free(o->params_host);
     free(o->down);
     free(o->up);
     free(o->sent);
     free(o->pending);
     free(o->ready);
+    o->spare = NULL;
+    o->params_host = NULL;
     o->down = o->up = NULL;
     o->sent = o->pending = o->ready = NULL;
 }
 
 /* ---- the step ---------------------------------------------------------------- */
+
+void ms_offload_step_begin(ms_offload *o, const ms_train_config *t, float lr, int64_t step) {
+    if (!o->units) return;
+    ms_offload_update(o, 0, 0.0f); /* a step begun and never decided (it failed): dropped */
+    pthread_mutex_lock(&o->mu);
+    while (o->job) pthread_cond_wait(&o->cv, &o->mu);
+    memset(o->sent, 0, (size_t)o->model->n_units * sizeof *o->sent);
+    o->train = t, o->lr = lr, o->step = step;
+    o->verdict = MS_OFFLOAD_NONE;
+    o->job = 1;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
 
 void ms_offload_grads(ms_offload *o, int u) {
     ms_unit *un = &o->model->units[u];
@@ -168,27 +251,30 @@ void ms_offload_grads(ms_offload *o, int u) {
     int64_t n = un->hi - un->lo;
     d->ticket_order(d, o->scratch_ticket[k]); /* the previous copy out of this buffer is done */
     d->cast_params(d, o->scratch[k], un->grads_owned, n);
-    o->down[u] = o->scratch_ticket[k] = d->copy_async(d, un->grads_host, o->scratch[k], n * ms_act_bytes(d), 1);
+    int64_t t = d->copy_async(d, un->grads_host, o->scratch[k], n * ms_act_bytes(d), 1);
+    o->scratch_ticket[k] = t;
     o->next_scratch = 1 - k;
+    pthread_mutex_lock(&o->mu);
+    o->down[u] = t;
     o->sent[u] = 1;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
 }
 
 void ms_offload_grads_rest(ms_offload *o) {
     for (int u = 0; o->units && u < o->model->n_units; u++) ms_offload_grads(o, u);
 }
 
-void ms_offload_update(ms_offload *o, const ms_train_config *t, float lr, float grad_scale, int64_t step) {
+void ms_offload_update(ms_offload *o, int apply, float clip_scale) {
     if (!o->units) return;
     pthread_mutex_lock(&o->mu);
-    for (int u = 0; u < o->model->n_units; u++) {
-        o->sent[u] = 0;
-        if (!o->model->units[u].split.offload) continue;
-        o->pending[u] = 1;
-        o->ready[u] = 0;
+    if (o->job && o->verdict == MS_OFFLOAD_NONE) {
+        o->verdict = !apply ? MS_OFFLOAD_DROP : clip_scale == 1.0f ? MS_OFFLOAD_COMMIT : MS_OFFLOAD_RECOMPUTE;
+        o->clip_scale = clip_scale;
+        for (int u = 0; apply && u < o->model->n_units; u++)
+            if (o->model->units[u].split.offload) o->pending[u] = 1, o->ready[u] = 0;
+        pthread_cond_broadcast(&o->cv);
     }
-    o->job = (ms_offload_job){.train = t, .lr = lr, .grad_scale = grad_scale, .step = step};
-    o->has_job = 1;
-    pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->mu);
 }
 

@@ -268,6 +268,10 @@ options:
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
       if offload_note then say(offload_note) end
+      if r.device == "cuda" then -- what to hold nvidia-smi and the process's RSS against
+        say(("memory plan: %s on the GPU, %s of pinned host memory"):format(fmt.bytes(p.device_bytes.total),
+          fmt.bytes(p.host_bytes.total)))
+      end
       local finished = t:run()
       ckpt:close()
       if not finished and t.signal then -- preempted: out within the grace period, the checkpoint resumes it

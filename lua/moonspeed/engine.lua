@@ -102,6 +102,7 @@ function M.config(r, opts)
   cfg.loss_chunk = rt.loss_chunk
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
   cfg.offload_optimizer, cfg.offload_ratio = r.offload.optimizer == "cpu" and 1 or 0, r.offload.ratio
+  cfg.offload_overlap = r.offload.overlap and 1 or 0
   cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
   cfg.world_size = opts.world or 0
   local anchors = { r.data.tokenizer, nil, nil, r.comm.provider, r.init.from }
@@ -133,6 +134,11 @@ end
 -- Peak GFLOP/s for MFU: log.peak_gflops, or 32 fp32 FLOP/cycle per core x clock x threads.
 function M.peak_gflops(r)
   if r.log.peak_gflops and r.log.peak_gflops > 0 then return r.log.peak_gflops end
+  if r.device == "cuda" then
+    local gpu = require("moonspeed.plan").gpu()
+    local peak = gpu and require("moonspeed.instances").gpu_peak_gflops(gpu.name, r.precision)
+    if peak then return peak end
+  end
   local threads = (r.threads and r.threads > 0) and r.threads or sys.nproc()
   local mhz = sys.cpu_mhz() or 2500
   return 32 * mhz / 1000 * threads

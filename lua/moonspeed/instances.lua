@@ -45,6 +45,24 @@ M.types = {
                            efa = 32, network_gbps = 3200, gpudirect_rdma = true },
 }
 
+-- Dense peak TFLOP/s of the GPUs named above, from NVIDIA's data sheets:
+-- bf16 on tensor cores, and plain fp32 (the fp32 mode's matmuls use no TF32).
+-- For MFU when log.peak_gflops is 0.
+M.gpu_peaks = {
+  H200 = { bf16 = 989, fp32 = 67 },
+  H100 = { bf16 = 989, fp32 = 67 },
+  A100 = { bf16 = 312, fp32 = 19.5 },
+  L40S = { bf16 = 362, fp32 = 91.6 },
+}
+
+-- The peak GFLOP/s of a GPU by its name ("NVIDIA H200"), or nil when unknown.
+function M.gpu_peak_gflops(name, precision)
+  for gpu, peak in pairs(M.gpu_peaks) do
+    if name:find(gpu, 1, true) then return peak[precision] * 1000 end
+  end
+  return nil
+end
+
 -- 2 MiB hugepages the EFA driver pre-allocates on an instance with EFA (5128),
 -- of which a pod requests this much.
 M.EFA_HUGEPAGES = "5120Mi"

@@ -135,6 +135,8 @@ M.sections = {
       doc = "cpu (zero.stage 3): each unit's compute parameters live in pinned host memory and stream to the device just before the unit computes" },
     { key = "ratio", type = "number", min = 0, max = 1, default = 1,
       doc = "with optimizer = cpu: the fraction of the optimizer state offloaded, in whole units (the rest stays on the device and is updated there at the same time)" },
+    { key = "overlap", type = "bool", default = true,
+      doc = "the host updates each offloaded unit as soon as its gradient arrives, during the backward, into a second copy of its state, betting that the step is neither clipped nor skipped (kept if so, else recomputed or dropped); false: the update waits for the whole backward and needs half the host memory" },
   }),
   section("comm", "Collectives between ranks", {
     { key = "provider", type = "string", default = "",
@@ -204,7 +206,7 @@ M.sections = {
     { key = "sample_top_k", type = "int", min = 0, max = 16777216, default = 40,
       doc = "sample among the k most likely tokens; 0 = all" },
     { key = "peak_gflops", type = "number", min = 0, default = 0,
-      doc = "peak GFLOP/s of the hardware, for MFU; 0 = automatic (CPU: 32 fp32 FLOP/cycle per core, the AVX2/AVX-512 FMA rate, x clock x threads)" },
+      doc = "peak GFLOP/s of the hardware, for MFU; 0 = automatic (a known GPU: its dense bf16 or fp32 peak; the CPU: 32 fp32 FLOP/cycle per core, the AVX2/AVX-512 FMA rate, x clock x threads)" },
     { key = "dir", type = "string", nonempty = true, default = "runs",
       doc = "parent folder of run directories (runs/<recipe>-<YYYYmmdd-HHMMSS>)" },
   }),

@@ -23,10 +23,13 @@ static ms_config config(const char *dir, float offload, int32_t precision) {
     c.train.lr = 3e-3f;
     c.offload_optimizer = offload >= 0;
     c.offload_ratio = offload >= 0 ? offload : 1.0f;
+    c.train.clip = 1.45f; /* some steps of this model are clipped (norms 1.2 to 1.9), others not */
     return c;
 }
 
-/* Train STEPS steps; the losses and every master weight (in unit order). */
+/* Train STEPS steps; the losses, how many steps were clipped, and every
+ * master weight (in unit order). */
+static int clipped;
 static int train(const ms_config *c, float *losses, float **weights, int64_t *n_weights) {
     ms_engine *e;
     if (ms_engine_create(c, &e) != MS_OK) return 1;
@@ -34,6 +37,7 @@ static int train(const ms_config *c, float *losses, float **weights, int64_t *n_
         ms_step_stats st;
         if (ms_engine_step(e, &st) != MS_OK) return 1;
         losses[s] = st.loss;
+        clipped += st.grad_norm > c->train.clip;
     }
     int64_t total = 0;
     for (int t = 0; t < e->model.n_tensors; t++) total += e->model.tensors[t].numel;
@@ -86,27 +90,38 @@ TEST(offload_takes_the_last_units_nearest_the_ratio) {
     return 0;
 }
 
-/* The host holds the offloaded units' master weights, moments and gradient;
- * the device no longer does; the engine reserves exactly the plan. */
+/* The host holds the offloaded units' master weights, moments and gradient
+ * (with overlap twice the state, and the new compute parameters); the device
+ * no longer does; the engine reserves exactly the plan. */
 TEST(offload_plan_moves_the_optimizer_state_to_the_host) {
     char dir[64];
     CHECK(fixture_shards(dir, sizeof dir) == 0);
     ms_config none = config(dir, -1, MS_PRECISION_BF16), all = config(dir, 1.0f, MS_PRECISION_BF16);
-    ms_plan p0, p1;
+    ms_plan p0, p1, p2;
     CHECK_OK(ms_plan_compute(&none, &p0));
+    all.offload_overlap = 0;
     CHECK_OK(ms_plan_compute(&all, &p1));
+    all.offload_overlap = 1;
+    CHECK_OK(ms_plan_compute(&all, &p2));
     CHECK(p0.offload_units == 0 && p1.offload_units == p1.n_units && p1.offload_params == p1.n_params);
     CHECK(p1.device_bytes.master == 0 && p1.device_bytes.optimizer == 0);
     CHECK(p1.host_bytes.master == p0.device_bytes.master);
     CHECK(p1.host_bytes.optimizer == p0.device_bytes.optimizer);
     CHECK(p1.host_bytes.grads > 0 && p1.device_bytes.grads == p0.device_bytes.grads);
-    ms_engine *e;
-    CHECK_OK(ms_engine_create(&all, &e));
-    for (int p = 0; p < MS_MEM_COUNT; p++) CHECK(e->host[p].used == e->host[p].capacity);
-    ms_memory_report mem;
-    ms_engine_memory(e, &mem);
-    CHECK(mem.reserved.total == p1.device_bytes.total);
-    ms_engine_free(e);
+    CHECK(p1.host_bytes.params == 0);
+    CHECK(p2.device_bytes.total == p1.device_bytes.total);
+    CHECK(p2.host_bytes.master == 2 * p1.host_bytes.master && p2.host_bytes.optimizer == 2 * p1.host_bytes.optimizer);
+    CHECK(p2.host_bytes.params == p2.host_bytes.grads); /* the new parameters beside the gradient, both compute dtype */
+    for (int overlap = 0; overlap <= 1; overlap++) {
+        all.offload_overlap = overlap;
+        ms_engine *e;
+        CHECK_OK(ms_engine_create(&all, &e));
+        for (int p = 0; p < MS_MEM_COUNT; p++) CHECK(e->host[p].used == e->host[p].capacity);
+        ms_memory_report mem;
+        ms_engine_memory(e, &mem);
+        CHECK(mem.reserved.total == p1.device_bytes.total);
+        ms_engine_free(e);
+    }
     fixture_remove(dir);
     return 0;
 }
@@ -118,15 +133,21 @@ TEST(offload_fp32_equals_the_device_bit_for_bit) {
     float ref[STEPS], got[STEPS], *wr, *wg;
     int64_t nr, ng;
     ms_config c = config(dir, -1, MS_PRECISION_FP32);
+    clipped = 0;
     CHECK(train(&c, ref, &wr, &nr) == 0);
     CHECK_MSG(ref[STEPS - 1] < 0.9f * ref[0], "did not learn: %.4f -> %.4f", ref[0], ref[STEPS - 1]);
+    CHECK_MSG(clipped > 0 && clipped < STEPS, "%d of %d steps clipped; the spec needs both kinds", clipped, STEPS);
+    /* clip 1.0 clips some steps and not others: overlap commits some bets and recomputes others */
     float ratios[3] = {0.0f, 0.5f, 1.0f};
-    for (int k = 0; k < 3; k++) {
-        c = config(dir, ratios[k], MS_PRECISION_FP32);
+    for (int k = 0; k < 6; k++) {
+        c = config(dir, ratios[k % 3], MS_PRECISION_FP32);
+        c.offload_overlap = k >= 3;
         CHECK(train(&c, got, &wg, &ng) == 0);
         CHECK(ng == nr);
-        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "ratio %.1f: the losses differ", (double)ratios[k]);
-        CHECK_MSG(memcmp(wr, wg, (size_t)nr * 4) == 0, "ratio %.1f: the weights differ", (double)ratios[k]);
+        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "ratio %.1f, overlap %d: the losses differ",
+                  (double)ratios[k % 3], c.offload_overlap);
+        CHECK_MSG(memcmp(wr, wg, (size_t)nr * 4) == 0, "ratio %.1f, overlap %d: the weights differ",
+                  (double)ratios[k % 3], c.offload_overlap);
         free(wg);
     }
     free(wr);
