@@ -187,7 +187,12 @@ void cpu_adamw_fast(float *param, float *m, float *v, const void *grad, int grad
     void (*run)(const job *, int64_t, int64_t) =
         isa == CPU_ISA_AVX512 ? adamw_avx512 : isa == CPU_ISA_AVX2 ? adamw_avx2 : adamw_base;
     int64_t chunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for num_threads(team(threads)) schedule(static) if (chunks > 1)
+    int t = team(threads);
+    if (chunks <= 1 || t == 1) { /* no OpenMP region: even a serial one allocates in libgomp */
+        run(&j, 0, n);
+        return;
+    }
+#pragma omp parallel for num_threads(t) schedule(static)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t lo = c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
         run(&j, lo, hi);
@@ -241,20 +246,22 @@ __attribute__((target("avx2,fma"))) static double sumsq_avx2(const float *x32, c
 }
 static double sumsq_base(const float *x32, const uint16_t *x16, int64_t lo, int64_t hi) { SUMSQ_PART(2); }
 
+typedef double (*sumsq_fn)(const float *, const uint16_t *, int64_t, int64_t);
+
 static double sumsq(const float *x32, const uint16_t *x16, int64_t n, int threads) {
     if (n <= 0) return 0.0;
     int64_t per = (n + SUM_PARTS - 1) / SUM_PARTS;
     if (per < SUM_MIN_PART) per = SUM_MIN_PART;
     per = (per + 15) / 16 * 16;
-    int parts = (int)((n + per - 1) / per);
+    int parts = (int)((n + per - 1) / per), t = team(threads);
     double part[SUM_PARTS];
     cpu_isa isa = cpu_isa_active();
-    double (*run)(const float *, const uint16_t *, int64_t, int64_t) =
-        isa == CPU_ISA_AVX512 ? sumsq_avx512 : isa == CPU_ISA_AVX2 ? sumsq_avx2 : sumsq_base;
-#pragma omp parallel for num_threads(team(threads)) schedule(static) if (parts > 1)
-    for (int k = 0; k < parts; k++) {
-        int64_t lo = k * per, hi = lo + per < n ? lo + per : n;
-        part[k] = run(x32, x16, lo, hi);
+    sumsq_fn run = isa == CPU_ISA_AVX512 ? sumsq_avx512 : isa == CPU_ISA_AVX2 ? sumsq_avx2 : sumsq_base;
+    if (parts == 1 || t == 1) { /* no OpenMP region: even a serial one allocates in libgomp */
+        for (int k = 0; k < parts; k++) part[k] = run(x32, x16, k * per, k * per + per < n ? k * per + per : n);
+    } else {
+#pragma omp parallel for num_threads(t) schedule(static)
+        for (int k = 0; k < parts; k++) part[k] = run(x32, x16, k * per, k * per + per < n ? k * per + per : n);
     }
     double s = 0.0;
     for (int k = 0; k < parts; k++) s += part[k];

@@ -126,7 +126,8 @@ void cpu_adamw(float *param,              /* (n) fp32 master, updated */
  *
  * threads: OpenMP threads for this call; <= 0: omp_get_max_threads() of the
  * calling thread. Any pthread may call (libgomp gives each caller its own team);
- * small n (up to 16 K elements) runs on the calling thread alone. */
+ * n up to 16 K elements runs on the calling thread alone, with no OpenMP region
+ * (nothing allocated; a thread that calls with more gets its libgomp team once). */
 typedef struct cpu_adam_hp {
     float lr, beta1, beta2, eps, weight_decay;
     float grad_scale;                     /* clipping / loss scale, applied to grad */
