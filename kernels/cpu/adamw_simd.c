@@ -4,26 +4,29 @@
  * the updated weights as bf16 in the same pass; sums of squares of fp32 and
  * bf16 arrays for the global gradient norm.
  *
- * One body per op, written on GCC generic vectors of 16 lanes and compiled
- * three times: AVX-512F (one zmm), AVX2+FMA (two ymm) and the x86-64-v2
- * baseline (four xmm). The widest the CPU supports is chosen at the first call
- * (__builtin_cpu_supports); cpu_isa_force overrides it for specs and benches.
+ * One body per op (a macro, so the paths cannot drift apart), written on GCC
+ * generic vectors of the ISA's width and compiled three times: AVX-512F (16
+ * floats), AVX2+FMA (8) and the x86-64-v2 baseline (4). The widest the CPU
+ * supports is chosen at the first call (__builtin_cpu_supports);
+ * cpu_isa_force overrides it for specs and benches.
  *
  * AdamW does the reference's (adamw.c) operations in the reference's order;
  * add, mul, div and sqrt are correctly rounded on every path and nothing is
  * contracted into an FMA (C11 mode is -ffp-contract=off; the specs would see
- * it), so every path gives the reference's bits. The last n % 16 elements take
- * the scalar form. bf16 output is cast.c's rounding, bit for bit.
+ * it), so every path gives the reference's bits. The last n % W elements take
+ * the scalar form. bf16 output is cast.c's rounding, bit for bit, written with
+ * non-temporal stores when the output is aligned for them.
  *
  * Sum of squares: each part of a partition fixed by n alone keeps 16 double
- * lanes (lane k takes the elements k, k+16, ... in order), sums them in lane
- * order, and the parts are summed in order: the same bits on any ISA and any
- * thread count. x*x of an fp32 is exact in double.
+ * lanes (lane k takes the elements k, k+16, ... in order; 2, 4 or 8 vectors
+ * by ISA), sums them in lane order, and the parts are summed in order: the
+ * same bits on any ISA and any thread count. x*x of an fp32 is exact in double.
  *
  * Threads: OpenMP over CHUNK-element pieces, static schedule (each thread one
  * contiguous range). Works from any pthread: libgomp gives each calling thread
  * its own team. Bandwidth bound: 28 bytes a parameter with fp32 gradients
- * (read p m v g, write p m v), 26 + 4 with bf16 in and out.
+ * (read p m v g, write p m v), also 28 with bf16 in and out (+2 for the
+ * output's read-for-ownership when it cannot be streamed). kernels/bench/NOTES.md.
  */
 #include "cpu/kernels.h"
 #include <immintrin.h>
