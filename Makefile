@@ -121,6 +121,10 @@ $(BUILD)/spec-gpu: $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a
 $(BUILD)/bench-attention: $(BUILD)/obj/kernels/bench/attention.o $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
 
+# The host AdamW workbench (kernels/bench/adamw.c; adamw_run.sh puts it next to torch's fused AdamW).
+$(BUILD)/bench-adamw: $(BUILD)/obj/kernels/bench/adamw.o $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
+
 ifeq ($(NVCC),)
 test-gpu:
 	@echo "test-gpu: nvcc not found; the GPU specs need the CUDA backend (install the CUDA toolkit)" >&2; exit 1

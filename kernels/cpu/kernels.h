@@ -104,6 +104,52 @@ void cpu_adamw(float *param,              /* (n) fp32 master, updated */
                int64_t n, float lr, float beta1, float beta2, float eps,
                float weight_decay, float grad_scale, int64_t step);
 
+/* adamw_simd.c — the fast host optimizer (optimizer offload; the CPU backend's
+ * AdamW). SIMD paths chosen at run time, the widest the CPU has:
+ * AVX-512F, else AVX2+FMA, else the x86-64-v2 baseline (SSE4.2).
+ *
+ * cpu_adamw_fast: one AdamW step over n elements, cpu_adamw's math (torch's
+ * AdamW), in one pass: reads param, m, v and grad once, writes param, m, v and,
+ * when param_bf16 is not NULL, the updated param rounded to bf16 (cpu_bf16_round:
+ * nearest even, NaN kept a NaN) as uint16 bit patterns.
+ *   grad: (n) const float * when grad_bf16 == 0, const uint16_t * (bf16 bits)
+ *         when grad_bf16 == 1; multiplied by hp->grad_scale first.
+ * Accuracy: every path gives cpu_adamw's bits exactly (same operations in the
+ * same order, correctly rounded, no FMA contraction): tolerance 0; a bf16
+ * gradient is exactly the fp32 of its bits. Elementwise, so any n and any
+ * thread count give the same bits. Arrays may not overlap; no alignment needed.
+ *
+ * cpu_sumsq_f32 / cpu_sumsq_bf16: sum of x^2 with double accumulation over a
+ * partition fixed by n (16 lanes a part): the same bits on every ISA path and
+ * thread count; within a few double ulps of a sequential double sum (not the
+ * same bits as cpu_sumsq, which keeps its own order).
+ *
+ * threads: OpenMP threads for this call; <= 0: omp_get_max_threads() of the
+ * calling thread. Any pthread may call (libgomp gives each caller its own team);
+ * n up to 16 K elements runs on the calling thread alone, with no OpenMP region
+ * (nothing allocated; a thread that calls with more gets its libgomp team once). */
+typedef struct cpu_adam_hp {
+    float lr, beta1, beta2, eps, weight_decay;
+    float grad_scale;                     /* clipping / loss scale, applied to grad */
+    int64_t step;                         /* counts from 1 */
+} cpu_adam_hp;
+void cpu_adamw_fast(float *param,         /* (n) fp32 master, updated */
+                    float *m, float *v,   /* (n) fp32 moments, updated */
+                    const void *grad,     /* (n) fp32 or bf16, see grad_bf16 */
+                    int grad_bf16,
+                    uint16_t *param_bf16, /* (n) = bf16 of the updated param; NULL: none */
+                    int64_t n, const cpu_adam_hp *hp, int threads);
+double cpu_sumsq_f32(const float *x /* (n) */, int64_t n, int threads);
+double cpu_sumsq_bf16(const uint16_t *x /* (n) bf16 bits */, int64_t n, int threads);
+
+/* Which path the fast kernels take. cpu_isa_force is for specs and benches:
+ * -1 when this CPU lacks the ISA (nothing changes), else 0; process-wide. */
+typedef enum { CPU_ISA_BASE = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 } cpu_isa;
+cpu_isa cpu_isa_best(void);               /* the widest this CPU supports */
+cpu_isa cpu_isa_active(void);             /* the one in use (best, unless forced) */
+int cpu_isa_force(cpu_isa isa);
+const char *cpu_isa_name(cpu_isa isa);    /* "avx512", "avx2", "x86-64-v2" */
+
 /* cast.c — bf16 rounding (round to nearest even, NaN kept) and fp32 helpers */
 float cpu_bf16_round(float x);
 void cpu_round_bf16(float *x, int64_t n);                      /* in place */
