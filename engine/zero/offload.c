@@ -1,5 +1,4 @@
 /* zero/offload.c — the optimizer offload pipeline (see offload.h). */
-#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,51 +46,12 @@ void ms_offload_layout(ms_offload *o, const ms_model *m, const ms_device *d, ms_
     for (int k = 0; k < 2; k++) o->scratch[k] = largest ? ms_layout_take(l, MS_MEM_WORKSPACE, largest, ab) : NULL;
 }
 
-/* ---- the host's AdamW ------------------------------------------------------ */
-
-/* One AdamW step over host memory from (p0, m0, v0) into (p1, m1, v1) (the
- * same arrays: in place), as cpu_adamw computes it, the gradient in the
- * compute dtype (bf16 bits when g_bf16), and the new compute copy of the
- * parameters into out (bf16 bits when out_bf16, else fp32 rounded to bf16;
- * NULL: none). */
-static void host_adamw(const float *p0, const float *m0, const float *v0, float *p1, float *m1, float *v1,
-                       const void *g, int g_bf16, void *out, int out_bf16, int64_t n, float lr, float beta1,
-                       float beta2, float eps, float wd, float grad_scale, int64_t step) {
-    float step_size = (float)(lr / (1.0 - pow(beta1, (double)step)));
-    float bc2_sqrt = (float)sqrt(1.0 - pow(beta2, (double)step));
-    float decay = 1.0f - lr * wd;
-    const uint16_t *gb = g;
-    const float *gf = g;
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) {
-        float gi;
-        if (g_bf16) {
-            uint32_t bits = (uint32_t)gb[i] << 16;
-            memcpy(&gi, &bits, 4);
-        } else {
-            gi = gf[i];
-        }
-        gi *= grad_scale;
-        float m = beta1 * m0[i] + (1.0f - beta1) * gi;
-        float v = beta2 * v0[i] + (1.0f - beta2) * gi * gi;
-        float p = p0[i] * decay - step_size * m / (sqrtf(v) / bc2_sqrt + eps);
-        m1[i] = m, v1[i] = v, p1[i] = p;
-        if (!out) continue;
-        float r = cpu_bf16_round(p);
-        if (!out_bf16) {
-            ((float *)out)[i] = r;
-        } else {
-            uint32_t bits;
-            memcpy(&bits, &r, 4);
-            ((uint16_t *)out)[i] = (uint16_t)(bits >> 16);
-        }
-    }
-}
-
 /* ---- the worker ------------------------------------------------------------ */
 
 /* Unit u's update from its state into dst (its spare copy, or itself), with
- * the gradients scaled by clip_scale; the new compute copy into out. */
+ * the gradients (compute dtype) scaled by clip_scale, and the new compute
+ * copy of its parameters into out: bf16 bits on a bf16 device, fp32 rounded
+ * to bf16 where bf16 is emulated in fp32 (the CPU backend), none in fp32. */
 static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, float clip_scale) {
     const ms_train_config *t = o->train;
     const ms_model *m = o->model;
@@ -100,10 +60,13 @@ static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, fl
     for (int i = un->first; i < un->first + un->count; i++) {
         int64_t at, n;
         if (!ms_optimizer_range(un, &m->tensors[i], &at, &n)) continue;
-        float decay = m->tensors[i].decay ? t->weight_decay : 0.0f;
-        host_adamw(un->master + at, un->m + at, un->v + at, dst[0] + at, dst[1] + at, dst[2] + at,
-                   (const char *)un->grads_host + at * ab, ab == 2, out ? (char *)out + at * ab : NULL, ab == 2, n,
-                   o->lr, t->beta1, t->beta2, t->eps, decay, clip_scale, o->step);
+        cpu_adam_hp hp = {.lr = o->lr, .beta1 = t->beta1, .beta2 = t->beta2, .eps = t->eps,
+                          .weight_decay = m->tensors[i].decay ? t->weight_decay : 0.0f, .grad_scale = clip_scale,
+                          .step = o->step};
+        void *to = out ? (char *)out + at * ab : NULL;
+        cpu_adamw_fast_from(un->master + at, un->m + at, un->v + at, dst[0] + at, dst[1] + at, dst[2] + at,
+                            (const char *)un->grads_host + at * ab, ab == 2, ab == 2 ? to : NULL, n, &hp, 0);
+        if (to && ab == 4) cpu_copy_round_bf16(to, dst[0] + at, n);
     }
 }
 

@@ -77,7 +77,8 @@ static int team(int threads) { return threads > 0 ? threads : omp_get_max_thread
 /* ---- AdamW --------------------------------------------------------------- */
 
 typedef struct {
-    float *p, *m, *v;      /* (n) master weights and moments, updated */
+    const float *p0, *m0, *v0; /* (n) master weights and moments before the step */
+    float *p, *m, *v;      /* (n) after it (the same arrays: in place) */
     const float *g32;      /* (n) fp32 gradients, or NULL */
     const uint16_t *g16;   /* (n) bf16 gradients, or NULL */
     uint16_t *out;         /* (n) bf16 of the updated weights, or NULL */
@@ -102,9 +103,9 @@ static float bf16_value(uint16_t h) {
 /* element i, exactly as cpu_adamw writes it */
 static void one(const job *j, int64_t i) {
     float g = (j->g16 ? bf16_value(j->g16[i]) : j->g32[i]) * j->gs;
-    float m = j->b1 * j->m[i] + j->omb1 * g;
-    float v = j->b2 * j->v[i] + j->omb2 * g * g;
-    float p = j->p[i] * j->decay - j->step_size * m / (sqrtf(v) / j->bc2 + j->eps);
+    float m = j->b1 * j->m0[i] + j->omb1 * g;
+    float v = j->b2 * j->v0[i] + j->omb2 * g * g;
+    float p = j->p0[i] * j->decay - j->step_size * m / (sqrtf(v) / j->bc2 + j->eps);
     j->m[i] = m;
     j->v[i] = v;
     j->p[i] = p;
@@ -123,6 +124,7 @@ static void one(const job *j, int64_t i) {
     typedef uint16_t vh __attribute__((vector_size(2 * (W))));                                \
     const float gs = j->gs, b1 = j->b1, omb1 = j->omb1, b2 = j->b2, omb2 = j->omb2,            \
                 eps = j->eps, decay = j->decay, step_size = j->step_size, bc2 = j->bc2;        \
+    const float *pp0 = j->p0, *pm0 = j->m0, *pv0 = j->v0;                                      \
     float *pp = j->p, *pm = j->m, *pv = j->v;                                                  \
     const float *g32 = j->g32;                                                                 \
     const uint16_t *g16 = j->g16;                                                              \
@@ -137,9 +139,9 @@ static void one(const job *j, int64_t i) {
         } else {                                                                               \
             memcpy(&g, g32 + i, sizeof g);                                                     \
         }                                                                                      \
-        memcpy(&m, pm + i, sizeof m);                                                          \
-        memcpy(&v, pv + i, sizeof v);                                                          \
-        memcpy(&p, pp + i, sizeof p);                                                          \
+        memcpy(&m, pm0 + i, sizeof m);                                                         \
+        memcpy(&v, pv0 + i, sizeof v);                                                         \
+        memcpy(&p, pp0 + i, sizeof p);                                                         \
         g = g * gs;                                                                            \
         m = b1 * m + omb1 * g;                                                                 \
         v = b2 * v + omb2 * g * g;                                                             \
@@ -174,8 +176,14 @@ static void adamw_base(const job *j, int64_t lo, int64_t hi) { ADAMW_LOOP(4, _mm
 
 void cpu_adamw_fast(float *param, float *m, float *v, const void *grad, int grad_bf16,
                     uint16_t *param_bf16, int64_t n, const cpu_adam_hp *hp, int threads) {
+    cpu_adamw_fast_from(param, m, v, param, m, v, grad, grad_bf16, param_bf16, n, hp, threads);
+}
+
+void cpu_adamw_fast_from(const float *param0, const float *m0, const float *v0, float *param, float *m, float *v,
+                         const void *grad, int grad_bf16, uint16_t *param_bf16, int64_t n, const cpu_adam_hp *hp,
+                         int threads) {
     job j = {
-        .p = param, .m = m, .v = v, .out = param_bf16,
+        .p0 = param0, .m0 = m0, .v0 = v0, .p = param, .m = m, .v = v, .out = param_bf16,
         .g32 = grad_bf16 ? NULL : (const float *)grad,
         .g16 = grad_bf16 ? (const uint16_t *)grad : NULL,
         .gs = hp->grad_scale, .b1 = hp->beta1, .omb1 = 1.0f - hp->beta1,

@@ -117,7 +117,8 @@ void cpu_adamw(float *param,              /* (n) fp32 master, updated */
  * Accuracy: every path gives cpu_adamw's bits exactly (same operations in the
  * same order, correctly rounded, no FMA contraction): tolerance 0; a bf16
  * gradient is exactly the fp32 of its bits. Elementwise, so any n and any
- * thread count give the same bits. Arrays may not overlap; no alignment needed.
+ * thread count give the same bits. Arrays may not overlap (but an output may
+ * be its own input, as in place); no alignment needed.
  *
  * cpu_sumsq_f32 / cpu_sumsq_bf16: sum of x^2 with double accumulation over a
  * partition fixed by n (16 lanes a part): the same bits on every ISA path and
@@ -139,6 +140,11 @@ void cpu_adamw_fast(float *param,         /* (n) fp32 master, updated */
                     int grad_bf16,
                     uint16_t *param_bf16, /* (n) = bf16 of the updated param; NULL: none */
                     int64_t n, const cpu_adam_hp *hp, int threads);
+/* The same step from the state (param0, m0, v0) into (param, m, v): a second
+ * copy of the state, the first left as it was (or the same arrays). */
+void cpu_adamw_fast_from(const float *param0, const float *m0, const float *v0, float *param, float *m, float *v,
+                         const void *grad, int grad_bf16, uint16_t *param_bf16, int64_t n, const cpu_adam_hp *hp,
+                         int threads);
 double cpu_sumsq_f32(const float *x /* (n) */, int64_t n, int threads);
 double cpu_sumsq_bf16(const uint16_t *x /* (n) bf16 bits */, int64_t n, int threads);
 

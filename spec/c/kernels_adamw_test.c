@@ -4,7 +4,8 @@
  * the reference cpu_adamw (and close to a double reference) for fp32 and bf16
  * gradients, lengths off the vector width and past one thread's chunk, step 1
  * and 1000, with and without weight decay; the bf16 output equal to
- * cpu_bf16_round of the result, on the edge patterns too; calls from another
+ * cpu_bf16_round of the result, on the edge patterns too; from a second copy
+ * of the state (the source untouched); calls from another
  * pthread; sums of squares against double, the same bits on every path and
  * thread count.
  */
@@ -142,6 +143,35 @@ TEST(kernel_adamw_fast_bf16_output_edges) {
         CHECK(out[5] == top16(cpu_bf16_round(p[5])) && (out[5] & 0x7FFF) > 0x7F80);
         CHECK(out[n - 2] == top16(cpu_bf16_round(p[n - 2])) && (out[n - 2] & 0x7FFF) > 0x7F80);
     }
+    return 0;
+}
+
+/* From one copy of the state into another: the in-place result, bit for bit,
+ * and the source untouched (the offload's speculative update). */
+TEST(kernel_adamw_fast_from_a_second_copy) {
+    cpu_isa isa[3];
+    long n = 40013;
+    int k = n_isas(isa);
+    for (int a = 0; a < k; a++) {
+        cpu_isa_force(isa[a]);
+        float *p = kt_rand(n, 700, 1.0f), *m = kt_rand(n, 701, 0.01f), *v = kt_rand(n, 702, 1e-4f);
+        for (long i = 0; i < n; i++) v[i] = fabsf(v[i]);
+        uint16_t *g = to_bf16(kt_rand(n, 703, 1.0f), n);
+        float *p0 = kt_copy(p, n), *m0 = kt_copy(m, n), *v0 = kt_copy(v, n);
+        float *p1 = malloc(sizeof(float) * n), *m1 = malloc(sizeof(float) * n), *v1 = malloc(sizeof(float) * n);
+        uint16_t *out = malloc(2 * n), *out1 = malloc(2 * n);
+        cpu_adam_hp hp = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                          .grad_scale = 0.5f, .step = 7};
+        cpu_adamw_fast(p, m, v, g, 1, out, n, &hp, 0);
+        cpu_adamw_fast_from(p0, m0, v0, p1, m1, v1, g, 1, out1, n, &hp, 0);
+        CHECK(same_bits("param", p1, p, n) && same_bits("m", m1, m, n) && same_bits("v", v1, v, n));
+        CHECK(memcmp(out, out1, 2 * n) == 0);
+        float *q = kt_rand(n, 700, 1.0f);
+        CHECK(same_bits("the source param", p0, q, n));
+        free(p), free(m), free(v), free(g), free(p0), free(m0), free(v0), free(p1), free(m1), free(v1), free(q);
+        free(out), free(out1);
+    }
+    cpu_isa_force(cpu_isa_best());
     return 0;
 }
 
