@@ -50,6 +50,10 @@ ms_status ms_config_check(const ms_config *cfg) {
         cfg->offload_ratio > 1.0f)
         return ms_fail(MS_ERR_INVALID, "offload.optimizer = %d and offload.ratio = %g; expected 0 (none) or 1 (cpu), "
                        "and a ratio in [0, 1]", cfg->offload_optimizer, (double)cfg->offload_ratio);
+    if (cfg->offload_params && (cfg->zero_stage != 3 || !cfg->offload_optimizer))
+        return ms_fail(MS_ERR_INVALID, "offload.params = \"cpu\" streams the shards of ZeRO stage 3 from the host, "
+                       "and the host updates them: it needs zero.stage = 3 and offload.optimizer = \"cpu\" (got stage %d, "
+                       "optimizer %s)", cfg->zero_stage, cfg->offload_optimizer ? "\"cpu\"" : "\"none\"");
     if (cfg->train.checkpoint_activations < 0 || cfg->train.checkpoint_activations > 2)
         return ms_fail(MS_ERR_INVALID, "train.checkpoint_activations = %d; expected 0 (off), 1 (whole blocks) or "
                        "2 (selective)", cfg->train.checkpoint_activations);

@@ -47,8 +47,8 @@ static void zero(ms_device *d, void *p, int64_t n) { (void)d; memset(p, 0, (size
 static void sync(ms_device *d) { (void)d; }
 
 /* Host and "device" are one memory: a copy beside the compute is done when it returns. */
-static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int to_host) {
-    (void)to_host;
+static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int how) {
+    (void)how;
     copy(d, dst, src, n);
     return 0;
 }

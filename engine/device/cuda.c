@@ -162,13 +162,13 @@ static void sync(ms_device *d) {
     cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "stream sync");
 }
 
-static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int to_host) {
+static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int how) {
     cuda_impl *c = impl_of(d);
     if (!LIVE(d) || n == 0) return 0;
     pthread_mutex_lock(&c->mu);
     int64_t t = ++c->tickets;
-    cudaStream_t s = to_host ? c->down : c->up;
-    if (to_host && !cuda_bad(d, cudaEventRecord(c->fence, c->stream), "event record (fence)"))
+    cudaStream_t s = how == MS_COPY_DOWN ? c->down : c->up;
+    if (how != MS_COPY_UP && !cuda_bad(d, cudaEventRecord(c->fence, c->stream), "event record (fence)"))
         cuda_bad(d, cudaStreamWaitEvent(s, c->fence, 0), "stream wait (fence)");
     if (!cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, s), "copy beside the compute"))
         cuda_bad(d, cudaEventRecord(c->ring[t % TICKETS], s), "event record (ticket)");

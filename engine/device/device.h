@@ -47,16 +47,17 @@ struct ms_device {
     void (*copy)(ms_device *d, void *dst, const void *src, int64_t bytes);
     void (*zero)(ms_device *d, void *p, int64_t bytes);
     void (*sync)(ms_device *d);
-    /* Copies beside the compute, on the device's copy engines (the offload
-       pipeline, zero/offload.h); plain memcpy on the CPU. Each returns a
-       ticket (0: already done). A copy to the host (to_host = 1) starts once
-       the compute enqueued so far is done; a copy to the device starts at
-       once (the host has finished writing src). ticket_wait blocks the caller
-       until the copy is done; ticket_order makes the compute enqueued after
-       it wait for the copy. Safe to call from another thread than the one
-       computing. Any pointer may be host memory of host_reserve: the device
-       reaches it in place (as do upload, download, copy and zero). */
-    int64_t (*copy_async)(ms_device *d, void *dst, const void *src, int64_t bytes, int to_host);
+    /* Copies beside the compute, on the device's copy engines (offload,
+       zero/offload.h and zero.c); plain memcpy on the CPU. Each returns a
+       ticket (0: already done). how is an MS_COPY_*: down to the host (it
+       starts once the compute enqueued so far is done), up at once (the host
+       has finished writing src), or up once the compute enqueued so far is
+       done (dst may still be read by it). ticket_wait blocks the caller until
+       the copy is done; ticket_order makes the compute enqueued after it wait
+       for the copy. Safe to call from another thread than the one computing.
+       Any pointer may be host memory of host_reserve: the device reaches it
+       in place (as do upload, download, copy and zero). */
+    int64_t (*copy_async)(ms_device *d, void *dst, const void *src, int64_t bytes, int how);
     void (*ticket_wait)(ms_device *d, int64_t ticket);
     void (*ticket_order)(ms_device *d, int64_t ticket);
     ms_status (*start)(ms_device *d);   /* take threads/streams; init only describes */
@@ -96,6 +97,8 @@ struct ms_device {
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
     void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */
 };
+
+enum { MS_COPY_DOWN, MS_COPY_UP, MS_COPY_UP_AFTER_COMPUTE };
 
 /* Describe a backend: fills the table, touches nothing (planning uses it too). */
 ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t threads);

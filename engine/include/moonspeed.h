@@ -108,6 +108,8 @@ typedef struct ms_config {
                                   updated there by the CPU; 0: all on the device */
     float offload_ratio;     /* the share of the parameters whose optimizer state is offloaded (0..1),
                                 in whole units, the last units first */
+    int32_t offload_params;  /* 1 (zero_stage 3, offload_optimizer): the compute parameters of the
+                                offloaded sharded units in host memory, streamed up before each gather */
     int32_t offload_overlap; /* 1: the host updates each unit as its gradient arrives, during the
                                 backward, into a second copy of its state (kept if the step is
                                 neither clipped nor skipped, else recomputed or dropped) */

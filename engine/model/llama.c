@@ -146,6 +146,7 @@ static void choose_offload(ms_model *m, const ms_config *cfg) {
         ms_unit *un = &m->units[u];
         if (have + 0.5 * (double)un->numel > cfg->offload_ratio * total) break;
         un->split.offload = 1;
+        un->split.offload_params = cfg->offload_params && un->split.shard_params;
         have += (double)un->numel;
     }
 }
@@ -241,7 +242,8 @@ void ms_model_layout(ms_model *m, const ms_device *d, ms_layout *l, ms_layout *h
         ms_unit *un = &m->units[u];
         const ms_unit_split *sp = &un->split;
         int64_t owned = un->hi - un->lo, shard = un->padded / sp->world;
-        un->params_home = ACT(MS_MEM_PARAMS, sp->shard_params ? shard : un->padded);
+        un->params_home = ms_layout_take(sp->offload_params ? host : l, MS_MEM_PARAMS,
+                                         sp->shard_params ? shard : un->padded, ab);
         un->params = sp->shard_params ? NULL : un->params_home;
         un->grads_home = sp->own_grads ? F32(MS_MEM_GRADS, un->padded) : NULL;
         un->grads = un->grads_home;

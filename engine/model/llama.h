@@ -51,6 +51,7 @@ typedef struct ms_unit_split {
     int32_t shard_optim;    /* master weights and moments of this rank's shard only (stage >= 1) */
     int32_t own_grads;      /* a full gradient buffer of its own (else the shared scratch) */
     int32_t offload;        /* master weights and moments in host memory, updated by the CPU (zero/offload.h) */
+    int32_t offload_params; /* and the compute shard (stage 3): uploaded just before each gather */
 } ms_unit_split;
 
 typedef struct ms_unit {
@@ -67,7 +68,7 @@ typedef struct ms_unit {
     void *params;        /* (padded) act dtype; NULL while a sharded unit is released */
     float *grads;        /* (padded) fp32; NULL outside backward for shared-scratch units */
     /* what this rank keeps */
-    void *params_home;   /* (padded) act, or (hi - lo) when shard_params */
+    void *params_home;   /* (padded) act, or (hi - lo) when shard_params; host memory when offload_params */
     float *grads_home;   /* (padded) when own_grads, else NULL */
     float *grads_owned;  /* (hi - lo) gradient of the owned range (a shard, or a view of grads_home) */
     float *master;       /* (hi - lo) fp32; under fp32 a view of params_home */

@@ -81,6 +81,37 @@ static void commit(ms_offload *o, int u) {
     }
 }
 
+/* Where an update writes unit u's new compute parameters (bf16): beside the
+ * state (overlap), else straight into host-resident parameters, else in
+ * place over the gradient. NULL under fp32, where the master is the copy. */
+static void *params_out(ms_offload *o, int u) {
+    ms_unit *un = &o->model->units[u];
+    if (!o->dev->bf16) return NULL;
+    return o->overlap ? o->params_host[u] : un->split.offload_params ? un->params_home : un->grads_host;
+}
+
+/* The new compute parameters of unit u where the device reads them: copied
+ * up (the ticket of the copy), or, when they live in host memory, in place
+ * there (0). */
+static int64_t publish(ms_offload *o, int u) {
+    ms_device *d = o->dev;
+    ms_unit *un = &o->model->units[u];
+    int64_t ab = ms_act_bytes(d), owned = un->hi - un->lo;
+    if (un->split.offload_params) {
+        if (!d->bf16) {
+            memcpy(un->params_home, un->master, (size_t)owned * 4);
+        } else if (o->overlap) {
+            void *t = un->params_home;
+            un->params_home = o->params_host[u];
+            o->params_host[u] = t;
+        }
+        return 0;
+    }
+    const void *src = d->bf16 ? params_out(o, u) : (const void *)un->master;
+    char *dst = (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ab);
+    return d->copy_async(d, dst, src, owned * ab, MS_COPY_UP);
+}
+
 /* Wait (under mu) until unit u's gradient is on its way down; 0 when the
  * verdict came first (a step that failed or was skipped before it). */
 static int wait_sent(ms_offload *o, int u) {
@@ -95,7 +126,6 @@ static void run_job(ms_offload *o) {
     ms_model *m = o->model;
     ms_device *d = o->dev;
     int n = m->n_units;
-    int64_t ab = ms_act_bytes(d);
     for (int i = n - 1; o->overlap && i >= 0; i--) {
         int u = o->order[i];
         ms_unit *un = &m->units[u];
@@ -104,7 +134,7 @@ static void run_job(ms_offload *o) {
         pthread_mutex_unlock(&o->mu);
         if (sent) {
             d->ticket_wait(d, o->down[u]);
-            update_unit(o, u, &o->spare[u * 3], o->params_host[u], 1.0f);
+            update_unit(o, u, &o->spare[u * 3], params_out(o, u), 1.0f);
         }
         pthread_mutex_lock(&o->mu);
         if (!sent) break;
@@ -120,17 +150,12 @@ static void run_job(ms_offload *o) {
         d->ticket_wait(d, o->down[u]);
         if (!o->overlap) {
             float *self[3] = {un->master, un->m, un->v};
-            update_unit(o, u, self, d->bf16 ? un->grads_host : NULL, o->clip_scale);
+            update_unit(o, u, self, params_out(o, u), o->clip_scale);
         } else {
-            if (verdict == MS_OFFLOAD_RECOMPUTE)
-                update_unit(o, u, &o->spare[u * 3], o->params_host[u], o->clip_scale);
+            if (verdict == MS_OFFLOAD_RECOMPUTE) update_unit(o, u, &o->spare[u * 3], params_out(o, u), o->clip_scale);
             commit(o, u);
         }
-        /* the new compute copy: bf16 beside the state (in place over the
-           gradient without overlap), or the fp32 master itself */
-        const void *src = !d->bf16 ? (const void *)un->master : o->overlap ? o->params_host[u] : un->grads_host;
-        char *dst = (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ab);
-        int64_t up = d->copy_async(d, dst, src, (un->hi - un->lo) * ab, 0);
+        int64_t up = publish(o, u);
         pthread_mutex_lock(&o->mu);
         o->up[u] = up;
         o->ready[u] = 1;
@@ -214,7 +239,7 @@ void ms_offload_grads(ms_offload *o, int u) {
     int64_t n = un->hi - un->lo;
     d->ticket_order(d, o->scratch_ticket[k]); /* the previous copy out of this buffer is done */
     d->cast_params(d, o->scratch[k], un->grads_owned, n);
-    int64_t t = d->copy_async(d, un->grads_host, o->scratch[k], n * ms_act_bytes(d), 1);
+    int64_t t = d->copy_async(d, un->grads_host, o->scratch[k], n * ms_act_bytes(d), MS_COPY_DOWN);
     o->scratch_ticket[k] = t;
     o->next_scratch = 1 - k;
     pthread_mutex_lock(&o->mu);

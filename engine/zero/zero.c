@@ -43,7 +43,14 @@ static ms_status start_gather(ms_zero *z, ms_model *m, ms_device *d, int u) {
     int s = slot_of(z, -1);
     if (s < 0) return MS_OK; /* every slot busy: gathered when acquired */
     z->slot_unit[s] = u;
-    return z->comm->all_gather(z->comm, un->params_home, z->slot[s], shard_of(un), act_dtype(d), &z->slot_req[s]);
+    if (!un->split.offload_params)
+        return z->comm->all_gather(z->comm, un->params_home, z->slot[s], shard_of(un), act_dtype(d), &z->slot_req[s]);
+    /* this rank's shard up from the host into its place in the slot (once the
+       unit that held the slot is done), then gathered in place */
+    int64_t bytes = shard_of(un) * ms_act_bytes(d);
+    char *mine = (char *)z->slot[s] + un->split.rank * bytes;
+    d->ticket_order(d, d->copy_async(d, mine, un->params_home, bytes, MS_COPY_UP_AFTER_COMPUTE));
+    return z->comm->all_gather(z->comm, mine, z->slot[s], shard_of(un), act_dtype(d), &z->slot_req[s]);
 }
 
 ms_status ms_zero_acquire(ms_zero *z, ms_model *m, ms_device *d, const int32_t *order, int n, int i) {

@@ -1,17 +1,18 @@
 #!/bin/bash
 # kernels/bench/offload_run.sh — one device call for optimizer offload (issue 8):
-# the offload GPU spec, the offload overhead on a model that fits both ways
-# (1B shape, 131 K tokens a step, optimizer on the GPU vs all of it on the
-# CPU), Llama-3-8B on one H200 (throughput on random tokens, then 50 steps
+# the offload GPU spec, the host AdamW next to torch's fused CPU AdamW, the
+# offload overhead on a model that fits both ways (1B shape, 131 K tokens a
+# step in two micro-batches of 16 sequences, optimizer on the GPU vs all of it
+# on the CPU), Llama-3-8B on one H200 (throughput on random tokens, then 50 steps
 # on Llama-3-tokenized text), the PyTorch 8B peer (pure bf16), peak GPU and
 # host memory against the plan, and a table last. Logs go to $OUT.
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
-#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
-# Environment: PARTS (default "spec overhead 8b loss peer") picks the parts.
+#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-adamw build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
+# Environment: PARTS (default "spec adamw overhead 8b loss peer") picks the parts.
 set -u
 OUT=${OUT:-/tmp}
-PARTS=${PARTS:-spec overhead 8b loss peer}
+PARTS=${PARTS:-spec adamw overhead 8b loss peer}
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 lscpu | grep -E "^Model name|^CPU\(s\)" ; grep MemTotal /proc/meminfo
@@ -44,17 +45,23 @@ if has spec; then
   echo "offload_tracks exit ${PIPESTATUS[0]}" | tee -a $OUT/bench.log
 fi
 
+if has adamw; then
+  echo "==== host AdamW next to torch.optim.AdamW(fused=True), one Llama-3-8B block, 16 threads"
+  OUT=$OUT timeout 150 bash kernels/bench/adamw_run.sh 218112000 16 2>&1 | tail -8 | tee -a $OUT/bench.log
+fi
+
 if has overhead || has 8b; then
   python3 kernels/bench/random_shard.py $scratch/train.bin 128256 4000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 fi
 RANDOM_DATA="data.tokenizer=bytes data.train=$scratch/train.bin data.val=$scratch/val.bin train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 checkpoint.every=0"
 
 if has overhead; then
-  echo "==== offload overhead: 1B shape, T=4096, 32 sequences (131 K tokens) a step"
+  echo "==== offload overhead: 1B shape, T=4096, 2 micro-batches of 16 sequences (131 K tokens) a step"
   for off in none cpu; do
     rm -rf $scratch/o-$off
-    timeout 200 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=32 train.steps=4 train.warmup=1 \
-      train.checkpoint_activations=false offload.optimizer=$off offload.ratio=1 $RANDOM_DATA --run-dir $scratch/o-$off \
+    timeout 200 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=32 train.micro_batch=16 train.steps=5 \
+      train.warmup=1 train.checkpoint_activations=false train.selective_checkpoint=true offload.optimizer=$off \
+      offload.ratio=1 $RANDOM_DATA --run-dir $scratch/o-$off \
       >$OUT/overhead-$off.log 2>&1 || tail -5 $OUT/overhead-$off.log
     echo "BENCH offload-overhead $off: $(rate $scratch/o-$off) tokens/s" | tee -a $OUT/bench.log
   done

@@ -132,7 +132,7 @@ M.sections = {
     { key = "optimizer", type = "enum", values = { "none", "cpu", "auto" }, default = "none",
       doc = "cpu: the fp32 master weights and Adam moments of the offloaded units live in pinned host memory and a CPU AdamW updates them while the GPU goes on; auto: offload only when the plan does not fit the device otherwise" },
     { key = "params", type = "enum", values = { "none", "cpu" }, default = "none",
-      doc = "cpu (zero.stage 3): each unit's compute parameters live in pinned host memory and stream to the device just before the unit computes" },
+      doc = "cpu (zero.stage 3, optimizer = cpu): each offloaded unit's shard of the compute parameters lives in pinned host memory, where the host updates it, and streams up just before the unit is gathered" },
     { key = "ratio", type = "number", min = 0, max = 1, default = 1,
       doc = "with optimizer = cpu: the fraction of the optimizer state offloaded, in whole units (the rest stays on the device and is updated there at the same time)" },
     { key = "overlap", type = "bool", default = true,

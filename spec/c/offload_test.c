@@ -176,3 +176,27 @@ TEST(offload_bf16_tracks_the_device) {
     fixture_remove(dir);
     return 0;
 }
+
+/* offload.params at stage 3: the shards of the offloaded units live on the
+ * host (the persistent tied embedding stays on the device); refused, saying
+ * what it needs, at other stages or without the optimizer offloaded. */
+TEST(offload_params_moves_the_shards_to_the_host) {
+    ms_config c = config("/nonexistent", 1.0f, MS_PRECISION_BF16);
+    c.train_path = c.val_path = NULL;
+    c.world_size = 2;
+    c.train.batch = 8;
+    c.zero_stage = 3;
+    ms_plan p0, p1;
+    CHECK_OK(ms_plan_compute(&c, &p0));
+    c.offload_params = 1;
+    CHECK_OK(ms_plan_compute(&c, &p1));
+    CHECK(p0.host_bytes.params > 0 && p1.host_bytes.params > p0.host_bytes.params);
+    CHECK(p1.device_bytes.params < p0.device_bytes.params);
+    CHECK(p1.device_bytes.params + p1.host_bytes.params == p0.device_bytes.params + p0.host_bytes.params);
+    c.zero_stage = 2;
+    CHECK_FAILS(ms_plan_compute(&c, &p1), MS_ERR_INVALID, "it needs zero.stage = 3 and offload.optimizer = \"cpu\"");
+    c.zero_stage = 3;
+    c.offload_optimizer = 0;
+    CHECK_FAILS(ms_plan_compute(&c, &p1), MS_ERR_INVALID, "(got stage 3, optimizer \"none\")");
+    return 0;
+}

@@ -14,10 +14,12 @@
 
 enum { STEPS = 30, MAX_WORLD = 4 };
 
-/* offload < 0: none; else the share of the optimizer state offloaded. */
+/* offload < 0: none; else the share of the optimizer state offloaded (at
+ * stage 3 with the parameter shards too). */
 static ms_config tiny(const char *dir, int stage, float offload) {
     ms_config c = fixture_tiny(dir);
     c.offload_optimizer = offload >= 0;
+    c.offload_params = offload >= 0 && stage == 3;
     c.offload_ratio = offload >= 0 ? offload : 1.0f;
     c.train.micro_batch = 2;
     c.train.steps = STEPS;
@@ -159,7 +161,8 @@ TEST(zero_stages_match_one_rank) {
 
 /* Optimizer offload changes where the update runs, not what it computes:
  * every stage at world 2 with half or all of the optimizer state on the
- * host gives the one-rank losses (fp32, the same AdamW kernel). */
+ * host (at stage 3 the parameter shards too) gives the one-rank losses
+ * (fp32, the same AdamW kernel). */
 TEST(zero_offload_matches_one_rank) {
     char dir[64];
     CHECK(fixture_shards(dir, sizeof dir) == 0);
