@@ -75,7 +75,7 @@ endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
 SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
 
-.PHONY: fuzz asan-build asan-parts test-asan test-asan-short test-gpu all deps data data-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
+.PHONY: fuzz asan-build asan-parts test-asan test-asan-short test-gpu all deps data data-llama3 data-kjv-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
 
 cuda-note:
@@ -280,6 +280,11 @@ $(LLAMA3)/tokenizer.json:
 	@echo "$(LLAMA3_JSON_SHA256)  $@.unverified" | sha256sum --check --quiet - || { \
 	  echo "data-llama3: $@ does not have the pinned sha256 $(LLAMA3_JSON_SHA256); not installed" >&2; exit 1; }
 	mv $@.unverified $@
+
+# The KJV in Llama 3 tokens (recipes/llama-3-8b-h200.lua trains on it).
+data-kjv-llama3: data/kjv-llama3/train-00000.bin
+data/kjv-llama3/train-00000.bin: data/kjv/train.bin $(LLAMA3)/tokenizer.model
+	$(BUILD)/moonspeed tokenize --tokenizer $(LLAMA3)/tokenizer.model --val-fraction 0.05 --out data/kjv-llama3 data/kjv/kjv.txt
 
 # The manifest validator's packages (ajv, yaml; spec/k8s/validate.js), pinned by
 # spec/k8s/package-lock.json, installed from npm into spec/k8s/node_modules (never committed).

@@ -5,11 +5,11 @@
 -- and a sequence of 8192 tokens keeps tens of GB of activations: together
 -- they do not fit. offload.optimizer = "auto" keeps on the GPU all the
 -- optimizer state that fits and moves the rest, in whole units from the last
--- block back, to pinned host memory, where the CPU updates it while the GPU
--- starts the next step (`moonspeed plan` on the machine names the units).
--- Selective checkpointing recomputes only the norms and SwiGLU, which leaves
--- more room for optimizer state than keeping everything. 16 sequences a step
--- (131 K tokens) give the CPU the next forward to finish in.
+-- block back, to pinned host memory, where the CPU updates each unit as its
+-- gradient arrives during the backward (`moonspeed plan` on the machine names
+-- the units). Selective checkpointing recomputes only the norms and SwiGLU,
+-- which leaves more room for optimizer state than keeping everything. The
+-- data: the KJV in Llama 3 tokens (make data-kjv-llama3).
 return extend("llama-3-8b.lua", {
   device = "cuda",
   train = {
