@@ -483,7 +483,8 @@ static ms_status use_device(nc *n, const ms_world *w, ms_device *d) {
         return ms_fail(MS_ERR_INVALID, "the NCCL communicator works on a CUDA device's buffers; got the %s device",
                        d && d->name ? d->name : "NULL");
     n->compute = (cudaStream_t)ms_cuda_compute_stream(d);
-    if (!n->compute) return ms_fail(MS_ERR_STATE, "the NCCL communicator needs a started CUDA device; start() it first");
+    if (!n->compute)
+        return ms_fail(MS_ERR_STATE, "the NCCL communicator needs a started CUDA device; start() it first");
     n->gpu = ms_cuda_gpu(d);
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
