@@ -40,7 +40,6 @@
 #ifdef MS_HAVE_CUDA
 #include <dlfcn.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <time.h>
 
 #include <cuda_runtime.h>
@@ -106,17 +105,14 @@ static void abort_comm(nc *n) {
     n->comm = NULL;
 }
 
-/* Latch the failure, abort NCCL's communicator, return the status. */
-static ms_status fail(nc *n, ms_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static ms_status fail(nc *n, ms_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(n->failure, sizeof n->failure, fmt, ap);
-    va_end(ap);
-    n->failed = 1;
+static ms_status aborted(nc *n, ms_status st) {
     abort_comm(n);
-    return ms_fail(st, "%s", n->failure);
+    return st;
 }
+
+/* Latches the failure (later calls refuse, repeating it) and aborts NCCL's
+ * communicator, after the message is made (it may ask NCCL for details). */
+#define fail(n, st, ...) aborted(n, ms_comm_latch((n)->failure, sizeof (n)->failure, &(n)->failed, st, __VA_ARGS__))
 
 static ms_status refuse_if_failed(nc *n, const char *what) {
     if (!n->failed) return MS_OK;

@@ -9,6 +9,8 @@
  * the caller's (ms_comm_single_with_copy): a device copy, ordered on the
  * device's stream like any other work there.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,15 @@ ms_status ms_comm_check(const ms_comm *c, int kind, const void *send, const void
         return ms_fail(MS_ERR_INVALID, "%s: %s buffer is NULL with count %lld", what, !send ? "the send" : "the recv",
                        (long long)count);
     return MS_OK;
+}
+
+ms_status ms_comm_latch(char *failure, size_t len, int *failed, ms_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(failure, len, fmt, ap);
+    va_end(ap);
+    *failed = 1;
+    return ms_fail(st, "%s", failure);
 }
 
 static ms_status finish(ms_comm *c, int kind, int64_t bytes, double t0) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "comm_ranks.h"
 #include "comm/comm.h"
 #include "core/status.h"
 #include "device/device.h"
@@ -86,16 +87,8 @@ TEST(comm_single_with_copy_moves_through_the_copy) {
     return 0;
 }
 
-static ms_world one_rank(void) {
-    ms_world w;
-    memset(&w, 0, sizeof w);
-    w.world = w.local_world = 1;
-    w.source = "spec";
-    return w;
-}
-
 TEST(comm_nccl_names_a_library_it_cannot_load) {
-    ms_world w = one_rank();
+    ms_world w = world_of_one();
     ms_device d;
     ms_device_init_cpu(&d, MS_PRECISION_FP32, 1);
     ms_comm *c = (ms_comm *)&w;   /* must come back NULL */
@@ -115,7 +108,7 @@ TEST(comm_nccl_names_a_library_it_cannot_load) {
 }
 
 TEST(comm_nccl_refuses_what_it_cannot_serve) {
-    ms_world w = one_rank();
+    ms_world w = world_of_one();
     ms_device d;
     ms_device_init_cpu(&d, MS_PRECISION_FP32, 1);
     ms_comm *c = NULL;

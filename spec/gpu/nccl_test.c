@@ -38,12 +38,20 @@ static void *take(ms_device *d, int64_t bytes) {
     return p;
 }
 
-static ms_world world_of_one(void) {
-    ms_world w;
-    memset(&w, 0, sizeof w);
-    w.world = w.local_world = 1;
-    w.source = "spec";
-    return w;
+/* A CUDA device on GPU 0 and the NCCL communicator of a world of one over it. */
+static int open_one(ms_device *d, ms_comm **c) {
+    if (open_gpu(d, 0)) return 1;
+    ms_world w = world_of_one();
+    CHECK_OK(ms_comm_nccl(&w, NULL, d, 20000, c));
+    return 0;
+}
+
+/* Drains and destroys c, stops d; 0 when that went well. */
+static int close_one(ms_device *d, ms_comm *c) {
+    CHECK_OK(ms_comm_drain(c));
+    c->destroy(c);
+    d->stop(d);
+    return 0;
 }
 
 /* Starts kind on count elements (broadcast: bytes) and waits; dst = src in place. */
@@ -79,10 +87,8 @@ static int same_bytes(const char *what, const void *got, const void *want, int64
 
 TEST(nccl_one_rank_collectives) {
     ms_device D, *d = &D;
-    if (open_gpu(d, 0)) return 1;
-    ms_world w = world_of_one();
     ms_comm *c = NULL;
-    CHECK_OK(ms_comm_nccl(&w, NULL, d, 20000, &c));
+    if (open_one(d, &c)) return 1;
     CHECK(strcmp(c->name, "nccl") == 0 && strncmp(c->provider, "nccl 2.", 7) == 0 && c->world == 1);
     static const int64_t counts[] = {0, 1, 7, 1000, 4097};
     static const int kinds[] = {MS_COMM_ALL_GATHER, MS_COMM_REDUCE_SCATTER, MS_COMM_ALL_REDUCE};
@@ -134,9 +140,7 @@ TEST(nccl_one_rank_collectives) {
         CHECK_MSG(s >= 0 && s < 10 && (k == MS_COMM_BROADCAST || s > 0), "%s: %g s", ms_comm_kind_name(k), s);
     }
     CHECK(c->stats.calls[MS_COMM_BARRIER] == 1 && c->stats.bytes[MS_COMM_BARRIER] == 0);
-    c->destroy(c);
-    d->stop(d);
-    return 0;
+    return close_one(d, c);
 }
 
 /* The compute stream writes the input just before the collective and reads
@@ -145,10 +149,8 @@ TEST(nccl_one_rank_collectives) {
  * for an unordered collective to read the old input. */
 TEST(nccl_orders_against_the_compute_stream) {
     ms_device D, *d = &D;
-    if (open_gpu(d, 0)) return 1;
-    ms_world w = world_of_one();
     ms_comm *c = NULL;
-    CHECK_OK(ms_comm_nccl(&w, NULL, d, 20000, &c));
+    if (open_one(d, &c)) return 1;
     int64_t n = (int64_t)1 << 24;
     float *hx = malloc(4 * (size_t)n), *hy = malloc(4 * (size_t)n), *back = malloc(4 * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
@@ -173,18 +175,14 @@ TEST(nccl_orders_against_the_compute_stream) {
     }
     CHECK_OK(ms_comm_drain(c));
     CHECK(c->stats.calls[MS_COMM_ALL_REDUCE] == 3 && c->stats.bytes[MS_COMM_ALL_REDUCE] == 3 * 4 * n);
-    c->destroy(c);
-    d->stop(d);
-    return 0;
+    return close_one(d, c);
 }
 
 /* 64 requests are the pool: the 65th without a wait is refused, and waiting frees them. */
 TEST(nccl_request_pool_is_bounded) {
     ms_device D, *d = &D;
-    if (open_gpu(d, 0)) return 1;
-    ms_world w = world_of_one();
     ms_comm *c = NULL;
-    CHECK_OK(ms_comm_nccl(&w, NULL, d, 20000, &c));
+    if (open_one(d, &c)) return 1;
     float *x = take(d, 4 * 1024);
     d->zero(d, x, 4 * 1024);
     ms_comm_req *q[64], *extra = NULL;
@@ -198,9 +196,7 @@ TEST(nccl_request_pool_is_bounded) {
     }
     CHECK_OK(ms_comm_drain(c));
     CHECK(c->stats.calls[MS_COMM_ALL_REDUCE] == 264);
-    c->destroy(c);
-    d->stop(d);
-    return 0;
+    return close_one(d, c);
 }
 
 TEST(nccl_names_a_missing_library_then_loads_the_real_one) {
@@ -215,9 +211,7 @@ TEST(nccl_names_a_missing_library_then_loads_the_real_one) {
     unsetenv("MS_NCCL_LIBRARY");
     CHECK_OK(ms_comm_nccl(&w, NULL, d, 20000, &c));
     CHECK_OK(c->barrier(c));
-    c->destroy(c);
-    d->stop(d);
-    return 0;
+    return close_one(d, c);
 }
 
 static void device_copy(void *ctx, void *dst, const void *src, int64_t bytes) {
@@ -245,9 +239,7 @@ TEST(single_copies_device_buffers) {
         if (same_bytes(ms_comm_kind_name(kinds[k]), back, h, 2 * n)) return 1;
     }
     CHECK(c->stats.bytes[MS_COMM_ALL_GATHER] == 2 * n);
-    c->destroy(c);
-    d->stop(d);
-    return 0;
+    return close_one(d, c);
 }
 
 /* ---- two ranks, one GPU each -------------------------------------------- */
@@ -286,14 +278,20 @@ static void store_sum(void *buf, int64_t at, int64_t i, int32_t dtype, int world
     store(buf, at, dtype, s);
 }
 
+/* Rank `rank` of job: its GPU (GPU rank), the host communicator, NCCL's over both. */
+static int open_rank(const rank_job *job, int rank, ms_device *d, ms_comm **host, ms_comm **c) {
+    if (open_gpu(d, rank)) return 1;
+    CHECK_OK(job_comm(job, rank, host));
+    ms_world w = job_world(job, rank);
+    CHECK_OK(ms_comm_nccl(&w, *host, d, job->timeout_ms, c));
+    return 0;
+}
+
 static int two_rank_collectives(int rank, void *arg) {
     const rank_job *job = arg;
     ms_device D, *d = &D;
-    if (open_gpu(d, rank)) return 1;
     ms_comm *host = NULL, *c = NULL;
-    CHECK_OK(job_comm(job, rank, &host));
-    ms_world w = job_world(job, rank);
-    CHECK_OK(ms_comm_nccl(&w, host, d, job->timeout_ms, &c));
+    if (open_rank(job, rank, d, &host, &c)) return 1;
     int W = job->world;
     static const int64_t counts[] = {0, 1, 7, 4097};
     int64_t bytes[MS_COMM_KINDS] = {0};
@@ -358,11 +356,8 @@ static int two_rank_collectives(int rank, void *arg) {
 static int two_rank_missing_peer(int rank, void *arg) {
     const rank_job *job = arg;
     ms_device D, *d = &D;
-    if (open_gpu(d, rank)) return 1;
     ms_comm *host = NULL, *c = NULL;
-    CHECK_OK(job_comm(job, rank, &host));
-    ms_world w = job_world(job, rank);
-    CHECK_OK(ms_comm_nccl(&w, host, d, job->timeout_ms, &c));
+    if (open_rank(job, rank, d, &host, &c)) return 1;
     if (rank == 1) {
         sleep(3 * (unsigned)job->timeout_ms / 1000 + 2);
         return 0;   /* leaves without a goodbye */
