@@ -588,18 +588,7 @@ static ms_status setup(nc *n, const ms_world *w, ms_comm *host, ms_device *d) {
     return MS_OK;
 }
 
-ms_status ms_comm_nccl(const ms_world *w, ms_comm *host, ms_device *d, int32_t timeout_ms, ms_comm **out) {
-    if (!out) return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: out is NULL");
-    *out = NULL;
-    if (!w || w->world < 1 || w->rank < 0 || w->rank >= w->world)
-        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: the world is missing or its rank is outside it");
-    if (timeout_ms <= 0) return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: timeout_ms %d is not positive", timeout_ms);
-    if (!host && w->world > 1)
-        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: a world of %d needs a host communicator to hand out NCCL's "
-                       "unique id", w->world);
-    if (host && (host->world != w->world || host->rank != w->rank))
-        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: the host communicator is rank %d of %d, the world rank %d of %d",
-                       host->rank, host->world, w->rank, w->world);
+static ms_status create(const ms_world *w, ms_comm *host, ms_device *d, int32_t timeout_ms, ms_comm **out) {
     nc *n = calloc(1, sizeof *n);
     if (!n) return ms_fail(MS_ERR_NOMEM, "nccl: out of memory");
     n->c = (ms_comm){.name = "nccl", .rank = w->rank, .world = w->world, .timeout_ms = timeout_ms, .impl = n,
@@ -621,11 +610,25 @@ ms_status ms_comm_nccl(const ms_world *w, ms_comm *host, ms_device *d, int32_t t
 
 #else
 
-ms_status ms_comm_nccl(const ms_world *w, ms_comm *host, ms_device *d, int32_t timeout_ms, ms_comm **out) {
-    (void)w, (void)host, (void)d, (void)timeout_ms;
-    if (out) *out = NULL;
+static ms_status create(const ms_world *w, ms_comm *host, ms_device *d, int32_t timeout_ms, ms_comm **out) {
+    (void)w, (void)host, (void)d, (void)timeout_ms, (void)out;
     return ms_fail(MS_ERR_STATE, "the NCCL communicator: this moonspeed was built without the CUDA backend (nvcc "
                    "was not found); rebuild where the CUDA toolkit is installed");
 }
 
 #endif
+
+ms_status ms_comm_nccl(const ms_world *w, ms_comm *host, ms_device *d, int32_t timeout_ms, ms_comm **out) {
+    if (!out) return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: out is NULL");
+    *out = NULL;
+    if (!w || w->world < 1 || w->rank < 0 || w->rank >= w->world)
+        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: the world is missing or its rank is outside it");
+    if (timeout_ms <= 0) return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: timeout_ms %d is not positive", timeout_ms);
+    if (!host && w->world > 1)
+        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: a world of %d needs a host communicator to hand out NCCL's "
+                       "unique id", w->world);
+    if (host && (host->world != w->world || host->rank != w->rank))
+        return ms_fail(MS_ERR_INVALID, "ms_comm_nccl: the host communicator is rank %d of %d, the world rank %d of %d",
+                       host->rank, host->world, w->rank, w->world);
+    return create(w, host, d, timeout_ms, out);
+}
