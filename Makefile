@@ -73,7 +73,7 @@ LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcud
 HEADERS   += $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 endif
 SPEC_GPU_SRC := $(wildcard spec/gpu/*.c)
-SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o
+SPEC_GPU_OBJ := $(SPEC_GPU_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/spec/c/main.o $(BUILD)/obj/spec/c/comm_ranks.o
 
 .PHONY: fuzz asan-build asan-parts test-asan test-asan-short test-gpu all deps data data-llama3 data-kjv-llama3 bench-tokenizer run test spec-c install clean cuda-note spec-node k8s
 all: cuda-note $(BUILD)/moonspeed $(BUILD)/libmoonspeed.so $(BUILD)/lua/moonspeed/cdef.lua
@@ -112,7 +112,7 @@ $(BUILD)/spec-c: $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) $(SAN) -fopenmp -o $@ $(SPEC_C_OBJ) $(BUILD)/libmoonspeed.a $(SHARED_DEPS) $(LDLIBS)
 
 # The GPU specs: every op against the CPU backend, a tiny model's step and a
-# short run (spec/gpu), then `moonspeed run` on the GPU against the CPU
+# short run, the NCCL communicator (spec/gpu), then `moonspeed run` on the GPU against the CPU
 # (spec/gpu/run_tracks_cpu.sh; needs make data). Needs nvcc to build and a GPU to run; `make test` never runs them.
 $(BUILD)/spec-gpu: $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $(SPEC_GPU_OBJ) $(BUILD)/libmoonspeed.a $(STATIC_LIBS) $(LDLIBS)

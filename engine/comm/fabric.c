@@ -35,7 +35,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,15 +53,8 @@
  * Failure
  * -------------------------------------------------------------------------- */
 
-static ms_status fail(fab *f, ms_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static ms_status fail(fab *f, ms_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->failure, sizeof f->failure, fmt, ap);
-    va_end(ap);
-    f->failed = 1;
-    return ms_fail(st, "%s", f->failure);
-}
+/* Latches the failure: later calls refuse, repeating it. */
+#define fail(f, st, ...) ms_comm_latch((f)->failure, sizeof (f)->failure, &(f)->failed, st, __VA_ARGS__)
 
 /* Removes the shared-memory region a dead rank of the shm provider left behind. */
 void fab_remove_region(fab *f, int32_t rank) {

@@ -18,6 +18,11 @@ const char *ms_comm_kind_name(int kind);
 ms_status ms_comm_check(const ms_comm *c, int kind, const void *send, const void *recv, int64_t count,
                         int32_t dtype, ms_comm_req **req);
 
+/* Latches a communicator's failure: formats it into failure (len bytes), sets
+ * *failed, makes it the thread's error and returns st (single.c). */
+ms_status ms_comm_latch(char *failure, size_t len, int *failed, ms_status st, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 static inline int64_t ms_comm_elem_size(int32_t dtype) { return dtype == MS_BF16 ? 2 : 4; }
 
 /* bf16 stored as uint16: widen exactly; narrow with round to nearest even (NaN kept, quiet). */

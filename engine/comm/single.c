@@ -5,8 +5,12 @@
  * to recv (bf16 copies bit for bit: a sum of one term rounds to itself), in
  * place it does nothing. Requests are never needed: each call completes
  * before it returns and hands back NULL. The counters count all the same, so
- * metrics read the same at every world size.
+ * metrics read the same at every world size. Over device memory the copy is
+ * the caller's (ms_comm_single_with_copy): a device copy, ordered on the
+ * device's stream like any other work there.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +44,15 @@ ms_status ms_comm_check(const ms_comm *c, int kind, const void *send, const void
     return MS_OK;
 }
 
+ms_status ms_comm_latch(char *failure, size_t len, int *failed, ms_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(failure, len, fmt, ap);
+    va_end(ap);
+    *failed = 1;
+    return ms_fail(st, "%s", failure);
+}
+
 static ms_status finish(ms_comm *c, int kind, int64_t bytes, double t0) {
     c->stats.calls[kind]++;
     c->stats.bytes[kind] += bytes;
@@ -47,12 +60,22 @@ static ms_status finish(ms_comm *c, int kind, int64_t bytes, double t0) {
     return MS_OK;
 }
 
+/* How an out-of-place collective moves bytes: memmove, or the caller's copy. */
+typedef struct single_impl {
+    ms_comm_copy_fn copy;
+    void *ctx;
+} single_impl;
+
 static ms_status copy_op(ms_comm *c, int kind, const void *send, void *recv, int64_t count, int32_t dtype,
                          ms_comm_req **req) {
     double t0 = ms_comm_now();
     TRY(ms_comm_check(c, kind, send, recv, count, dtype, req));
     int64_t bytes = count * ms_comm_elem_size(dtype);
-    if (count > 0 && send != recv) memmove(recv, send, (size_t)bytes);
+    const single_impl *s = c->impl;
+    if (count > 0 && send != recv) {
+        if (s->copy) s->copy(s->ctx, recv, send, bytes);
+        else memmove(recv, send, (size_t)bytes);
+    }
     return finish(c, kind, bytes, t0);
 }
 
@@ -97,10 +120,19 @@ static ms_status single_progress(ms_comm *c) {
 
 static void single_destroy(ms_comm *c) { free(c); }
 
-ms_status ms_comm_single(ms_comm **out) {
+/* The communicator and its impl in one allocation. */
+typedef struct single_comm {
+    ms_comm c;
+    single_impl s;
+} single_comm;
+
+ms_status ms_comm_single_with_copy(ms_comm_copy_fn copy, void *ctx, ms_comm **out) {
     if (!out) return ms_fail(MS_ERR_INVALID, "ms_comm_single: out is NULL");
-    ms_comm *c = calloc(1, sizeof *c);
-    if (!c) return ms_fail(MS_ERR_NOMEM, "ms_comm_single: out of memory");
+    single_comm *sc = calloc(1, sizeof *sc);
+    if (!sc) return ms_fail(MS_ERR_NOMEM, "ms_comm_single: out of memory");
+    sc->s = (single_impl){.copy = copy, .ctx = ctx};
+    ms_comm *c = &sc->c;
+    c->impl = &sc->s;
     c->name = "single";
     c->provider = "none";
     c->rank = 0;
@@ -117,3 +149,5 @@ ms_status ms_comm_single(ms_comm **out) {
     *out = c;
     return MS_OK;
 }
+
+ms_status ms_comm_single(ms_comm **out) { return ms_comm_single_with_copy(NULL, NULL, out); }

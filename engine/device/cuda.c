@@ -559,6 +559,25 @@ ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) 
     };
     return MS_OK;
 }
+
+/* ---- for the NCCL communicator (cuda.h) -------------------------------------- */
+
+void *ms_cuda_compute_stream(const ms_device *d) { return impl_of(d) ? (void *)impl_of(d)->stream : NULL; }
+
+int32_t ms_cuda_gpu(const ms_device *d) { return impl_of(d) ? impl_of(d)->device : 0; }
+
+ms_status ms_cuda_use_gpu(ms_device *d, int32_t gpu) {
+    cuda_impl *c = impl_of(d);
+    if (!c || d->kind != MS_DEVICE_CUDA) return ms_fail(MS_ERR_INVALID, "ms_cuda_use_gpu: not a CUDA device");
+    if (c->stream) return ms_fail(MS_ERR_STATE, "ms_cuda_use_gpu: the device has started on GPU %d already", c->device);
+    int count;
+    TRY(gpu_count(&count));
+    if (gpu < 0 || gpu >= count)
+        return ms_fail(MS_ERR_INVALID, "cuda: GPU %d does not exist: this process sees %d GPU%s (0..%d)", gpu, count,
+                       count == 1 ? "" : "s", count - 1);
+    c->device = gpu;
+    return MS_OK;
+}
 #else
 typedef int ms_cuda_not_built; /* nvcc was not found: no CUDA backend in this build */
 #endif

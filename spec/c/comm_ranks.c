@@ -24,6 +24,14 @@ int free_port(void) {
     return ntohs(a.sin_port);
 }
 
+ms_world world_of_one(void) {
+    ms_world w;
+    memset(&w, 0, sizeof w);
+    w.world = w.local_world = 1;
+    w.source = "spec";
+    return w;
+}
+
 ms_world job_world(const rank_job *job, int rank) {
     ms_world w;
     memset(&w, 0, sizeof w);

@@ -34,6 +34,8 @@ int spawn_rank(int rank, rank_fn body, void *arg);
 /* Waits for pid up to limit_s (then kills it); returns its wait status. */
 int reap(int pid, double limit_s);
 
+/* A world of one rank that met nobody (world = local world = 1). */
+ms_world world_of_one(void);
 /* The world of `rank` in job (127.0.0.1, job->port, token). */
 ms_world job_world(const rank_job *job, int rank);
 /* ms_comm_create for `rank` of job. */
