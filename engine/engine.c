@@ -148,6 +148,38 @@ static void stage_batch(ms_engine *e, int B, int T) {
     d->upload(d, m->targets, e->stage.targets, n);
 }
 
+#ifdef MS_HAVE_CUDA
+static void device_copy(void *ctx, void *dst, const void *src, int64_t bytes) {
+    ms_device *d = ctx;
+    d->copy(d, dst, src, bytes);
+}
+#endif
+
+/* Start the device, and the communicator over its buffers where the host's
+ * will not do: on GPUs, NCCL between ranks (each local rank on its own GPU),
+ * device copies for one rank. */
+static ms_status start_device(ms_engine *e) {
+    int32_t timeout = e->cfg.comm_timeout_ms ? e->cfg.comm_timeout_ms : 300000;
+#ifdef MS_HAVE_CUDA
+    if (e->dev.kind == MS_DEVICE_CUDA && e->world.world > 1) {
+        ms_status st = ms_cuda_use_gpu(&e->dev, e->world.local_rank);
+        if (st != MS_OK)
+            return ms_fail_context(st, "local rank %d of %d on this node needs a GPU of its own", e->world.local_rank,
+                                   e->world.local_world);
+    }
+    TRY(e->dev.start(&e->dev));
+    if (e->dev.kind == MS_DEVICE_CUDA) {
+        TRY(e->world.world > 1 ? ms_comm_nccl(&e->world, e->comm, &e->dev, timeout, &e->dev_comm)
+                               : ms_comm_single_with_copy(device_copy, &e->dev, &e->dev_comm));
+        e->zero.comm = e->dev_comm;
+    }
+    return MS_OK;
+#else
+    (void)timeout;
+    return e->dev.start(&e->dev);
+#endif
+}
+
 static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(ms_config_check(cfg));
     e->cfg = *cfg;
@@ -166,10 +198,6 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > e->world.local_world ? (int32_t)(cores / e->world.local_world) : 1;
     }
-    if (cfg->device == MS_DEVICE_CUDA && (e->world.world > 1 || cfg->zero_stage > 0))
-        return ms_fail(MS_ERR_INVALID, "device \"cuda\": one GPU with zero.stage = 0 only in this build (%d ranks, "
-                       "stage %d asked); ZeRO across GPUs needs the NCCL communicator, not built yet",
-                       e->world.world, cfg->zero_stage);
     TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, threads));
     TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
     ms_model *m = &e->model;
@@ -189,13 +217,13 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
                            &e->comm));
     else
         TRY(ms_comm_single(&e->comm));
-    ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm);
+    ms_zero_setup(&e->zero, cfg->zero_stage, cfg->zero_prefetch, e->comm, e->comm);
     TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd, cfg->offload_overlap));
 
     ms_layout sizing = {0}, host = {0};
     ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->dev, &sizing, &host);
     ms_plan_from_layout(cfg, m, &sizing, &host, &e->plan);
-    TRY(e->dev.start(&e->dev));
+    TRY(start_device(e));
     TRY(reserve_arenas(e, &sizing, &host));
     TRY(ms_offload_start(&e->offload));
 
@@ -231,6 +259,7 @@ void ms_engine_free(ms_engine *e) {
             e->dev.release(&e->dev, e->arenas[p].base);
             e->dev.host_release(&e->dev, e->host[p].base);
         }
+    if (e->dev_comm) e->dev_comm->destroy(e->dev_comm);
     if (e->dev.stop) e->dev.stop(&e->dev);
     if (e->comm) e->comm->destroy(e->comm);
     ms_dataset_close(&e->train);

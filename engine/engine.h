@@ -33,7 +33,8 @@ struct ms_engine {
     ms_device dev;
     ms_model model;
     ms_world world;                /* this rank and its world */
-    ms_comm *comm;                 /* `single` for one rank */
+    ms_comm *comm;                 /* over host buffers: `single` for one rank */
+    ms_comm *dev_comm;             /* over GPU buffers (NCCL; device copies for one rank), else NULL */
     ms_zero zero;
     ms_offload offload;            /* optimizer state of offloaded units, updated on the host */
     int32_t *order_fwd, *order_bwd; /* (n_units) the unit schedule of forward and backward */

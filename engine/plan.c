@@ -85,7 +85,7 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     ms_model m;
     TRY(ms_model_build(&m, cfg, w.rank, w.world, cfg->zero_stage));
     ms_zero z;
-    ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL);
+    ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL, NULL);
     ms_layout sizing = {0}, host = {0};
     ms_staging stage;
     ms_offload o = {.overlap = cfg->offload_overlap};

@@ -31,14 +31,15 @@ typedef struct unit_header {
     uint64_t numel;
 } unit_header;
 
-/* The whole unit's master weights, gathered from their owners into full (padded). */
+/* The whole unit's master weights, gathered from their owners into full
+ * (padded, host memory): each rank's part brought down into its place, then
+ * gathered in place over the host communicator. */
 static ms_status gather_master(ms_engine *e, ms_unit *u, float *full) {
-    if (!u->split.shard_optim) {
-        ms_stage_down(e, full, u->master, u->padded * 4);
-        return MS_OK;
-    }
+    int64_t owned = u->hi - u->lo;
+    ms_stage_down(e, full + u->lo, u->master, owned * 4);
+    if (!u->split.shard_optim) return MS_OK;
     ms_comm_req *req;
-    TRY(e->comm->all_gather(e->comm, u->master, full, u->hi - u->lo, MS_F32, &req));
+    TRY(e->comm->all_gather(e->comm, full + u->lo, full, owned, MS_F32, &req));
     return e->comm->wait(e->comm, req);
 }
 

@@ -8,11 +8,12 @@ static int32_t act_dtype(const ms_device *d) { return ms_act_bytes(d) == 2 ? MS_
 
 static int64_t shard_of(const ms_unit *u) { return u->padded / u->split.world; }
 
-void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm) {
+void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm, ms_comm *host) {
     memset(z, 0, sizeof *z);
     z->stage = stage;
     z->prefetch = prefetch; /* 0..MS_ZERO_MAX_SLOTS - 1: ms_config_check holds it there */
     z->comm = comm;
+    z->host = host;
     for (int s = 0; s < MS_ZERO_MAX_SLOTS; s++) z->slot_unit[s] = -1;
 }
 
@@ -26,7 +27,6 @@ void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout
     z->slots = gather ? z->prefetch + 1 : 0;
     for (int s = 0; s < z->slots; s++) z->slot[s] = ms_layout_take(l, MS_MEM_WORKSPACE, gather, ms_act_bytes(d));
     z->scratch = scratch ? ms_layout_take(l, MS_MEM_WORKSPACE, scratch, 4) : NULL;
-    z->sums = ms_layout_take(l, MS_MEM_WORKSPACE, 4, 4);
 }
 
 /* ---- parameters --------------------------------------------------------- */
@@ -156,6 +156,7 @@ ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d) {
 }
 
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out) {
+    TRY(ms_comm_drain(z->comm));
     double sum = 0;
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
@@ -167,11 +168,12 @@ ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out)
 }
 
 ms_status ms_zero_sum(ms_zero *z, double *values, int n) {
-    if (z->comm->world == 1) return MS_OK;
-    for (int i = 0; i < n; i++) z->sums[i] = (float)values[i];
+    if (z->host->world == 1) return MS_OK;
+    float sums[4];
+    for (int i = 0; i < n; i++) sums[i] = (float)values[i];
     ms_comm_req *req;
-    TRY(z->comm->all_reduce(z->comm, z->sums, z->sums, n, MS_F32, &req));
-    TRY(z->comm->wait(z->comm, req));
-    for (int i = 0; i < n; i++) values[i] = z->sums[i];
+    TRY(z->host->all_reduce(z->host, sums, sums, n, MS_F32, &req));
+    TRY(z->host->wait(z->host, req));
+    for (int i = 0; i < n; i++) values[i] = sums[i];
     return MS_OK;
 }

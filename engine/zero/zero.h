@@ -26,15 +26,17 @@
 
 typedef struct ms_zero {
     int32_t stage, prefetch, slots;
-    ms_comm *comm;
+    ms_comm *comm;                        /* over the device's buffers (NCCL on GPUs) */
+    ms_comm *host;                        /* over host buffers: scalars summed across ranks */
     void *slot[MS_ZERO_MAX_SLOTS];        /* (max padded) act: gathered parameters (stage 3) */
     int32_t slot_unit[MS_ZERO_MAX_SLOTS]; /* the unit a slot holds, -1 when free */
     ms_comm_req *slot_req[MS_ZERO_MAX_SLOTS];
     float *scratch;                       /* (max padded) fp32: gradients of the unit in backward */
-    float *sums;                          /* (4) fp32: scalars summed across ranks */
 } ms_zero;
 
-void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm);
+/* comm: over the device's buffers (may be set later, once the device has
+ * started); host: over host buffers (the same on the CPU). */
+void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm, ms_comm *host);
 /* Declare the shared buffers (gather slots, gradient scratch) to a layout pass. */
 void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout *l);
 
@@ -52,7 +54,8 @@ ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u);
 /* At the end of the step: all-reduce the gradients kept whole (stages 0 and 1). */
 ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d);
 
-/* Squared global gradient norm over every rank's owned gradients. */
+/* Squared global gradient norm over every rank's owned gradients (the host
+ * waits, with the communicator's deadline, for the collectives before). */
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out);
 /* Refresh the compute parameters from the owned master weights: of every
  * unit (all), or after a step of those updated on the device (the host
