@@ -955,6 +955,8 @@ local function lua_value(v)
   return tostring(v)
 end
 
+M.lua_value = lua_value
+
 -- Lua source for a resolved recipe; `header` lines become comments.
 function M.serialize(r, header)
   local out = {}
