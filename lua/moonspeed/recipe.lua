@@ -492,7 +492,13 @@ local function sandbox(file, idx, stack)
   end
 
   local sweep = require "moonspeed.sweep"
-  env.grid, env.zip = sweep.grid, sweep.zip
+  for _, name in ipairs({ "grid", "zip" }) do
+    env[name] = function(...)
+      local ok, v = pcall(sweep[name], ...)
+      if not ok then fail(call_site(name), v) end
+      return v
+    end
+  end
   function env.sweep(base, spec)
     local at = call_site("sweep")
     local base_t, origin
@@ -741,7 +747,7 @@ local function cross_check(r, at, explicit)
     local best
     for _, p in ipairs(related[path] or { path }) do
       local o = explicit[p]
-      if o and o:match("^override ") then return o end
+      if o and (o:match("^override ") or o:match(" %(variant %d+, ")) then return o end   -- the last layer set
       best = best or o
     end
     return best or at(path)
