@@ -42,7 +42,8 @@ function M.run_all(path, variants, opts, run_one, lead)
     if ok and status == 0 then
       done[#done + 1] = dir
     else
-      local why = ok and ("exit status " .. tostring(status)) or tostring(status)
+      local why = ok and ("exit status " .. tostring(status))
+        or tostring(status):gsub("^[^:\n]*moonspeed/[%w_]+%.lua:%d+: ", "")
       failed[#failed + 1] = ("variant %d (%s): %s"):format(v.index, v.label, why)
       io.stderr:write(("moonspeed: %s\n"):format(failed[#failed]))
       if ok and status and status > 128 then break end   -- stopped by a signal: the rest waits
