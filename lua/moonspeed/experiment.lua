@@ -167,12 +167,7 @@ function M.run_from_deepspeed(opts, pos, overrides, usage, default_base)
   if not pos[1] then usage("missing DS_CONFIG.json (a DeepSpeed config)") end
   local text, warnings = M.translate_file(pos[1], opts, overrides, default_base)
   for _, w in ipairs(warnings) do io.stderr:write("warning: ", w, "\n") end
-  if opts.output then
-    local ok, err = require("moonspeed.sys").write_file(opts.output, text)
-    if not ok then error(("cannot write %s: %s"):format(opts.output, tostring(err)), 0) end
-  else
-    io.stdout:write(text)
-  end
+  require("moonspeed.sys").output(opts.output, text)
   return 0
 end
 

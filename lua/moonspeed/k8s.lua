@@ -311,12 +311,7 @@ function M.run(opts, pos, overrides, load_recipe, usage)
     local r, info = load_recipe(pos[1], overrides)
     text = M.render(r, info)
   end
-  if opts.output then
-    local ok, err = require("moonspeed.sys").write_file(opts.output, text)
-    if not ok then error(("cannot write %s: %s"):format(opts.output, tostring(err)), 0) end
-  else
-    io.stdout:write(text)
-  end
+  require("moonspeed.sys").output(opts.output, text)
   return 0
 end
 

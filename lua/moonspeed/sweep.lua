@@ -89,23 +89,17 @@ local function as_variants(spec, what)
     end
     return variants(out)
   end
-  local out = { {} }
+  local axes = {}   -- one variant list per key, crossed by grid
   for _, k in ipairs(sorted_keys(spec)) do
     local values = spec[k]
     if type(values) ~= "table" or #values == 0 then
       error(("%s: the values of %s must be a non-empty list { ... }"):format(what, k), 0)
     end
-    local next_out = {}
-    for _, prefix in ipairs(out) do
-      for _, v in ipairs(values) do
-        local a = copy(prefix)
-        a[#a + 1] = { k, v }
-        next_out[#next_out + 1] = a
-      end
-    end
-    out = next_out
+    local axis = {}
+    for i, v in ipairs(values) do axis[i] = { { k, v } } end
+    axes[#axes + 1] = variants(axis)
   end
-  return variants(out)
+  return M.grid(unpack(axes))
 end
 M.as_variants = as_variants
 
