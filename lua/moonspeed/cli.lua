@@ -1,6 +1,6 @@
 -- lua/moonspeed/cli.lua — the `moonspeed` command line.
 --
---   moonspeed run [RECIPE] [overrides] [--run-dir DIR]
+--   moonspeed run [RECIPE|EXPERIMENT] [overrides] [--run-dir DIR] [--list] [--only N]   (experiment.lua)
 --   moonspeed plan [RECIPE] [overrides]
 --   moonspeed sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
 --   moonspeed export RUN_DIR --hf DIR [--dtype bf16|fp32] [--max-shard-size 5GB]   (hf.lua)
@@ -18,6 +18,9 @@
 --   moonspeed k8s RECIPE [overrides] [-o FILE]            (k8s.lua)
 --   moonspeed doctor [RECIPE] [overrides] [--json]         (doctor.lua)
 --   moonspeed attach [RUN_DIR] [--rank N] [--json]          (attach.lua, control.lua)
+--   moonspeed from-deepspeed DS_CONFIG.json [--hf-config F] [--base RECIPE] [--world N] [-o FILE]
+--                                                         (experiment.lua, deepspeed.lua)
+--   moonspeed compare RUN_DIR... [--plot FILE] [--json]    (compare.lua)
 --
 -- main(arg) returns the exit status: 0 ok, 1 failure (a bad recipe, an engine
 -- error), 2 bad usage. Errors are one message on stderr; MOONSPEED_DEBUG=1
@@ -120,6 +123,22 @@ local function command(name, c)
   order[#order + 1] = name
 end
 
+-- Warnings of a loaded recipe (DeepSpeed keys with no effect ...), on the lead rank only.
+local function show_warnings(info)
+  local rank = os.getenv("MS_RANK")
+  if rank and rank ~= "" and rank ~= "0" then return end
+  for _, w in ipairs(info.warnings or {}) do io.stderr:write("warning: ", w, "\n") end
+end
+
+-- The engine's own check of a resolved recipe; shows its warnings.
+local function check_recipe(path, r, info)
+  local engine = require "moonspeed.engine"
+  local problem = engine.config_problem(r)
+  if problem then error(("%s: the engine rejects this recipe: %s"):format(path, problem), 0) end
+  show_warnings(info)
+  return r, info
+end
+
 -- Loads and checks a recipe: schema, cross-key rules, then the engine's own check.
 local function load_recipe(path, overrides)
   local recipe = require "moonspeed.recipe"
@@ -128,10 +147,7 @@ local function load_recipe(path, overrides)
     error(("recipe %s does not exist"):format(path), 0)
   end
   local r, info = recipe.load(path, overrides)
-  local engine = require "moonspeed.engine"
-  local problem = engine.config_problem(r)
-  if problem then error(("%s: the engine rejects this recipe: %s"):format(path, problem), 0) end
-  return r, info
+  return check_recipe(path, r, info)
 end
 
 local function check_data(r, info)
@@ -178,7 +194,8 @@ end
 command("run", {
   summary = "train a recipe: progress, metrics, weights and a sample in a run directory",
   help = [[
-usage: moonspeed run [RECIPE] [section.key=value ...] [--run-dir DIR]
+usage: moonspeed run [RECIPE|EXPERIMENT] [section.key=value ...] [--run-dir DIR]
+                     [--list] [--only N]
 
 Trains RECIPE (default: recipes/default.lua) for train.steps steps, evaluating the
 held-out loss every train.eval_every steps and after the last. Overrides set recipe
@@ -198,20 +215,51 @@ Checkpoints (checkpoint.every, or asked for) go to checkpoint.dir, by default
 <run dir>/checkpoints; with checkpoint.resume = "auto" (the default) a run whose
 --run-dir or checkpoint.dir holds checkpoints resumes from the newest valid one.
 
+An EXPERIMENT is a recipe file returning sweep(base, variants): its variants run one
+after the other, each in its own run directory (<experiment>-<variant>-<time>, or
+DIR/<variant> with --run-dir DIR), then a table compares them (moonspeed compare).
+A failed variant does not stop the others; the exit status is then 1.
+
 options:
   --run-dir DIR   write the run here instead (must not hold a run already,
-                  unless it is resumed from its checkpoints)
+                  unless it is resumed from its checkpoints); for an
+                  experiment, the folder of its variants' run directories
   --stop-at STEP  stop after STEP (a checkpoint is saved), to resume later
+  --list          list an experiment's variants (number, name, values) and stop
+  --only N        run variant N of an experiment alone
 ]],
-  spec = { flags = { ["--run-dir"] = "string", ["--stop-at"] = "int" }, max_positional = 1, overrides = true },
+  spec = { flags = { ["--run-dir"] = "string", ["--stop-at"] = "int", ["--list"] = "bool", ["--only"] = "int" },
+           max_positional = 1, overrides = true },
   run = function(opts, pos, overrides)
+    local path = pos[1] or default_recipe()
+    if not require("moonspeed.sys").exists(path) then error(("recipe %s does not exist"):format(path), 0) end
+    local experiment = require "moonspeed.experiment"
+    local variants, is_exp, n = require("moonspeed.recipe").load_experiment(path, overrides, opts.only)
+    if opts.list then
+      if not is_exp then say(("%s is a recipe, not an experiment: one variant"):format(path)) return 0 end
+      for _, l in ipairs(experiment.list_lines(path, variants, n)) do say(l) end
+      return 0
+    end
+    local function one(r, info, run_dir)
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o["run-dir"] = run_dir
+      return M.run_one(path, r, info, o, overrides)
+    end
+    if not is_exp then return (one(variants[1].r, variants[1].info, opts["run-dir"])) end
+    local rank = os.getenv("MS_RANK")
+    return experiment.run_all(path, variants, opts, one, not rank or rank == "" or rank == "0")
+  end,
+})
+
+-- Trains one resolved recipe; returns the exit status and the run directory.
+function M.run_one(path, r, info, opts, overrides)
     local engine_mod = require "moonspeed.engine"
     local plan = require "moonspeed.plan"
     local sys = require "moonspeed.sys"
     local fmt = require "moonspeed.fmt"
     local recipe = require "moonspeed.recipe"
-    local path = pos[1] or default_recipe()
-    local r, info = load_recipe(path, overrides)
+    check_recipe(path, r, info)
     local offload_note = plan.resolve_offload(r)
     local p = plan.compute(r)
     p.offload_note = offload_note
@@ -225,7 +273,7 @@ options:
     end
     check_data(r, info)
     local e = engine_mod.new(r, nil, { info = info })
-    local status, ctl = 0, nil
+    local status, ctl, run_dir = 0, nil, nil
     local ok, err = pcall(function()
       -- with several ranks every rank makes the same (collective) engine calls;
       -- rank 0 alone writes the run directory and talks
@@ -233,6 +281,7 @@ options:
       local quiet = function() end
       local say = lead and say or quiet
       local dir = lead and new_run_dir(r, info, opts["run-dir"]) or opts["run-dir"]
+      run_dir = dir
       if not dir and r.checkpoint.dir == "" and r.checkpoint.every > 0 then
         error("with several ranks and checkpoint.every > 0 every rank must know where checkpoints go: "
           .. "give --run-dir (moonspeed launch does on one node) or set checkpoint.dir", 0)
@@ -298,9 +347,8 @@ options:
     if ctl then ctl:close() end
     e:free()
     if not ok then error(err, 0) end
-    return status
-  end,
-})
+    return status, run_dir
+end
 
 command("plan", {
   summary = "the memory plan of a recipe, and whether it fits this machine",
@@ -539,7 +587,11 @@ as `run` does, and prints the resolved recipe: every key, defaults filled in.
   spec = { flags = {}, max_positional = 1, overrides = true },
   run = function(_, pos, overrides)
     local path = pos[1] or default_recipe()
-    local r = load_recipe(path, overrides)
+    local r, info = load_recipe(path, overrides)
+    for _, tr in ipairs(info.deepspeed or {}) do   -- what each DeepSpeed key became
+      say(("-- %s (DeepSpeed):"):format(tr.file))
+      for _, l in ipairs(require("moonspeed.deepspeed").report(tr.entries, r)) do say("--   " .. l) end
+    end
     io.stdout:write(require("moonspeed.recipe").serialize(r, "resolved from " .. path ..
       (#overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")))
     return 0
@@ -581,6 +633,18 @@ do
     run = function(opts, pos, overrides)
       return require("moonspeed.k8s").run(opts, pos, overrides, load_recipe, usage)
     end })
+end
+
+do
+  local experiment = require "moonspeed.experiment"
+  local fd = experiment.from_deepspeed
+  command("from-deepspeed", { summary = fd.summary, help = fd.help, spec = fd.spec,
+    run = function(opts, pos, overrides)
+      return experiment.run_from_deepspeed(opts, pos, overrides, usage, default_recipe())
+    end })
+  local compare = require("moonspeed.compare")
+  command("compare", { summary = compare.command.summary, help = compare.command.help, spec = compare.command.spec,
+    run = function(opts, pos) return compare.run(opts, pos, usage, say) end })
 end
 
 local function overview()

@@ -179,6 +179,21 @@ end
 
 local function fail(path, msg) error({ path = path, msg = msg }, 0) end
 
+-- GPUs and ranks of one pod: cluster.gpus_per_node, else every GPU of the
+-- instance, else one CPU rank.
+function M.ranks_per_node(c)
+  if c.gpus_per_node > 0 then return c.gpus_per_node, c.gpus_per_node end
+  local inst = c.instance ~= "" and instances.get(c.instance) or nil
+  if inst then return inst.gpus, inst.gpus end
+  return 0, 1
+end
+
+-- The ranks of the whole job: cluster.nodes x ranks per node.
+function M.world(c)
+  local _, nproc = M.ranks_per_node(c)
+  return c.nodes * nproc
+end
+
 -- The facts of a resolved recipe's cluster, or raises { path, msg }:
 --   name, namespace, nodes, nproc, instance (a row or nil), gpus, efa,
 --   hugepages (a quantity or nil), cpu, memory, shm_size, env (a sorted list of
@@ -202,13 +217,7 @@ function M.derive(r, recipe_name)
   end
   d.instance = c.instance ~= "" and instances.get(c.instance) or nil
   local inst = d.instance
-  if c.gpus_per_node > 0 then
-    d.gpus, d.nproc = c.gpus_per_node, c.gpus_per_node
-  elseif inst then
-    d.gpus, d.nproc = inst.gpus, inst.gpus
-  else
-    d.gpus, d.nproc = 0, 1   -- a CPU job: one rank per pod
-  end
+  d.gpus, d.nproc = M.ranks_per_node(c)
   d.efa = inst and inst.efa or 0
   if c.hugepages == "auto" then
     d.hugepages = d.efa > 0 and instances.EFA_HUGEPAGES or nil

@@ -1,6 +1,6 @@
 -- lua/moonspeed/k8s.lua — `moonspeed k8s`: a recipe's Kubeflow Trainer manifests.
 --
---   moonspeed k8s RECIPE [section.key=value ...] [-o FILE]
+--   moonspeed k8s RECIPE|EXPERIMENT [section.key=value ...] [-o FILE] [--only N]
 --
 -- One multi-document YAML (written by libyaml's emitter, yaml.lua):
 --   1. a ConfigMap holding the recipe and every file it extends, so the pods
@@ -100,6 +100,7 @@ end
 function M.command(files, info)
   local argv = { "moonspeed", "launch", cluster.RECIPE_DIR .. "/" .. files[1].path }
   for _, o in ipairs(info.overrides or {}) do argv[#argv + 1] = o end
+  if info.variant then argv[#argv + 1] = "--only"; argv[#argv + 1] = tostring(info.variant) end
   return argv
 end
 
@@ -209,10 +210,73 @@ function M.render(r, info)
   return head .. yaml.emit(docs), docs, d
 end
 
+-- An experiment's manifests: one ConfigMap (the experiment file and all it
+-- reads) and one runtime shared by a TrainJob per variant, each running
+-- `moonspeed launch EXPERIMENT --only N`. The TrainJobs are named after the
+-- experiment (cluster.name, else the file's name) and the variant, cut to fit
+-- a DNS label with their pods' host names, and distinct.
+function M.render_experiment(variants, path)
+  local sweep = require "moonspeed.sweep"
+  local json = require "moonspeed.json"
+  local rules = require "moonspeed.k8s_rules"
+  local docs, names, cm, runtime, base = {}, {}, nil, nil, nil
+  for _, v in ipairs(variants) do
+    local r, info = v.r, v.info
+    local exp = r.cluster.name ~= "" and r.cluster.name or cluster.job_name(r, info.experiment)
+    local max = 63 - #("-" .. cluster.JOB .. "-0-" .. (r.cluster.nodes - 1))
+    r.cluster.name = sweep.dns_name(exp, v.label, max)
+    if names[r.cluster.name] then
+      error(("k8s: variants %d and %d would both be the TrainJob %s; name the variants apart"):format(
+        names[r.cluster.name], v.index, r.cluster.name), 0)
+    end
+    names[r.cluster.name] = v.index
+    local vdocs, d = M.documents(r, info)
+    local problems = rules.check(vdocs, { instance = d.instance })
+    if #problems > 0 then
+      error(("k8s: variant %d's manifests break Kubeflow Trainer's rules (a moonspeed bug):\n  %s"):format(v.index,
+        table.concat(problems, "\n  ")), 0)
+    end
+    local job = vdocs[3]
+    job.metadata.labels["moonspeed/experiment"] = exp
+    job.metadata.labels["moonspeed/variant"] = tostring(v.index)
+    -- the runtime's pod (image aside: each TrainJob names its own) must be one for all
+    local shape = vdocs[2]
+    local saved = shape.spec.mlPolicy
+    shape.spec.mlPolicy = nil
+    local key = json.encode(shape)
+    shape.spec.mlPolicy = saved
+    if not runtime then
+      base, runtime = exp, vdocs[2]
+      cm = vdocs[1]
+      cm.metadata.name = exp .. "-recipe"
+      cm.metadata.labels["app.kubernetes.io/name"] = exp
+      runtime.key = key
+      if cm.metadata.namespace ~= job.metadata.namespace then error("k8s: the ConfigMap and the TrainJob differ in namespace", 0) end
+    elseif key ~= runtime.key or job.metadata.namespace ~= cm.metadata.namespace then
+      error(("k8s: variant %d needs another runtime or namespace than variant %d (its cluster.runtime, runtime_scope, " ..
+        "namespace, image or shm_size differ); one experiment shares one runtime and ConfigMap: vary those in " ..
+        "separate experiments"):format(v.index, variants[1].index), 0)
+    end
+    job.spec.podTemplateOverrides[1].spec.volumes[1].configMap.name = cm.metadata.name
+    docs[#docs + 1] = job
+  end
+  runtime.key = nil
+  table.insert(docs, 1, runtime)
+  table.insert(docs, 1, cm)
+  local problems = rules.check(docs, {})
+  if #problems > 0 then
+    error("k8s: the manifests break Kubeflow Trainer's rules (a moonspeed bug):\n  " .. table.concat(problems, "\n  "), 0)
+  end
+  local head = ("# Kubeflow Trainer %s manifests of the experiment %s (%d variants: %d TrainJobs, one runtime " ..
+    "and one ConfigMap), written by moonspeed k8s.\n# Apply with: kubectl apply -f FILE\n"):format("v2.1.0", path,
+    #variants, #variants)
+  return head .. yaml.emit(docs), docs, base
+end
+
 M.command_spec = {
   summary = "the Kubeflow Trainer manifests of a recipe (ConfigMap, runtime, TrainJob)",
   help = [[
-usage: moonspeed k8s RECIPE [section.key=value ...] [-o FILE]
+usage: moonspeed k8s RECIPE|EXPERIMENT [section.key=value ...] [-o FILE] [--only N]
 
 Writes one multi-document YAML for Kubeflow Trainer v2.1.0: a ConfigMap with the
 recipe and every file it extends, a ClusterTrainingRuntime (cluster.runtime_scope =
@@ -224,23 +288,30 @@ environment. Bad names, PET_* variables in cluster.env and anything else
 Kubernetes would refuse are errors naming the key. Overrides are passed on to the
 pods' `moonspeed launch`.
 
+For an EXPERIMENT (a recipe returning sweep(...)) it writes one ConfigMap and one
+runtime shared by a TrainJob per variant (<experiment>-<variant>, each running
+`moonspeed launch EXPERIMENT --only N`); --only N keeps one variant.
+
 options:
   -o, --output FILE   write the YAML here instead of standard output
+  --only N            variant N of an experiment alone
 ]],
-  spec = { flags = { ["--output"] = "string" }, short = { ["-o"] = "--output" }, max_positional = 1, overrides = true },
+  spec = { flags = { ["--output"] = "string", ["--only"] = "int" }, short = { ["-o"] = "--output" },
+           max_positional = 1, overrides = true },
 }
 
 -- run(opts, pos, overrides, load_recipe, usage)
 function M.run(opts, pos, overrides, load_recipe, usage)
   if not pos[1] then usage("missing RECIPE (a recipe with a cluster section)") end
-  local r, info = load_recipe(pos[1], overrides)
-  local text = M.render(r, info)
-  if opts.output then
-    local ok, err = require("moonspeed.sys").write_file(opts.output, text)
-    if not ok then error(("cannot write %s: %s"):format(opts.output, tostring(err)), 0) end
+  local text
+  local variants, is_exp = require("moonspeed.recipe").load_experiment(pos[1], overrides, opts.only)
+  if is_exp then
+    text = M.render_experiment(variants, pos[1])
   else
-    io.stdout:write(text)
+    local r, info = load_recipe(pos[1], overrides)
+    text = M.render(r, info)
   end
+  require("moonspeed.sys").output(opts.output, text)
   return 0
 end
 

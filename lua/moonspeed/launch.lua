@@ -148,7 +148,7 @@ M.command = {
   summary = "start the local ranks of a distributed job",
   help = [[
 usage: moonspeed launch --nproc-per-node N [--nnodes M --node-rank R --master HOST:PORT]
-                        RECIPE [section.key=value ...] [--run-dir DIR]
+                        RECIPE [section.key=value ...] [--run-dir DIR] [--only N]
        moonspeed launch --nproc-per-node N ... -- PROGRAM [ARGS ...]
 
 Starts N ranks on this node, each running `moonspeed run RECIPE overrides` (or
@@ -178,6 +178,8 @@ options:
                        log.dir, named once here so every rank knows where
                        checkpoints go
   --stop-at STEP       passed on: stop after STEP with a checkpoint, to resume later
+  --only N             passed on: variant N of an experiment (sweep) alone; without
+                       it every rank runs all the variants, one after the other
 ]],
   spec = { raw = true },
   run = function(args, usage, parse)
@@ -193,13 +195,13 @@ options:
     local opts, pos, overrides = parse(before, {
       flags = { ["--nproc-per-node"] = "int", ["--nnodes"] = "int", ["--node-rank"] = "int",
                 ["--master"] = "string", ["--grace"] = "number", ["--run-dir"] = "string",
-                ["--stop-at"] = "int" },
+                ["--stop-at"] = "int", ["--only"] = "int" },
       max_positional = 1, overrides = true })
     local w = M.world(opts, usage)
     local argv, path
     if program then
       if #program == 0 then usage("nothing after --: give the program each rank runs") end
-      if pos[1] or #overrides > 0 or opts["run-dir"] or opts["stop-at"] then
+      if pos[1] or #overrides > 0 or opts["run-dir"] or opts["stop-at"] or opts.only then
         usage("give either RECIPE [overrides] [--run-dir DIR] [--stop-at STEP] or -- PROGRAM, not both")
       end
       argv, path = program, program[1]
@@ -209,11 +211,14 @@ options:
       for _, o in ipairs(overrides) do argv[#argv + 1] = o end
       local run_dir = opts["run-dir"]
       if not run_dir and w.nnodes == 1 then
-        local r, info = require("moonspeed.recipe").load(pos[1], overrides)
-        run_dir = ("%s/%s-%s"):format(r.log.dir, info.name, os.date("%Y%m%d-%H%M%S"))
+        local vs, is_exp = require("moonspeed.recipe").load_experiment(pos[1], overrides, opts.only)
+        local info = vs[1].info
+        -- an experiment's variants go in <this>/<variant> (moonspeed run --run-dir)
+        run_dir = ("%s/%s-%s"):format(vs[1].r.log.dir, is_exp and info.experiment or info.name, os.date("%Y%m%d-%H%M%S"))
       end
       if run_dir then argv[#argv + 1] = "--run-dir"; argv[#argv + 1] = run_dir end
       if opts["stop-at"] then argv[#argv + 1] = "--stop-at"; argv[#argv + 1] = tostring(opts["stop-at"]) end
+      if opts.only then argv[#argv + 1] = "--only"; argv[#argv + 1] = tostring(opts.only) end
     end
     local grace = opts.grace or 5
     if grace < 0 then usage("--grace must be >= 0") end

@@ -102,31 +102,39 @@ local function panel(out, p, series, xr, ylabel, title, from_zero)
   local lx = x1
   for i = #series, 1, -1 do
     local s = series[i]
+    if s.nolegend then goto next end
     local w = 46 + 7.5 * #s.name
     lx = lx - w
     local yy = y1 - 17
     add(('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2.5"/>'):format(lx, yy, lx + 28, yy, s.color))
     if s.markers then add(('<circle cx="%.1f" cy="%d" r="3.5" fill="%s"/>'):format(lx + 14, yy, s.color)) end
     add(('<text x="%.1f" y="%d" class="legendtext">%s</text>'):format(lx + 34, yy + 4, esc(s.name)))
+    ::next::
   end
 end
 
--- SVG text for metric records (as metrics.read returns them).
-function M.svg(recs, title)
+-- The curves of metric records: train loss, val loss and tokens/s points, and the step range.
+local function curves(recs, span)
   local train, val, tps = {}, {}, {}
-  local xmin, xmax = math.huge, -math.huge
   for _, r in ipairs(recs) do
     local s = tonumber(r.step)
     if s then
-      xmin, xmax = math.min(xmin, s), math.max(xmax, s)
+      span.lo, span.hi = math.min(span.lo, s), math.max(span.hi, s)
       if type(r.loss) == "number" then train[#train + 1] = { s, r.loss } end
       if type(r.val_loss) == "number" then val[#val + 1] = { s, r.val_loss } end
       if type(r.tokens_per_s) == "number" then tps[#tps + 1] = { s, r.tokens_per_s } end
     end
   end
-  if xmin == math.huge then xmin, xmax = 0, 1 end
-  local xt, xlo, xhi, xstep = M.ticks(math.min(0, xmin), xmax, 8)
-  local xr = { lo = xlo, hi = xhi, ticks = xt, step = xstep }
+  return train, val, tps
+end
+
+local function step_axis(span)
+  if span.lo == math.huge then span.lo, span.hi = 0, 1 end
+  local xt, xlo, xhi, xstep = M.ticks(math.min(0, span.lo), span.hi, 8)
+  return { lo = xlo, hi = xhi, ticks = xt, step = xstep }
+end
+
+local function head()
   local out = {}
   out[#out + 1] = ('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">')
     :format(W, H, W, H)
@@ -139,6 +147,21 @@ function M.svg(recs, title)
   .legend { fill: white; fill-opacity: 0.9; stroke: #bbb; } .legendtext { font-size: 13px; }
 </style>]]
   out[#out + 1] = ('<rect width="%d" height="%d" fill="white"/>'):format(W, H)
+  return out
+end
+
+local function tail(out)
+  out[#out + 1] = ('<text x="%d" y="%d" class="xlabel">step</text>'):format((LEFT + W - RIGHT) / 2, H - 12)
+  out[#out + 1] = "</svg>"
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- SVG text for metric records (as metrics.read returns them).
+function M.svg(recs, title)
+  local span = { lo = math.huge, hi = -math.huge }
+  local train, val, tps = curves(recs, span)
+  local xr = step_axis(span)
+  local out = head()
   panel(out, PANELS[1], {
     { name = "train loss", points = train, color = COLORS.train },
     { name = "val loss", points = val, color = COLORS.val, markers = true, width = 2 },
@@ -146,9 +169,32 @@ function M.svg(recs, title)
   panel(out, PANELS[2], {
     { name = "tokens/s", points = tps, color = COLORS.tps },
   }, xr, "tokens/s", "throughput", true)
-  out[#out + 1] = ('<text x="%d" y="%d" class="xlabel">step</text>'):format((LEFT + W - RIGHT) / 2, H - 12)
-  out[#out + 1] = "</svg>"
-  return table.concat(out, "\n") .. "\n"
+  return tail(out)
+end
+
+-- Distinct colours for runs drawn together.
+local PALETTE = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf" }
+
+-- Several runs in one SVG: runs = { { name = ..., recs = ... }, ... }; each
+-- run's training loss (and held-out loss, dotted with markers) above and its
+-- tokens/s below, one colour per run.
+function M.compare_svg(runs, title)
+  local span = { lo = math.huge, hi = -math.huge }
+  local loss, speed = {}, {}
+  for i, run in ipairs(runs) do
+    local color = PALETTE[(i - 1) % #PALETTE + 1]
+    local train, val, tps = curves(run.recs, span)
+    loss[#loss + 1] = { name = run.name, points = train, color = color }
+    if #val > 0 then loss[#loss + 1] = { name = run.name .. " val", points = val, color = color, markers = true, width = 1,
+                                     nolegend = true } end
+    speed[#speed + 1] = { name = run.name, points = tps, color = color }
+  end
+  local xr = step_axis(span)
+  local out = head()
+  panel(out, PANELS[1], loss, xr, "loss (nats/token)", (title or "runs") .. " — loss")
+  panel(out, PANELS[2], speed, xr, "tokens/s", "throughput", true)
+  return tail(out)
 end
 
 return M

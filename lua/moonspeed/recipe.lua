@@ -10,6 +10,11 @@
 --                            `default` (number, boolean or string); default when unset.
 --   remove                   a sentinel: `train = { warmup = remove }` deletes the
 --                            key from the merge, so its default applies again.
+--   deepspeed(path [, opts]) the recipe keys of a DeepSpeed JSON config (deepspeed.lua),
+--                            relative to this file; opts: { world = N, hf_config = "config.json" }.
+--   sweep(base, spec), grid(...), zip(...)
+--                            an experiment: a base and its variants (sweep.lua); load it
+--                            with load_experiment.
 --
 -- Merge rules (extend, and the schema defaults beneath every recipe):
 --   * maps (tables with string keys) merge deeply, key by key;
@@ -402,6 +407,7 @@ local SAFE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", 
 
 local load_file
 local loaded  -- while M.load runs: every file read, { path = ..., text = ... }, in order
+local notes   -- while M.load runs: warnings and DeepSpeed translations met on the way
 
 local function sandbox(file, idx, stack)
   local env = {}
@@ -436,17 +442,100 @@ local function sandbox(file, idx, stack)
     return v
   end
 
-  -- file:line of the extend call (a `return extend(...)` is a tail call: no frame to ask).
-  local function call_site()
-    local info = debug.getinfo(3, "l")
-    local line = info and info.currentline and info.currentline > 0 and info.currentline or idx.calls.extend
+  -- file:line of a helper's call (a `return extend(...)` is a tail call: no frame to ask).
+  local function call_site(name)
+    local info = debug.getinfo(3, "Sl")
+    local line = info and info.source == "@" .. file and info.currentline and info.currentline > 0 and info.currentline
+      or idx.calls[name or "extend"]
     return line and ("%s:%d"):format(file, line) or file
+  end
+
+  function env.deepspeed(path, opts)
+    local at = call_site("deepspeed")
+    if type(path) ~= "string" then
+      fail(at, ("deepspeed(path [, opts]): path must be the name of a DeepSpeed JSON config, got %s"):format(schema.describe(path)))
+    end
+    opts = opts or {}
+    if type(opts) ~= "table" then fail(at, "deepspeed(path, opts): opts must be a table { world = N, hf_config = \"config.json\" }") end
+    for k in pairs(opts) do
+      if k ~= "world" and k ~= "hf_config" then
+        fail(at, ("deepspeed(path, opts): unknown option %s; the options are world and hf_config"):format(tostring(k)))
+      end
+    end
+    if opts.world ~= nil and (type(opts.world) ~= "number" or opts.world < 1 or opts.world ~= math.floor(opts.world)) then
+      fail(at, ("deepspeed: world must be a whole number of ranks >= 1, got %s"):format(schema.describe(opts.world)))
+    end
+    local ds = require "moonspeed.deepspeed"
+    local function near(p)
+      local full = p:sub(1, 1) == "/" and p or normalize(dirname(file) .. "/" .. p)
+      if not exists(full) then fail(at, ("deepspeed: cannot find %q next to this file (%s)"):format(p, full)) end
+      local text = read_file(full)
+      if loaded then loaded[#loaded + 1] = { path = full, text = text, near = true, from = file, name = p } end
+      return full
+    end
+    local model, hf_entries, hf_warn
+    if opts.hf_config ~= nil then
+      if type(opts.hf_config) ~= "string" then fail(at, "deepspeed: hf_config must be the name of a config.json") end
+      local hp = near(opts.hf_config)
+      model, hf_entries, hf_warn = ds.model_from_hf(ds.read_json(hp), hp)
+    end
+    local tr = ds.load(near(path), { world = opts.world, hidden = model and model.dim })
+    if model then
+      tr.layer.model = model
+      for k in pairs(model) do tr.origin["model." .. k] = opts.hf_config end
+      for i, e in ipairs(hf_entries) do table.insert(tr.entries, i, e) end
+      for _, w in ipairs(hf_warn) do tr.warnings[#tr.warnings + 1] = w end
+    end
+    if notes then notes[#notes + 1] = tr end
+    layered[tr.layer] = tr.origin
+    return tr.layer
+  end
+
+  local sweep = require "moonspeed.sweep"
+  for _, name in ipairs({ "grid", "zip" }) do
+    env[name] = function(...)
+      local ok, v = pcall(sweep[name], ...)
+      if not ok then fail(call_site(name), v) end
+      return v
+    end
+  end
+  function env.sweep(base, spec)
+    local at = call_site("sweep")
+    local base_t, origin
+    if type(base) == "string" then
+      base_t = env.extend(base, {})
+      origin = layered[base_t]
+    elseif type(base) == "table" and not getmetatable(base) then
+      origin = {}
+      check_layer(base, file, idx, origin)
+      for k, v in pairs(layered[base] or {}) do origin[k] = v end
+      base_t = base
+    else
+      fail(at, ("sweep(base, spec): base must be a recipe file name or a table, got %s"):format(schema.describe(base)))
+    end
+    local ok, list = pcall(sweep.as_variants, spec, "sweep")
+    if not ok then fail(at, list) end
+    if #list == 0 then fail(at, "sweep: no variants") end
+    for i, a in ipairs(list) do
+      for _, kv in ipairs(a) do
+        local path, f = sweep.key_path(kv[1], unknown_key_msg)
+        if not path then fail(at, ("sweep: variant %d: %s"):format(i, f)) end
+        kv[1] = path
+        if f then
+          local p = value_problem(f, kv[2])
+          if p then fail(at, ("sweep: variant %d: %s"):format(i, p)) end
+        else
+          check_layer({ [path] = kv[2] }, at, nil, {})
+        end
+      end
+    end
+    return setmetatable({ base = base_t, origin = origin or {}, variants = list, at = at }, sweep.Sweep)
   end
 
   function env.extend(base, over)
     over = over or {}
     if type(over) ~= "table" then
-      fail(call_site(), ("extend(base, overrides): overrides must be a table, got %s"):format(schema.describe(over)))
+      fail(call_site("extend"), ("extend(base, overrides): overrides must be a table, got %s"):format(schema.describe(over)))
     end
     local base_t, origin
     if type(base) == "string" then
@@ -469,6 +558,7 @@ local function sandbox(file, idx, stack)
     elseif type(base) == "table" then
       origin = {}
       check_layer(base, file, idx, origin)
+      for k, v in pairs(layered[base] or {}) do origin[k] = v end   -- deepspeed(): its keys' JSON paths
       base_t = base
     else
       fail(call_site(), ("extend(base, overrides): base must be a recipe file name or a table, got %s"):format(
@@ -482,7 +572,7 @@ local function sandbox(file, idx, stack)
 
   return setmetatable(env, {
     __index = function(_, k)
-      error(("%s is not available in recipes (recipes are data; helpers: extend, env, remove)"):format(tostring(k)), 2)
+      error(("%s is not available in recipes (recipes are data; helpers: extend, env, remove, deepspeed, sweep, grid, zip)"):format(tostring(k)), 2)
     end,
   })
 end
@@ -505,6 +595,7 @@ function load_file(path, stack)
     if type(t) ~= "string" then t = tostring(t) end
     fail(nil, t)
   end
+  if getmetatable(t) == require("moonspeed.sweep").Sweep then return t, t.origin end
   if type(t) ~= "table" then
     fail(path, ("a recipe must return a table (or extend(base, overrides)), got %s"):format(schema.describe(t)))
   end
@@ -656,7 +747,7 @@ local function cross_check(r, at, explicit)
     local best
     for _, p in ipairs(related[path] or { path }) do
       local o = explicit[p]
-      if o and o:match("^override ") then return o end
+      if o and (o:match("^override ") or o:match(" %(variant %d+, ")) then return o end   -- the last layer set
       best = best or o
     end
     return best or at(path)
@@ -706,20 +797,10 @@ function M.resolve(t, origin, default_where)
   return r
 end
 
--- Loads a recipe file with command-line overrides (a list of "key=value").
--- Returns the resolved recipe and info { file, name, overrides, origin, files }:
--- files lists every file read ({ path, text }), the recipe first, then its bases,
--- which also carry from (the file that extends them), name (as extend names
--- them) and near (found next to that file rather than in the recipes folder).
-function M.load(path, overrides)
-  overrides = overrides or {}
-  loaded = {}
-  local ok, t, origin = pcall(load_file, path)
-  local files = loaded
-  loaded = nil
-  if not ok then error(t, 0) end
-  t = M.merge({}, t)
-  for _, text in ipairs(overrides) do
+-- Applies command-line overrides ("key=value") to a merged recipe table t,
+-- recording where each key was set in origin.
+local function apply_overrides(t, overrides, origin)
+  for _, text in ipairs(overrides or {}) do
     local f, v, entry = M.parse_override(text)
     if f.section then
       t[f.section] = type(t[f.section]) == "table" and t[f.section] or {}
@@ -729,12 +810,115 @@ function M.load(path, overrides)
     end
     origin[f.path] = "override " .. text
   end
+  return t
+end
+
+local function recipe_name(path)
+  return path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
+end
+
+-- Runs load_file collecting the files read and the notes (DeepSpeed translations).
+local function load_collecting(path)
+  loaded, notes = {}, {}
+  local ok, t, origin = pcall(load_file, path)
+  local files, found = loaded, notes
+  loaded, notes = nil, nil
+  if not ok then error(t, 0) end
+  local warnings = {}
+  for _, tr in ipairs(found) do
+    for _, w in ipairs(tr.warnings) do warnings[#warnings + 1] = w end
+  end
+  return t, origin, files, found, warnings
+end
+
+local function is_sweep(t) return getmetatable(t) == require("moonspeed.sweep").Sweep end
+
+-- Loads a recipe file with command-line overrides (a list of "key=value").
+-- Returns the resolved recipe and info { file, name, overrides, origin, files,
+-- warnings, deepspeed }: files lists every file read ({ path, text }), the
+-- recipe first, then its bases, which also carry from (the file that extends
+-- them), name (as extend names them) and near (found next to that file rather
+-- than in the recipes folder); warnings the sentences to show (DeepSpeed keys
+-- with no effect ...); deepspeed the translations of the DeepSpeed configs read.
+function M.load(path, overrides)
+  overrides = overrides or {}
+  local t, origin, files, found, warnings = load_collecting(path)
+  if is_sweep(t) then
+    fail(path, ("this is an experiment of %d variants (sweep); `moonspeed run %s --list` lists them; run and k8s "
+      .. "take it whole, or one variant with --only N"):format(#t.variants, path))
+  end
+  t = apply_overrides(M.merge({}, t), overrides, origin)
   local r = M.resolve(t, origin, path)
-  local name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
+  local name = recipe_name(path)
   if name == "recipe" then  -- a run directory's resolved recipe: name it after the run's model
     name = r.model.name
   end
-  return r, { file = path, name = name, overrides = overrides, origin = origin, files = files }
+  return r, { file = path, name = name, overrides = overrides, origin = origin, files = files,
+              warnings = warnings, deepspeed = found }
+end
+
+-- Loads a recipe file that may be an experiment (sweep(...)). Returns a list
+-- of variants { index, label, r, info } (info as load gives it, plus
+-- experiment, variant, label and values = { { path, value } ... }; info.name
+-- is "<experiment>-<label>"), whether the file is an experiment, and its
+-- number of variants. only = N keeps variant N alone. A plain recipe is one
+-- variant without a label. An override may not set a key the experiment varies.
+function M.load_experiment(path, overrides, only)
+  overrides = overrides or {}
+  local t, origin, files, found, warnings = load_collecting(path)
+  if not is_sweep(t) then
+    if only and only ~= 1 then
+      fail(path, ("--only %d: this recipe is not an experiment (sweep); it has one variant"):format(only))
+    end
+    local r, info = M.load(path, overrides)
+    return { { index = 1, r = r, info = info } }, false, 1
+  end
+  local n = #t.variants
+  if only and (only < 1 or only > n) then
+    fail(path, ("--only %d: the experiment has variants 1 to %d (`moonspeed run %s --list`)"):format(only, n, path))
+  end
+  local sweep = require "moonspeed.sweep"
+  local labels = sweep.labels(t.variants)
+  local varied = {}
+  for _, a in ipairs(t.variants) do for _, kv in ipairs(a) do varied[kv[1]] = true end end
+  for _, text in ipairs(overrides) do
+    local f = M.parse_override(text)
+    if varied[f.path] or (f.section and varied[f.section]) then
+      fail("override " .. text, ("%s is a key this experiment varies; change the sweep, or pick a variant with --only N")
+        :format(f.path))
+    end
+  end
+  local name = recipe_name(path)
+  local out = {}
+  for i, a in ipairs(t.variants) do
+    if not only or only == i then
+      local layer, vorigin = {}, {}
+      for k, v in pairs(origin) do vorigin[k] = v end
+      local where = ("%s (variant %d, %s)"):format(t.at, i, labels[i])
+      for _, kv in ipairs(a) do
+        local sec, key = kv[1]:match("^([%w_]+)%.(.+)$")
+        if sec then
+          layer[sec] = layer[sec] or {}
+          layer[sec][key] = kv[2]
+          vorigin[kv[1]] = where
+        elseif schema.section_by_name[kv[1]] then
+          layer[kv[1]] = M.merge(layer[kv[1]] or {}, kv[2])
+          for k in pairs(kv[2]) do vorigin[kv[1] .. "." .. k] = where end
+        else
+          layer[kv[1]] = kv[2]
+          vorigin[kv[1]] = where
+        end
+      end
+      local vt = apply_overrides(M.merge(t.base, layer), overrides, vorigin)
+      local ok, r = pcall(M.resolve, vt, vorigin, path)
+      if not ok then error(("variant %d (%s): %s"):format(i, labels[i], tostring(r)), 0) end
+      local info = { file = path, name = name .. "-" .. labels[i], overrides = overrides, origin = vorigin,
+                     files = files, warnings = warnings, deepspeed = found, experiment = name, variant = i,
+                     label = labels[i], values = a }
+      out[#out + 1] = { index = i, label = labels[i], r = r, info = info }
+    end
+  end
+  return out, true, n
 end
 
 -- Loads a recipe given as a table (the REPL, specs): same checks, no file.
@@ -742,17 +926,7 @@ function M.from_table(t, overrides, label)
   label = label or "recipe"
   local origin = {}
   check_layer(t, label, nil, origin)
-  t = M.merge({}, t)
-  for _, text in ipairs(overrides or {}) do
-    local f, v, entry = M.parse_override(text)
-    if f.section then
-      t[f.section] = t[f.section] or {}
-      t[f.section][f.key] = entry and M.merge(t[f.section][f.key] or {}, v) or v
-    else
-      t[f.key] = v
-    end
-    origin[f.path] = "override " .. text
-  end
+  t = apply_overrides(M.merge({}, t), overrides, origin)
   return M.resolve(t, origin, label), { file = label, name = label, overrides = overrides or {}, origin = origin }
 end
 
@@ -783,6 +957,8 @@ local function lua_value(v)
   if type(v) == "number" then return lua_number(v) end
   return tostring(v)
 end
+
+M.lua_value = lua_value
 
 -- Lua source for a resolved recipe; `header` lines become comments.
 function M.serialize(r, header)

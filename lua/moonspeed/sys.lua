@@ -166,4 +166,11 @@ function M.write_file(path, text)
   return true
 end
 
+-- A command's output: written to path (atomically) when one is given, else to standard output.
+function M.output(path, text)
+  if not path then io.stdout:write(text) return end
+  local ok, err = M.write_file(path, text)
+  if not ok then error(("cannot write %s: %s"):format(path, tostring(err)), 0) end
+end
+
 return M

@@ -57,11 +57,11 @@ local catalogue = {
     'bad/offload-device.lua:2: offload.optimizer must be one of "none", "cpu", "auto", got "gpu" (a string); did you mean "cpu"?' },
   -- the sandbox
   { "bad/sandbox-io.lua", {},
-    "bad/sandbox-io.lua:1: io is not available in recipes (recipes are data; helpers: extend, env, remove)" },
+    "bad/sandbox-io.lua:1: io is not available in recipes (recipes are data; helpers: extend, env, remove, deepspeed, sweep, grid, zip)" },
   { "bad/sandbox-require.lua", {},
-    "bad/sandbox-require.lua:1: require is not available in recipes (recipes are data; helpers: extend, env, remove)" },
+    "bad/sandbox-require.lua:1: require is not available in recipes (recipes are data; helpers: extend, env, remove, deepspeed, sweep, grid, zip)" },
   { "bad/sandbox-dofile.lua", {},
-    "bad/sandbox-dofile.lua:1: dofile is not available in recipes (recipes are data; helpers: extend, env, remove)" },
+    "bad/sandbox-dofile.lua:1: dofile is not available in recipes (recipes are data; helpers: extend, env, remove, deepspeed, sweep, grid, zip)" },
   { "bad/env-not-number.lua", {}, 'bad/env-not-number.lua:2: env("MOONSPEED_SPEC_STEPS"): "abc" is not a number',
     { MOONSPEED_SPEC_STEPS = "abc" } },
   -- Lua errors keep their file:line

@@ -13,43 +13,8 @@ local support = require "support"
 local json = require "moonspeed.json"
 local yaml = require "moonspeed.yaml"
 
-local function crd_dir()
-  local env = os.getenv("MOONSPEED_K8S_SCHEMAS")
-  local base = (env and env ~= "") and env or (support.root .. "/../shared/k8s-schemas")
-  local dir = base .. "/kubeflow-trainer/crds"
-  if support.exists(dir .. "/trainer.kubeflow.org_trainjobs.yaml") then return dir end
-  return nil, ("the Kubeflow Trainer CRDs are not at %s; set MOONSPEED_K8S_SCHEMAS to a copy of k8s-schemas " ..
-    "to run the schema checks"):format(dir)
-end
-
-local VALIDATE = support.root .. "/spec/k8s/validate.js"
-
-local function node_ready()
-  if support.sh("command -v node").code ~= 0 then return nil, "node is not installed (the validator runs on it)" end
-  if not support.exists(support.root .. "/spec/k8s/node_modules/.installed") then
-    return nil, "spec/k8s/node_modules is missing: run `make spec-node`"
-  end
-  return true
-end
-
--- The documents of a YAML file as node's yaml package reads them.
-local function read_back(file)
-  local res = support.sh("node " .. support.quote(VALIDATE) .. " --dump " .. support.quote(file))
-  assert.are.equal(0, res.code, res.stderr)
-  return assert(json.decode(res.stdout))
-end
-
--- Validation results, one table per document.
-local function validate(files)
-  local dir = assert(crd_dir())
-  local q = {}
-  for i, f in ipairs(files) do q[i] = support.quote(f) end
-  local res = support.sh(("node %s %s %s"):format(support.quote(VALIDATE), support.quote(dir), table.concat(q, " ")))
-  local out = {}
-  for line in res.stdout:gmatch("[^\n]+") do out[#out + 1] = assert(json.decode(line)) end
-  assert.is_true(#out > 0, res.stderr)
-  return out, res
-end
+local ks = require "k8s_support"
+local crd_dir, node_ready, read_back, validate = ks.crd_dir, ks.node_ready, ks.read_back, ks.validate
 
 local function k8s(args, opts)
   local a = { "k8s" }
@@ -68,8 +33,8 @@ local function shipped()
   local list = {}
   local p = io.popen("ls recipes/*.lua recipes/*/*.lua 2>/dev/null")
   for path in p:lines() do
-    local r = require("moonspeed.recipe").load(path)
-    if r.cluster.image ~= "" then list[#list + 1] = path end
+    local vs, experiment = require("moonspeed.recipe").load_experiment(path)
+    if not experiment and vs[1].r.cluster.image ~= "" then list[#list + 1] = path end
   end
   p:close()
   table.sort(list)

@@ -144,7 +144,7 @@ describe("the recipe sandbox", function()
                           "package", "collectgarbage", "getfenv", "setfenv", "module", "jit" }) do
     it("has no " .. name, function()
       local err = fails(recipe.load, write_recipe(dir, "s.lua", ("local x = %s\nreturn {}\n"):format(name)))
-      assert.are.equal(("%s/s.lua:1: %s is not available in recipes (recipes are data; helpers: extend, env, remove)")
+      assert.are.equal(("%s/s.lua:1: %s is not available in recipes (recipes are data; helpers: extend, env, remove, deepspeed, sweep, grid, zip)")
         :format(dir, name), err)
     end)
   end
