@@ -3,8 +3,11 @@
 # `moonspeed run` of the default recipe on the GPU with half and then all of
 # the optimizer state offloaded tracks the run that keeps it on the GPU, fp32
 # (the host's AdamW against the device's: within 1e-4 at every step) and bf16
-# (the gradients travel as bf16: within 1%), and an offloaded run stopped and
-# resumed from its checkpoint ends with the losses of the run never stopped.
+# (the gradients travel as bf16: within 1%), with and without the host's
+# speculative update during the backward (offload.overlap); ZeRO stage 3 on
+# one GPU, plain and with the parameter shards offloaded too; and an
+# offloaded run stopped and resumed from its checkpoint ends with the losses
+# of the run never stopped.
 # Usage: spec/gpu/offload_tracks.sh [moonspeed executable]; exit status 0 = pass.
 set -u
 exe=${1:-build/moonspeed}
@@ -32,6 +35,10 @@ for prec in fp32 bf16; do
   for ratio in 0.5 1; do
     run $prec-offload-$ratio precision=$prec offload.optimizer=cpu offload.ratio=$ratio && compare $prec-none $prec-offload-$ratio $lim
   done
+  run $prec-no-overlap precision=$prec offload.optimizer=cpu offload.overlap=false && compare $prec-none $prec-no-overlap $lim
+  run $prec-stage3 precision=$prec zero.stage=3 && compare $prec-none $prec-stage3 $lim
+  run $prec-stage3-params precision=$prec zero.stage=3 offload.optimizer=cpu offload.params=cpu &&
+    compare $prec-none $prec-stage3-params $lim
 done
 # stop at half way and resume: the same losses as the straight offloaded run
 run fp32-split precision=fp32 offload.optimizer=cpu offload.ratio=0.5 --stop-at $((steps / 2)) &&
