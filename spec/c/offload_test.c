@@ -137,7 +137,7 @@ TEST(offload_fp32_equals_the_device_bit_for_bit) {
     CHECK(train(&c, ref, &wr, &nr) == 0);
     CHECK_MSG(ref[STEPS - 1] < 0.9f * ref[0], "did not learn: %.4f -> %.4f", ref[0], ref[STEPS - 1]);
     CHECK_MSG(clipped > 0 && clipped < STEPS, "%d of %d steps clipped; the spec needs both kinds", clipped, STEPS);
-    /* clip 1.0 clips some steps and not others: overlap commits some bets and recomputes others */
+    /* some steps clipped, others not: with overlap some bets are kept and others recomputed */
     float ratios[3] = {0.0f, 0.5f, 1.0f};
     for (int k = 0; k < 6; k++) {
         c = config(dir, ratios[k % 3], MS_PRECISION_FP32);
