@@ -553,10 +553,10 @@ ms_status ms_engine_tensor_read(const ms_engine *e, int32_t unit, int32_t index,
     TRY(tensor_index(e, unit, index, &t));
     const ms_tensor *tt = &e->model.tensors[t];
     TRY(range_check(tt, offset, n, dst));
+    ms_engine *me = (ms_engine *)e; /* reading waits for the host's updates (they move buffers), and stages */
+    TRY(ms_offload_wait(&me->offload));
     char *src;
     TRY(locate(e, tt, view, offset, n, &src));
-    ms_engine *me = (ms_engine *)e; /* reading uses the staging block, and waits for the host's updates */
-    TRY(ms_offload_wait(&me->offload));
     if (view == MS_VIEW_PARAM && ms_act_bytes(&e->dev) == 2) {
         /* bf16 on the device: widen to fp32 chunk by chunk (the bits are the top half) */
         uint16_t *half = (uint16_t *)me->stage.block;
@@ -581,10 +581,10 @@ ms_status ms_engine_tensor_write(ms_engine *e, int32_t unit, int32_t index, int6
     TRY(tensor_index(e, unit, index, &t));
     const ms_tensor *tt = &e->model.tensors[t];
     TRY(range_check(tt, offset, n, src));
+    TRY(ms_offload_wait(&e->offload));
     char *master, *param;
     TRY(locate(e, tt, MS_VIEW_MASTER, offset, n, &master));
     TRY(locate(e, tt, MS_VIEW_PARAM, offset, n, &param));
-    TRY(ms_offload_wait(&e->offload));
     ms_stage_up(e, master, src, n * 4);
     e->dev.cast_params(&e->dev, param, (const float *)master, n);
     e->dev.sync(&e->dev);
