@@ -268,8 +268,9 @@ function M.cluster(r)
   local traffic = 2 * share * grad_bytes                             -- reduce-scatter + all-gather (or all-reduce)
   if r.zero.stage == 3 then traffic = traffic + 2 * share * grad_bytes end  -- parameters gathered twice
   local seconds = r.cluster.nodes > 1 and traffic * 8 / (inst.network_gbps * 1e9) or 0
-  -- offload: each step the offloaded gradients go down and the parameters up, in the compute dtype
-  local pcie = p.offload_params * (r.precision == "bf16" and 2 or 4)
+  -- offload: each step this rank's part of the offloaded gradients goes down and of the parameters
+  -- up, in the compute dtype (a 1/world shard from ZeRO stage 1 on)
+  local pcie = p.offload_params * (r.precision == "bf16" and 2 or 4) / (r.zero.stage >= 1 and world or 1)
   return { world = world, instance = inst, gpu_bytes = gpu, need = need, fits = need <= gpu,
            host_need = p.host_bytes.total * per_node, ram_bytes = inst.ram_gib * 2 ^ 30,
            network_bytes = traffic, network_seconds = seconds, pcie_bytes = pcie,

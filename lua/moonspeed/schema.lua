@@ -34,7 +34,7 @@ M.sections = {
     { key = "precision", type = "enum", values = { "fp32", "bf16" }, default = "fp32",
       doc = "fp32: everything fp32; bf16: bf16 parameters and activations, fp32 master weights and optimizer state" },
     { key = "device", type = "enum", values = { "cpu", "cuda" }, default = "cpu",
-      doc = "where the model computes: cpu, or cuda (one NVIDIA GPU, zero.stage = 0)" },
+      doc = "where the model computes: cpu, or cuda (NVIDIA GPUs, one per rank: local rank r uses GPU r)" },
     { key = "threads", type = "int", min = 0, max = 1024, default = 0,
       doc = "worker threads for the CPU backend; 0 = all cores" },
   }),

@@ -1,5 +1,6 @@
 -- spec/lua/checkpoint_spec.lua — sharded checkpoints: bitwise-identical resume
--- (one rank, two ranks at stages 0 and 3, resharded onto four), atomic saves
+-- (one rank, two ranks at stages 0 and 3, with the optimizer state and the
+-- parameters offloaded, resharded onto four), atomic saves
 -- that survive SIGKILL at any moment, damaged files refused by name, keep,
 -- async, and save -> load -> save giving the same bytes.
 
@@ -85,6 +86,25 @@ describe("checkpoints", function()
       assert.are.equal(support.read(dir .. "/straight/model.bin"), support.read(dir .. "/split/model.bin"))
     end)
   end
+
+  it("an offloaded run resumes bitwise, and ends with the weights of the run kept on the device", function()
+    local dir = support.tmpdir()
+    ok(run("--run-dir", dir .. "/device"))
+    ok(run("offload.optimizer=cpu", "offload.ratio=0.5", "--run-dir", dir .. "/split", "--stop-at", "20"))
+    ok(run("offload.optimizer=cpu", "offload.ratio=0.5", "--run-dir", dir .. "/split"))
+    assert.are.same(losses(dir .. "/device"), losses(dir .. "/split"))
+    assert.are.equal(support.read(dir .. "/device/model.bin"), support.read(dir .. "/split/model.bin"))
+  end)
+
+  it("two ranks at stage 3 with the optimizer and the parameter shards offloaded resume bitwise", function()
+    local dir = support.tmpdir()
+    local off = { "zero.stage=3", "offload.optimizer=cpu", "offload.params=cpu" }
+    ok(launch(2, "zero.stage=3", "--run-dir", dir .. "/device"))
+    ok(launch(2, off[1], off[2], off[3], "--run-dir", dir .. "/split", "--stop-at", "20"))
+    ok(launch(2, off[1], off[2], off[3], "--run-dir", dir .. "/split"))
+    assert.are.same(losses(dir .. "/device"), losses(dir .. "/split"))
+    assert.are.equal(support.read(dir .. "/device/model.bin"), support.read(dir .. "/split/model.bin"))
+  end)
 
   it("reshards: a two-rank stage-3 checkpoint resumes on four ranks (stage 3) and on one (stage 0)", function()
     local dir = support.tmpdir()
