@@ -165,10 +165,7 @@ static void run_job(ms_offload *o) {
 
 static void *worker(void *arg) {
     ms_offload *o = arg;
-    /* on a GPU one core stays with the thread that drives it */
-    int threads = o->dev->threads > 0 ? o->dev->threads : omp_get_num_procs();
-    if (o->dev->kind == MS_DEVICE_CUDA && threads > 2) threads--;
-    omp_set_num_threads(threads);
+    omp_set_num_threads(o->dev->threads > 0 ? o->dev->threads : omp_get_num_procs());
     pthread_mutex_lock(&o->mu);
     for (;;) {
         while (!o->job && !o->quit) pthread_cond_wait(&o->cv, &o->mu);
