@@ -260,9 +260,9 @@ function M.run_one(path, r, info, opts, overrides)
     local fmt = require "moonspeed.fmt"
     local recipe = require "moonspeed.recipe"
     check_recipe(path, r, info)
-    local offload_note = plan.resolve_offload(r)
+    local auto_notes = plan.resolve_auto(r)
     local p = plan.compute(r)
-    p.offload_note = offload_note
+    p.auto_notes = auto_notes
     local got, machine = pcall(plan.machine, p)
     if not got then error(("%s: %s; nothing was started"):format(path, tostring(machine)), 0) end
     local fits, need, have = plan.fits(p, machine)
@@ -316,7 +316,7 @@ function M.run_one(path, r, info, opts, overrides)
         info.name, r.model.name, fmt.count(p.n_params), r.precision, r.device, threads, threads == 1 and "" or "s",
         world > 1 and (", %d ranks, ZeRO stage %d"):format(world, r.zero.stage) or "", r.train.steps,
         r.train.batch, r.train.seq_len, dir))
-      if offload_note then say(offload_note) end
+      for _, note in ipairs(auto_notes) do say(note) end
       if r.device == "cuda" then -- what to hold nvidia-smi and the process's RSS against
         say(("memory plan: %s on the GPU, %s of pinned host memory"):format(fmt.bytes(p.device_bytes.total),
           fmt.bytes(p.host_bytes.total)))
@@ -373,9 +373,9 @@ options:
     local r = load_recipe(path, overrides)
     if opts.world and opts.world < 1 then usage("option --world needs a rank count of at least 1") end
     local world = opts.world or plan.cluster_world(r)
-    local note = plan.resolve_offload(r, world, plan.cluster_budget(r))
+    local notes = plan.resolve_auto(r, world, plan.cluster_budget(r))
     local p = plan.compute(r, world)
-    p.offload_note = note
+    p.auto_notes = notes
     say(plan.format(p, path))
     return 0
   end,

@@ -100,7 +100,9 @@ function M.config(r, opts)
   t.skip_nonfinite = rt.nan == "skip" and 1 or 0
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
   cfg.loss_chunk = rt.loss_chunk
-  cfg.zero_stage, cfg.zero_prefetch = r.zero.stage, r.zero.prefetch
+  -- "auto" is resolved by the commands that plan (plan.resolve_auto); the
+  -- others (check, doctor) see it as the default
+  cfg.zero_stage, cfg.zero_prefetch = r.zero.stage == "auto" and 0 or r.zero.stage, r.zero.prefetch
   cfg.offload_optimizer, cfg.offload_ratio = r.offload.optimizer == "cpu" and 1 or 0, r.offload.ratio
   cfg.offload_overlap = r.offload.overlap and 1 or 0
   cfg.offload_params = r.offload.params == "cpu" and 1 or 0

@@ -6,8 +6,8 @@
 -- table, prints it, and compares it with this machine: on the CPU the device
 -- is the host, so the plan must fit in MemAvailable (/proc/meminfo); on a GPU
 -- the device bytes must fit in its free memory and the host staging in
--- MemAvailable. offload.optimizer = "auto" is resolved here, against the
--- device the plan is for (resolve_offload).
+-- MemAvailable. "auto" in zero.stage and offload.optimizer is resolved
+-- here, against the device the plan is for (resolve_auto).
 
 local ffi = require "ffi"
 local fmt = require "moonspeed.fmt"
@@ -75,43 +75,84 @@ end
 -- context, cuBLASLt's workspace and the kernels' own scratch.
 M.AUTO_HEADROOM = 2 * 2 ^ 30
 
--- offload.optimizer = "auto": the smallest offloaded share (whole units, the
--- last first) whose plan fits `budget` bytes of device memory less
--- AUTO_HEADROOM; nothing offloaded when all fits, all of it at worst. Sets
--- offload.optimizer ("none" or "cpu") and offload.ratio in r, and returns a
--- sentence saying what was chosen and why. budget = nil: this machine's GPU.
-function M.resolve_offload(r, world, budget, source)
-  if r.offload.optimizer ~= "auto" then return nil end
+-- The device memory "auto" decides against: `budget` bytes named by
+-- `source` (a cluster's GPU), else this machine's: its GPU's size (the same
+-- on every rank, unlike what is free), or for the CPU MemAvailable.
+local function auto_budget(r, budget, source, what)
+  if budget then return budget, source end
   if r.device ~= "cuda" then
-    r.offload.optimizer = "none"
-    return 'offload.optimizer = "auto" -> "none": on the CPU the host memory is the device\'s'
+    local avail = (sys.meminfo() or {}).MemAvailable or 0
+    return avail, ("the %s of MemAvailable"):format(fmt.bytes(avail))
   end
-  if not budget then
-    local gpu, why = M.gpu()
-    if not gpu then
-      error('offload.optimizer = "auto" needs to know the GPU\'s memory, and ' .. why
-        .. '; run it on the GPU, or set offload.optimizer to "none" or "cpu"', 0)
-    end
-    budget, source = gpu.free, ("the %s free on GPU 0 (%s)"):format(fmt.bytes(gpu.free), gpu.name)
+  local gpu, why = M.gpu()
+  if not gpu then
+    error(('%s needs to know the GPU\'s memory, and %s; run it on the GPU, name cluster.instance, or choose a value')
+      :format(what, why), 0)
   end
-  local room = budget - M.AUTO_HEADROOM
-  r.offload.optimizer = "none"
+  return gpu.total, ("the %s of GPU 0 (%s)"):format(fmt.bytes(gpu.total), gpu.name)
+end
+
+-- What a plan needs of the memory "auto" decides against (on a GPU less
+-- AUTO_HEADROOM is available to it; on the CPU device and host share the RAM).
+local function auto_fits(r, p, budget)
+  if r.device == "cuda" then return p.device_bytes.total <= budget - M.AUTO_HEADROOM end
+  return M.need(p) <= budget
+end
+
+-- zero.stage = "auto": 0 for one rank (nothing to shard); for several, the
+-- lowest stage whose plan fits (the least communication), else 3.
+local function resolve_zero(r, world, budget, source)
+  r.zero.stage = 0
   local p = M.compute(r, world)
-  if p.device_bytes.total <= room then
-    return ('offload.optimizer = "auto" -> "none": everything fits %s'):format(source)
+  if p.world_size == 1 then return 'zero.stage = "auto" -> 0: one rank, nothing to shard' end
+  for stage = 0, 3 do
+    r.zero.stage = stage
+    p = M.compute(r, world)
+    if auto_fits(r, p, budget) then
+      return ('zero.stage = "auto" -> %d: the lowest stage with which a rank of %d fits %s'):format(stage,
+        p.world_size, source)
+    end
   end
+  return ('zero.stage = "auto" -> 3: no stage makes a rank of %d fit %s'):format(p.world_size, source)
+end
+
+-- offload.optimizer = "auto": the smallest offloaded share (whole units, the
+-- last first) whose plan fits; nothing offloaded when all fits, all of it at
+-- worst; on the CPU none (the host memory is the device's).
+local function resolve_offload(r, world, budget, source)
+  r.offload.optimizer = "none"
+  if r.device ~= "cuda" then return 'offload.optimizer = "auto" -> "none": on the CPU the host memory is the device\'s' end
+  local p = M.compute(r, world)
+  if auto_fits(r, p, budget) then return ('offload.optimizer = "auto" -> "none": everything fits %s'):format(source) end
   r.offload.optimizer = "cpu"
   local units = p.n_units
   for k = 1, units do
     r.offload.ratio = k / units
     p = M.compute(r, world)
-    if p.device_bytes.total <= room or k == units then
-      local fits = p.device_bytes.total <= room
+    local fits = auto_fits(r, p, budget)
+    if fits or k == units then
       return ('offload.optimizer = "auto" -> "cpu", ratio %.3f: %d of %d units offloaded, the fewest with which the '
         .. 'device needs %s of %s%s'):format(r.offload.ratio, p.offload_units, units, fmt.bytes(p.device_bytes.total),
         source, fits and (", " .. fmt.bytes(M.AUTO_HEADROOM) .. " left for the backend") or " (it does not fit even so)")
     end
   end
+end
+
+-- Resolves "auto" in zero.stage and offload.optimizer in r, in that order (a
+-- stage first, offload only for what no stage makes fit: the fastest layout
+-- that fits), against `budget` bytes named by `source`, or this machine
+-- (auto_budget). Returns the sentences saying what was chosen and why.
+function M.resolve_auto(r, world, budget, source)
+  local notes = {}
+  local zero_auto, offload_auto = r.zero.stage == "auto", r.offload.optimizer == "auto"
+  if not zero_auto and not offload_auto then return notes end
+  budget, source = auto_budget(r, budget, source, zero_auto and 'zero.stage = "auto"' or 'offload.optimizer = "auto"')
+  if zero_auto then
+    if offload_auto then r.offload.optimizer = "none" end
+    notes[#notes + 1] = resolve_zero(r, world, budget, source)
+  end
+  if offload_auto then notes[#notes + 1] = resolve_offload(r, world, budget, source) end
+  return notes
 end
 
 -- The GPU this machine offers, or nil and the engine's sentence saying why not.
@@ -230,7 +271,7 @@ function M.format(p, title, machine)
       .. "master weights, Adam moments and gradients in host memory, updated by the CPU"):format(p.offload_units,
       p.n_units, fmt.count(p.offload_params), 100 * p.offload_params / p.n_params)
   end
-  if p.offload_note then out[#out + 1] = "  " .. p.offload_note end
+  for _, note in ipairs(p.auto_notes or {}) do out[#out + 1] = "  " .. note end
   out[#out + 1] = ""
   local rows = { { "", ("device (%s)"):format(p.device), "host", "" } }
   for _, k in ipairs(MEM_FIELDS) do

@@ -123,8 +123,8 @@ M.sections = {
       doc = "empty: meta init (train.seed); else a Hugging Face Llama directory (config.json + model.safetensors or model.safetensors.index.json; its config must match the model section), a run directory or a model.bin; each rank reads only its own slices" },
   }),
   section("zero", "ZeRO: how model state is split across ranks", {
-    { key = "stage", type = "int", min = 0, max = 3, default = 0,
-      doc = "0 replicate; 1 shard fp32 master and moments; 2 also gradients (reduce-scattered per unit); 3 also parameters (gathered per unit)" },
+    { key = "stage", type = "int", min = 0, max = 3, auto = true, default = 0,
+      doc = "0 replicate; 1 shard fp32 master and moments; 2 also gradients (reduce-scattered per unit); 3 also parameters (gathered per unit); \"auto\": the lowest stage that fits (moonspeed plan says which)" },
     { key = "prefetch", type = "int", min = 0, max = 2, default = 1,
       doc = "stage 3: units gathered ahead of the one computing" },
   }),
@@ -274,17 +274,18 @@ function M.allowed(f)
     return "a list of tables with keys " .. table.concat(keys, ", ")
   end
   local what = f.type == "int" and "an integer" or "a number"
+  local auto = f.auto and ' or "auto"' or ""
   local lo, hi
   if f.min then lo = ">= " .. fmtnum(f.min) end
   if f.gt then lo = "> " .. fmtnum(f.gt) end
   if f.max then hi = "<= " .. fmtnum(f.max) end
   if f.lt then hi = "< " .. fmtnum(f.lt) end
   if lo and hi then
-    if f.min and f.max then return ("%s in [%s, %s]"):format(what, fmtnum(f.min), fmtnum(f.max)) end
-    return ("%s %s and %s"):format(what, lo, hi)
+    if f.min and f.max then return ("%s in [%s, %s]%s"):format(what, fmtnum(f.min), fmtnum(f.max), auto) end
+    return ("%s %s and %s%s"):format(what, lo, hi, auto)
   end
-  if lo or hi then return what .. " " .. (lo or hi) end
-  return what
+  if lo or hi then return what .. " " .. (lo or hi) .. auto end
+  return what .. auto
 end
 
 -- Describes a value for messages: `"3e-4" (a string)`, `-1`, `a table`.
@@ -342,7 +343,9 @@ function M.check(f, v)
   if f.type == "map" or f.type == "list" then return check_table(f, v) end
   local t = type(v)
   local ok
-  if f.type == "int" then
+  if f.auto and v == "auto" then
+    return nil
+  elseif f.type == "int" then
     ok = t == "number" and v == math.floor(v) and v == v
   elseif f.type == "number" then
     ok = t == "number" and v == v

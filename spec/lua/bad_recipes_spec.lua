@@ -82,9 +82,9 @@ local catalogue = {
   { "good.lua", { "lr=abc" }, 'override lr=abc: train.lr must be a number > 0 and < 10, got "abc" (a string)' },
   { "good.lua", { "model=3" }, "override model=3: model is a section; set one of its keys, e.g. model.name=..." },
   { "good.lua", { "offload.ratio=2" }, "override offload.ratio=2: offload.ratio must be a number in [0, 1], got 2" },
-  { "good.lua", { "zero.stage=5" }, "override zero.stage=5: zero.stage must be an integer in [0, 3], got 5" },
+  { "good.lua", { "zero.stage=5" }, "override zero.stage=5: zero.stage must be an integer in [0, 3] or \"auto\", got 5" },
   { "good.lua", { "zero.prefech=1" }, "override zero.prefech=1: unknown key zero.prefech; did you mean zero.prefetch?" },
-  { "bad/zero-stage.lua", {}, "bad/zero-stage.lua:2: zero.stage must be an integer in [0, 3], got 4" },
+  { "bad/zero-stage.lua", {}, "bad/zero-stage.lua:2: zero.stage must be an integer in [0, 3] or \"auto\", got 4" },
   { "bad/comm-timeout.lua", {}, "bad/comm-timeout.lua:2: comm.timeout_s must be a number > 0 and <= 86400, got 0" },
   -- the cluster section
   { "bad/cluster-instance.lua", {},

@@ -167,6 +167,41 @@ describe("moonspeed plan", function()
     assert.matches("exceed this machine", out)
   end)
 
+  it("resolves \"auto\" against one GPU of the cluster: the lowest ZeRO stage that fits, then the fewest units offloaded", function()
+    local res = support.moonspeed({ "plan", "recipes/llama-3-8b-g6e.lua", "zero.stage=auto", "offload.optimizer=auto" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches('\n  per rank of 4, ZeRO stage 3\n', res.stdout)
+    assert.matches('\n  zero.stage = "auto" %-> 3: the lowest stage with which a rank of 4 fits the 48 GiB of one L40S '
+      .. 'of cluster.instance g6e.8xlarge\n', res.stdout)
+    assert.matches('\n  offload.optimizer = "auto" %-> "none": everything fits the 48 GiB', res.stdout)
+    res = support.moonspeed({ "plan", "recipes/llama-3-8b-h200.lua" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches('\n  optimizer offloaded: 8 of 34 units %(2%.05 B parameters, 26%%, the last units first%)', res.stdout)
+    assert.matches('\n  offload.optimizer = "auto" %-> "cpu", ratio 0%.265: 8 of 34 units offloaded, the fewest with which '
+      .. 'the device needs 138%.58 GiB of the 141 GiB of one H200 of cluster.instance p5e%.48xlarge, 2%.00 GiB left for '
+      .. 'the backend\n', res.stdout)
+    -- the host holds the offloaded units' state twice (overlap), their gradients and new parameters
+    assert.matches("\n  master +22%.27 GiB +15%.29 GiB", res.stdout)
+    assert.matches("\n  offload moves 3%.82 GiB down and up again per step over PCIe", res.stdout)
+  end)
+
+  it("resolves zero.stage = \"auto\" on this machine: 0 for one rank, the lowest that fits for several", function()
+    local res = support.moonspeed({ "plan", TINY, "train.batch=8", "zero.stage=auto" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches('\n  zero.stage = "auto" %-> 0: one rank, nothing to shard\n', res.stdout)
+    res = support.moonspeed({ "plan", TINY, "train.batch=8", "train.micro_batch=4", "zero.stage=auto", "--world", "2" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches('\n  zero.stage = "auto" %-> 0: the lowest stage with which a rank of 2 fits the [%d.]+ GiB of MemAvailable\n',
+      res.stdout)
+  end)
+
+  it("says what offload.optimizer = \"auto\" needs when there is no GPU and no cluster to decide against", function()
+    local res = support.moonspeed({ "plan", TINY, "device=cuda", "offload.optimizer=auto" })
+    if res.code == 0 then pending("this machine has a GPU") return end
+    assert.matches('^moonspeed: offload%.optimizer = "auto" needs to know the GPU\'s memory, and device "cuda": this machine '
+      .. 'has no usable GPU .*; run it on the GPU, name cluster%.instance, or choose a value\n$', res.stderr)
+  end)
+
   it("says a tiny recipe fits", function()
     local res = support.moonspeed({ "plan", TINY, "train.batch=8" })
     assert.are.equal(0, res.code)
