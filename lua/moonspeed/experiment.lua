@@ -107,7 +107,8 @@ function M.translate_file(path, opts, overrides, default_base)
   local rb, binfo = recipe.load(base, overrides)
   local model, hf_entries, hf_warn = nil, {}, {}
   if opts["hf-config"] then
-    model, hf_entries, hf_warn = ds.model_from_hf(ds.read_json(opts["hf-config"]), opts["hf-config"])
+    local jc = require "moonspeed.jsonconf"
+    model, hf_entries, hf_warn = jc.model_from_hf(jc.read_file(opts["hf-config"]), opts["hf-config"])
   end
   if opts.world and opts.world < 1 then error("--world must be at least 1", 0) end
   local world = opts.world or ds.world_of(rb)

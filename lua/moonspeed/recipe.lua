@@ -477,7 +477,8 @@ local function sandbox(file, idx, stack)
     if opts.hf_config ~= nil then
       if type(opts.hf_config) ~= "string" then fail(at, "deepspeed: hf_config must be the name of a config.json") end
       local hp = near(opts.hf_config)
-      model, hf_entries, hf_warn = ds.model_from_hf(ds.read_json(hp), hp)
+      local jc = require "moonspeed.jsonconf"
+      model, hf_entries, hf_warn = jc.model_from_hf(jc.read_file(hp), hp)
     end
     local tr = ds.load(near(path), { world = opts.world, hidden = model and model.dim })
     if model then

@@ -217,14 +217,14 @@ describe("deepspeed translation", function()
   end)
 
   it("reads a Hugging Face config.json as the model section", function()
-    local ds = require "moonspeed.deepspeed"
-    local model = ds.model_from_hf(ds.read_json(FIX .. "hf_config.json"), "hf_config.json")
+    local jc = require "moonspeed.jsonconf"
+    local model = jc.model_from_hf(jc.read_file(FIX .. "hf_config.json"), "hf_config.json")
     assert.are.same({ name = "tiny-llama", vocab_size = 258, dim = 64, n_layers = 2, n_heads = 4, n_kv_heads = 2,
       ffn_dim = 192, max_seq_len = 256, tie_embeddings = true, rope_theta = 10000, norm_eps = 1e-5, init_std = 0.02 }, model)
-    local ok, err = pcall(ds.model_from_hf, { hidden_size = 64, attention_bias = true }, "c.json")
+    local ok, err = pcall(jc.model_from_hf, { hidden_size = 64, attention_bias = true }, "c.json")
     assert.is_false(ok)
     assert.are.equal("c.json: attention_bias: moonspeed's Llama has no biases; this model cannot be built", err)
-    ok, err = pcall(ds.read_json, support.write(support.tmpdir() .. "/x.json", '{\n  "a": 1,\n  "b": }'))
+    ok, err = pcall(jc.read_file, support.write(support.tmpdir() .. "/x.json", '{\n  "a": 1,\n  "b": }'))
     assert.matches("x.json:3:8: not valid JSON: json: unexpected character$", err)
     support.cleanup()
   end)
