@@ -35,7 +35,7 @@ local schema = require "moonspeed.schema"
 
 local M = {}
 
-local shown, as_number, field = jc.shown, jc.as_number, jc.field
+local shown, as_number = jc.shown, jc.as_number
 
 ---------------------------------------------------------------------------
 -- The world, and the model behind the "auto" bucket sizes
