@@ -632,6 +632,39 @@ function M.load(path, opts)
   return M.translate(cfg, o)
 end
 
+-- What deepspeed(path, opts) in a recipe stands for: the translation of the
+-- config at path, with the model section of opts.hf_config when named.
+-- near(name) finds a file next to the recipe; fail(msg) raises at the call.
+function M.recipe_layer(path, opts, near, fail)
+  if type(path) ~= "string" then
+    fail(("deepspeed(path [, opts]): path must be the name of a DeepSpeed JSON config, got %s"):format(schema.describe(path)))
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then fail("deepspeed(path, opts): opts must be a table { world = N, hf_config = \"config.json\" }") end
+  for k in pairs(opts) do
+    if k ~= "world" and k ~= "hf_config" then
+      fail(("deepspeed(path, opts): unknown option %s; the options are world and hf_config"):format(tostring(k)))
+    end
+  end
+  if opts.world ~= nil and (type(opts.world) ~= "number" or opts.world < 1 or opts.world ~= math.floor(opts.world)) then
+    fail(("deepspeed: world must be a whole number of ranks >= 1, got %s"):format(schema.describe(opts.world)))
+  end
+  local model, hf_entries, hf_warn
+  if opts.hf_config ~= nil then
+    if type(opts.hf_config) ~= "string" then fail("deepspeed: hf_config must be the name of a config.json") end
+    local hp = near(opts.hf_config)
+    model, hf_entries, hf_warn = jc.model_from_hf(jc.read_file(hp), hp)
+  end
+  local tr = M.load(near(path), { world = opts.world, hidden = model and model.dim })
+  if model then
+    tr.layer.model = model
+    for k in pairs(model) do tr.origin["model." .. k] = opts.hf_config end
+    for i, e in ipairs(hf_entries) do table.insert(tr.entries, i, e) end
+    for _, w in ipairs(hf_warn) do tr.warnings[#tr.warnings + 1] = w end
+  end
+  return tr
+end
+
 ---------------------------------------------------------------------------
 -- The report: what each key became, with the resolved values
 ---------------------------------------------------------------------------

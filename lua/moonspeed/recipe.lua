@@ -452,41 +452,14 @@ local function sandbox(file, idx, stack)
 
   function env.deepspeed(path, opts)
     local at = call_site("deepspeed")
-    if type(path) ~= "string" then
-      fail(at, ("deepspeed(path [, opts]): path must be the name of a DeepSpeed JSON config, got %s"):format(schema.describe(path)))
-    end
-    opts = opts or {}
-    if type(opts) ~= "table" then fail(at, "deepspeed(path, opts): opts must be a table { world = N, hf_config = \"config.json\" }") end
-    for k in pairs(opts) do
-      if k ~= "world" and k ~= "hf_config" then
-        fail(at, ("deepspeed(path, opts): unknown option %s; the options are world and hf_config"):format(tostring(k)))
-      end
-    end
-    if opts.world ~= nil and (type(opts.world) ~= "number" or opts.world < 1 or opts.world ~= math.floor(opts.world)) then
-      fail(at, ("deepspeed: world must be a whole number of ranks >= 1, got %s"):format(schema.describe(opts.world)))
-    end
-    local ds = require "moonspeed.deepspeed"
-    local function near(p)
+    local function near(p) -- a file next to this recipe, kept with it (moonspeed k8s ships it)
       local full = p:sub(1, 1) == "/" and p or normalize(dirname(file) .. "/" .. p)
       if not exists(full) then fail(at, ("deepspeed: cannot find %q next to this file (%s)"):format(p, full)) end
       local text = read_file(full)
       if loaded then loaded[#loaded + 1] = { path = full, text = text, near = true, from = file, name = p } end
       return full
     end
-    local model, hf_entries, hf_warn
-    if opts.hf_config ~= nil then
-      if type(opts.hf_config) ~= "string" then fail(at, "deepspeed: hf_config must be the name of a config.json") end
-      local hp = near(opts.hf_config)
-      local jc = require "moonspeed.jsonconf"
-      model, hf_entries, hf_warn = jc.model_from_hf(jc.read_file(hp), hp)
-    end
-    local tr = ds.load(near(path), { world = opts.world, hidden = model and model.dim })
-    if model then
-      tr.layer.model = model
-      for k in pairs(model) do tr.origin["model." .. k] = opts.hf_config end
-      for i, e in ipairs(hf_entries) do table.insert(tr.entries, i, e) end
-      for _, w in ipairs(hf_warn) do tr.warnings[#tr.warnings + 1] = w end
-    end
+    local tr = require("moonspeed.deepspeed").recipe_layer(path, opts, near, function(msg) fail(at, msg) end)
     if notes then notes[#notes + 1] = tr end
     layered[tr.layer] = tr.origin
     return tr.layer
