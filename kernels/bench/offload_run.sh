@@ -9,7 +9,9 @@
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-adamw build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
-# Environment: PARTS (default "spec adamw overhead 8b loss peer") picks the parts.
+# Environment: PARTS (default "spec adamw overhead 8b loss peer") picks the parts;
+# KNOBS (e.g. "threads=8 OMP_WAIT_POLICY=passive") adds an offloaded overhead run
+# per item: recipe overrides (key=value with a dot or "threads") or environment.
 set -u
 OUT=${OUT:-/tmp}
 PARTS=${PARTS:-spec adamw overhead 8b loss peer}
@@ -71,6 +73,14 @@ if has overhead; then
       offload.ratio=1 $RANDOM_DATA --run-dir $scratch/o-$off \
       >$OUT/overhead-$off.log 2>&1 || tail -5 $OUT/overhead-$off.log
     echo "BENCH offload-overhead $off: $(rate $scratch/o-$off) tokens/s" | tee -a $OUT/bench.log
+  done
+  for knob in ${KNOBS:-}; do
+    case $knob in *.*=*|threads=*) pre=; arg=$knob ;; *) pre=$knob; arg= ;; esac
+    rm -rf $scratch/k
+    env $pre timeout 200 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=32 train.micro_batch=16 \
+      train.steps=5 train.warmup=1 train.checkpoint_activations=false train.selective_checkpoint=true \
+      offload.optimizer=cpu offload.ratio=1 $arg $RANDOM_DATA --run-dir $scratch/k >$OUT/overhead-$knob.log 2>&1
+    echo "BENCH offload-overhead knob $knob: $(rate $scratch/k) tokens/s" | tee -a $OUT/bench.log
   done
 fi
 
