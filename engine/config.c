@@ -26,7 +26,6 @@ ms_status ms_config_defaults(ms_config *cfg) {
     cfg->device = MS_DEVICE_CPU;
     cfg->zero_prefetch = 1;
     cfg->offload_ratio = 1.0f;
-    cfg->offload_overlap = 1;
     return MS_OK;
 }
 

@@ -112,7 +112,8 @@ typedef struct ms_config {
                                 offloaded sharded units in host memory, streamed up before each gather */
     int32_t offload_overlap; /* 1: the host updates each unit as its gradient arrives, during the
                                 backward, into a second copy of its state (kept if the step is
-                                neither clipped nor skipped, else recomputed or dropped) */
+                                neither clipped nor skipped, else recomputed or dropped); 0 (the
+                                default): after the backward, overlapping the next forward */
     int32_t world_size;      /* ranks; 0 = from the environment (MS_*, PET_*, torchrun), 1 when unset */
     int32_t comm_timeout_ms; /* deadline of every collective; 0 = 300000 */
     const char *comm_provider; /* libfabric provider (NULL: FI_PROVIDER, else chosen by topology) */

@@ -20,6 +20,7 @@ static ms_config tiny(const char *dir, int stage, float offload) {
     ms_config c = fixture_tiny(dir);
     c.offload_optimizer = offload >= 0;
     c.offload_params = offload >= 0 && stage == 3;
+    c.offload_overlap = offload > 0 && offload < 1; /* half offloaded: with the bet during the backward */
     c.offload_ratio = offload >= 0 ? offload : 1.0f;
     c.train.micro_batch = 2;
     c.train.steps = STEPS;

@@ -35,7 +35,7 @@ for prec in fp32 bf16; do
   for ratio in 0.5 1; do
     run $prec-offload-$ratio precision=$prec offload.optimizer=cpu offload.ratio=$ratio && compare $prec-none $prec-offload-$ratio $lim
   done
-  run $prec-no-overlap precision=$prec offload.optimizer=cpu offload.overlap=false && compare $prec-none $prec-no-overlap $lim
+  run $prec-overlap precision=$prec offload.optimizer=cpu offload.overlap=true && compare $prec-none $prec-overlap $lim
   run $prec-stage3 precision=$prec zero.stage=3 && compare $prec-none $prec-stage3 $lim
   run $prec-stage3-params precision=$prec zero.stage=3 offload.optimizer=cpu offload.params=cpu &&
     compare $prec-none $prec-stage3-params $lim

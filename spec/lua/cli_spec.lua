@@ -180,7 +180,9 @@ describe("moonspeed plan", function()
     assert.matches('\n  offload.optimizer = "auto" %-> "cpu", ratio 0%.265: 8 of 34 units offloaded, the fewest with which '
       .. 'the device needs 138%.58 GiB of the 141 GiB of one H200 of cluster.instance p5e%.48xlarge, 2%.00 GiB left for '
       .. 'the backend\n', res.stdout)
-    -- the host holds the offloaded units' state twice (overlap), their gradients and new parameters
+    -- the host holds the offloaded units' master weights (and with overlap a second copy)
+    assert.matches("\n  master +22%.27 GiB +7%.64 GiB", res.stdout)
+    res = support.moonspeed({ "plan", "recipes/llama-3-8b-h200.lua", "offload.overlap=true" })
     assert.matches("\n  master +22%.27 GiB +15%.29 GiB", res.stdout)
     assert.matches("\n  offload moves 3%.82 GiB down and up again per step over PCIe", res.stdout)
   end)
