@@ -71,8 +71,8 @@ function M.compute(r, world)
   return M.from_struct(p, r)
 end
 
--- Device memory left unplanned under offload.optimizer = "auto": the CUDA
--- context, cuBLASLt's workspace and the kernels' own scratch.
+-- GPU memory "auto" leaves unplanned: the CUDA context, cuBLASLt's
+-- workspace and the kernels' own scratch.
 M.AUTO_HEADROOM = 2 * 2 ^ 30
 
 -- The device memory "auto" decides against: `budget` bytes named by
