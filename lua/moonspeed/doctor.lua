@@ -6,7 +6,8 @@
 -- makes the exit status 1. The probes:
 --   GPUs        the CUDA driver API (libcuda.so.1: name, memory, compute
 --               capability, driver version), else nvidia-smi, else /proc/driver/nvidia
---   NCCL        ncclGetVersion from libnccl.so.2; the net plugin libnccl-net*.so on LD_LIBRARY_PATH
+--   NCCL        ncclGetVersion from libnccl.so.2 (or MS_NCCL_LIBRARY); the net plugin libnccl-net*.so on
+--               LD_LIBRARY_PATH; a recipe of several GPU ranks needs NCCL 2.14 or newer
 --   libfabric   fi_version and the providers fi_getinfo lists (the library
 --               the fabric communicator loads: MS_FABRIC_LIBRARY or libfabric.so.1)
 --   EFA         /dev/infiniband/uverbs* and the efa provider
@@ -159,15 +160,20 @@ end
 local function probe_nccl(rep)
   if rep.root == "" then
     pcall(ffi.cdef, "int ncclGetVersion(int *version);")
-    local nccl = try_load({ "libnccl.so.2", "libnccl.so" })
+    local named = rep.getenv("MS_NCCL_LIBRARY") -- the engine's choice too (comm/nccl.c)
+    local nccl = try_load(named and named ~= "" and { named } or { "libnccl.so.2", "libnccl.so" })
     if nccl then
       local v = ffi.new("int[1]")
       if nccl.ncclGetVersion(v) == 0 then
         local x = v[0]
-        rep:add("nccl", "ok", ("%d.%d.%d"):format(math.floor(x / 10000), math.floor(x / 100) % 100, x % 100))
+        rep.nccl = ("%d.%d.%d"):format(math.floor(x / 10000), math.floor(x / 100) % 100, x % 100)
+        rep.nccl_code = x
+        rep:add("nccl", "ok", rep.nccl)
       end
     else
-      rep:add("nccl", "info", "libnccl.so.2 is not installed")
+      rep.nccl = false
+      rep:add("nccl", "info", named and named ~= "" and (named .. " (MS_NCCL_LIBRARY) cannot be loaded")
+        or "libnccl.so.2 is not installed")
     end
   end
   local plugin = rep.getenv("NCCL_NET_PLUGIN")
@@ -395,6 +401,15 @@ local function check_recipe(rep, r, d)
       d.gpus, d.gpus == 1 and "" or "s", #gpus, #gpus == 1 and "" or "s"))
   elseif inst and gpus[1] and not gpus[1].name:find(inst.gpu, 1, true) then
     rep:add("recipe gpus", "warn", ("the recipe plans for %s (%s), this node has %s"):format(inst.gpu, inst.name, gpus[1].name))
+  end
+  -- GPU ranks talk through NCCL (engine/comm/nccl.c needs 2.14 or newer); unknown on a crafted node
+  if r.device == "cuda" and d.nodes * d.nproc > 1 then
+    if rep.nccl == false then
+      rep:add("recipe nccl", "fail", ("the recipe's %d GPU ranks talk through NCCL, and this node has no libnccl.so.2; "
+        .. "install NCCL 2.14 or newer, or point MS_NCCL_LIBRARY at it"):format(d.nodes * d.nproc))
+    elseif rep.nccl_code and rep.nccl_code < 21400 then
+      rep:add("recipe nccl", "fail", ("NCCL %s is too old for moonspeed's GPU ranks; they need 2.14 or newer"):format(rep.nccl))
+    end
   end
   if inst and inst.efa > 0 and (rep.efa_devices or 0) == 0 then
     rep:add("recipe efa", "fail", ("the recipe's %s talks over EFA, but this node has no EFA device; without it " ..

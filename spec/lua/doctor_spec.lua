@@ -47,6 +47,19 @@ describe("moonspeed doctor", function()
   assert.is_nil(support.missing_build())
   teardown(function() support.cleanup() end)
 
+  it("fails a recipe of several GPU ranks on a node without NCCL, and names MS_NCCL_LIBRARY's file", function()
+    local _, by, res = doctor({ "recipes/llama-3-8b-g6e.lua" }, { MS_NCCL_LIBRARY = "/nonexistent/libnccl.so.2" })
+    assert.are.equal(1, res.code, res.stderr)
+    assert.are.same({ check = "nccl", status = "info", detail = "/nonexistent/libnccl.so.2 (MS_NCCL_LIBRARY) cannot be loaded" },
+      by.nccl)
+    assert.are.equal("fail", by["recipe nccl"].status)
+    assert.are.equal("the recipe's 4 GPU ranks talk through NCCL, and this node has no libnccl.so.2; install NCCL 2.14 "
+      .. "or newer, or point MS_NCCL_LIBRARY at it", by["recipe nccl"].detail)
+    -- one rank needs none
+    _, by = doctor({ "recipes/llama-3-8b-h200.lua" }, { MS_NCCL_LIBRARY = "/nonexistent/libnccl.so.2" })
+    assert.is_nil(by["recipe nccl"])
+  end)
+
   it("describes this machine: no GPU, libfabric's providers, memlock and /dev/shm; exit 0", function()
     local v, by, res = doctor()
     assert.are.equal(0, res.code, res.stderr)
