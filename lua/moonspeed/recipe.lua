@@ -866,23 +866,9 @@ function M.load_experiment(path, overrides, only)
   local out = {}
   for i, a in ipairs(t.variants) do
     if not only or only == i then
-      local layer, vorigin = {}, {}
+      local vorigin = {}
       for k, v in pairs(origin) do vorigin[k] = v end
-      local where = ("%s (variant %d, %s)"):format(t.at, i, labels[i])
-      for _, kv in ipairs(a) do
-        local sec, key = kv[1]:match("^([%w_]+)%.(.+)$")
-        if sec then
-          layer[sec] = layer[sec] or {}
-          layer[sec][key] = kv[2]
-          vorigin[kv[1]] = where
-        elseif schema.section_by_name[kv[1]] then
-          layer[kv[1]] = M.merge(layer[kv[1]] or {}, kv[2])
-          for k in pairs(kv[2]) do vorigin[kv[1] .. "." .. k] = where end
-        else
-          layer[kv[1]] = kv[2]
-          vorigin[kv[1]] = where
-        end
-      end
+      local layer = sweep.variant_layer(a, ("%s (variant %d, %s)"):format(t.at, i, labels[i]), vorigin, M.merge)
       local vt = apply_overrides(M.merge(t.base, layer), overrides, vorigin)
       local ok, r = pcall(M.resolve, vt, vorigin, path)
       if not ok then error(("variant %d (%s): %s"):format(i, labels[i], tostring(r)), 0) end

@@ -48,6 +48,28 @@ local function sorted_keys(t)
   return keys
 end
 
+-- A variant as a recipe layer ({ section = { key = value } ... }), each key it
+-- sets marked in origin as coming from `where`; a whole section's table is
+-- merged (merge: recipe.merge) into what the variant sets of it.
+function M.variant_layer(variant, where, origin, merge)
+  local layer = {}
+  for _, kv in ipairs(variant) do
+    local sec, key = kv[1]:match("^([%w_]+)%.(.+)$")
+    if sec then
+      layer[sec] = layer[sec] or {}
+      layer[sec][key] = kv[2]
+      origin[kv[1]] = where
+    elseif schema.section_by_name[kv[1]] then
+      layer[kv[1]] = merge(layer[kv[1]] or {}, kv[2])
+      for k in pairs(kv[2]) do origin[kv[1] .. "." .. k] = where end
+    else
+      layer[kv[1]] = kv[2]
+      origin[kv[1]] = where
+    end
+  end
+  return layer
+end
+
 -- The recipe key path of a sweep key: "train.lr", "lr" (unique), a section name; or nil, why.
 function M.key_path(k, unknown_key_msg)
   if schema.field_by_path[k] then return k, schema.field_by_path[k] end
