@@ -65,7 +65,7 @@ CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
 CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 NVCCFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-fno-threadsafe-statics,-fno-exceptions -Werror all-warnings \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
-             -gencode arch=compute_90,code=[sm_90,compute_90]
+             -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90
 CFLAGS    += -DMS_HAVE_CUDA
 INCLUDES  += -isystem $(CUDA_HOME)/include
 ENGINE_OBJ += $(CUDA_OBJ)

@@ -1,6 +1,7 @@
 /*
  * kernels/bench/attention.c — the attention workbench: the tensor-core flash
- * kernels (kernels/cuda/attention_flash.cu) against the plain fp32-arithmetic
+ * kernels (kernels/cuda/attention_flash.cu's mma.sync ones and, on sm_90,
+ * attention_wgmma.cu's) against the plain fp32-arithmetic
  * kernels (kernels/cuda/attention.cu) as the reference, on fresh random bf16
  * inputs, then timed with CUDA events (median of 10 after 3 warm-ups).
  *
@@ -31,6 +32,15 @@
     } while (0)
 
 typedef struct shape { int B, T, H, KV, hd, docs; } shape;
+
+/* A kernel choice: the mma.sync kernels' warps per forward block (nw), keys per
+ * forward tile, warps per dq and dk/dv block; or the wgmma kernels' keys per
+ * forward tile and warpgroups per dk/dv block (kv). */
+typedef struct variant { int wgmma, nw, keys, dq, kv; } variant;
+static const variant variants[] = {
+    {0, 4, 64, 4, 4}, {0, 8, 64, 8, 4}, {0, 4, 128, 4, 8}, {0, 8, 128, 8, 8},
+    {1, 0, 64, 0, 1}, {1, 0, 128, 0, 1}, {1, 0, 64, 0, 2}, {1, 0, 128, 0, 2},
+};
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float uniform(void) { /* xorshift64*, in [-1, 1) */
@@ -130,24 +140,30 @@ static int run(shape s) {
     CK(cudaEventCreate(&ev[1]));
     float tf[10], tb[10];
     double f = 4.0 * B * H * (double)T * T / 2 * hd;
-    /* the block-shape variants, each checked and timed; then the engine's default (a = -1) */
-    for (int a = 0; a <= 4; a++) {
-        int dflt = a == 4, nw = a & 1 ? 8 : 4, keys = a & 2 ? 128 : 64, wq = nw, wk = keys == 128 ? 8 : 4;
+    /* the variants, each checked and timed (the wgmma ones on sm_90 only); then the engine's default */
+    int nv = (int)(sizeof variants / sizeof variants[0]);
+    for (int a = 0; a <= nv; a++) {
+        const variant *x = a < nv ? &variants[a] : NULL;
+        if (x && x->wgmma && !cuda_flash_wgmma_ready()) continue;
         for (int r = -3; r < 10; r++) {
             float ms_f, ms_b;
             CK(cudaEventRecord(ev[0], st));
-            if (dflt) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
-            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, nw, keys));
+            if (!x) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
+            else if (x->wgmma) CK(cuda_flash_wgmma_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, x->keys));
+            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, x->nw, x->keys));
             CK(cudaEventRecord(ev[1], st));
             CK(cudaEventSynchronize(ev[1]));
             CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
             CK(cudaEventRecord(ev[0], st));
-            if (dflt)
+            if (!x)
                 CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV,
                                       hd));
+            else if (x->wgmma)
+                CK(cuda_flash_wgmma_bwd(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd,
+                                        x->kv));
             else
-                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, wq,
-                                     wk));
+                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, x->dq,
+                                     x->kv));
             CK(cudaEventRecord(ev[1], st));
             CK(cudaEventSynchronize(ev[1]));
             CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
@@ -155,21 +171,32 @@ static int run(shape s) {
         }
         qsort(tf, 10, sizeof(float), cmp_float);
         qsort(tb, 10, sizeof(float), cmp_float);
-        if (!dflt) {
+        if (x) {
             double w = fmax(fmax(rel(o[1], o[0], nq, 1), rel(dq[1], dq[0], nq, 1)),
                             fmax(rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)));
             bad |= !(w <= 1e-2);
-            printf("variant fwd %d warps x %d keys: %.3f ms %.0f TFLOP/s | bwd dq %d warps, dk/dv %d warps: %.3f ms "
-                   "%.0f TFLOP/s | worst rel err %.1e%s\n",
-                   nw, keys, (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, wq, wk, (tb[4] + tb[5]) / 2,
+            char what[96];
+            if (x->wgmma)
+                snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys | bwd dk/dv %d warpgroups", x->keys,
+                         x->kv);
+            else
+                snprintf(what, sizeof what, "mma fwd %d warps x %d keys | bwd dq %d warps, dk/dv %d warps", x->nw,
+                         x->keys, x->dq, x->kv);
+            printf("variant %s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s | worst rel err %.1e%s\n", what,
+                   (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, (tb[4] + tb[5]) / 2,
                    2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
         }
     }
+    /* the default backward once more, into the reference's buffers: the same bits (no atomics) */
+    CK(cuda_attention_bwd(ms, 1, dq[0], dk[0], dv[0], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV, hd));
+    CK(cudaStreamSynchronize(st));
+    int same = rel(dq[0], dq[1], nq, 1) == 0 && rel(dk[0], dk[1], nk, 1) == 0 && rel(dv[0], dv[1], nk, 1) == 0;
+    bad |= !same;
     double mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
     printf("BENCH flash B=%d T=%d H=%d KV=%d hd=%d%s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s; "
-           "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e%s\n",
+           "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e; backward repeatable: %s%s\n",
            B, T, H, KV, hd, s.docs ? " docs" : "", mf, f / mf / 1e9, mb, 2.5 * f / mb / 1e9, e[0], e[1], e[2], e[3],
-           e[4], bad ? "  FAILED (> 1e-2)" : "");
+           e[4], same ? "bitwise" : "NO", bad ? "  FAILED" : "");
     fflush(stdout);
     for (int i = 0; i < 2; i++) cudaFree(o[i]), cudaFree(dq[i]), cudaFree(dk[i]), cudaFree(dv[i]), cudaFree(lse[i]);
     cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(dout), cudaFree(delta), cudaFree(doc);

@@ -23,35 +23,23 @@
  *   DQ_WARPS, DKDV_WARPS below) are the workbench's fastest on an H200
  *   (kernels/bench/NOTES.md). At hd 64 the operands a warp reuses on every tile
  *   (Q, dO in dq; K, V in dk/dv) stay in registers.
+ * - on sm_90 cuda_flash_fwd / _bwd hand over to attention_wgmma.cu, the same
+ *   algorithm on warpgroup MMA; these kernels serve sm_80 and sm_89.
  * Limits: bf16 only (the fp32 backend keeps attention.cu's exact kernels),
  * hd in {64, 128}, row strides a multiple of 8 elements (16-byte cp.async).
  */
-#include "cuda/common.cuh"
+#include "cuda/flash.cuh"
 
 namespace {
+using namespace flash;
 
 constexpr int BN = 64; /* keys per tile (and query rows per dk/dv iteration) */
-constexpr float LOG2E = 1.4426950408889634f;
-constexpr float LN2 = 0.6931471805599453f;
-
-__device__ __forceinline__ uint32_t sm(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 /* element offset of (row, col) in a swizzled tile of HD columns */
 template <int HD>
 __device__ __forceinline__ int swz(int row, int col) {
     return row * HD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
-
-/* 2^x on the special-function unit (2^-inf = 0); the softmax's only transcendental */
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 /* Rows [r0, r0 + rows) of a (T, ld) bf16 matrix into a swizzled tile; rows at
  * or past T are zero-filled. */
@@ -62,8 +50,7 @@ __device__ __forceinline__ void load_tile(bf16 *sh, const bf16 *g, int64_t ld, i
         int r = i / CH, c = i % CH;
         bool ok = r0 + r < T;
         const bf16 *src = g + (ok ? (int64_t)(r0 + r) * ld : 0) + c * 8;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sm(sh + swz<HD>(r, c * 8))), "l"(src),
-                     "r"(ok ? 16 : 0));
+        cp16(sh + swz<HD>(r, c * 8), src, ok);
     }
 }
 
@@ -104,19 +91,6 @@ __device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t b0, ui
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-/* A fragments of the 16 x 16 slab ks of a 16 x N accumulator (N / 8 n-tiles). */
-__device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*s)[4], int ks) {
-    a[0] = pack(s[2 * ks][0], s[2 * ks][1]);
-    a[1] = pack(s[2 * ks][2], s[2 * ks][3]);
-    a[2] = pack(s[2 * ks + 1][0], s[2 * ks + 1][1]);
-    a[3] = pack(s[2 * ks + 1][2], s[2 * ks + 1][3]);
 }
 
 /* acc (16 x N, N / 8 n-tiles) += A-tile rows r0.. (16 x HD) times B-tile^T (N x HD stored [n][k]). */
@@ -180,45 +154,6 @@ __device__ __forceinline__ void mm_pb(float (*acc)[4], const float (*p)[4], cons
     }
 }
 
-__device__ __forceinline__ float quad_max(float x) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
-/* The smallest document start among the block's rows [r0, r0 + rows) (0 without documents). */
-__device__ int block_first(const int32_t *doc, int64_t b, int T, int r0, int rows, int *sh) {
-    if (!doc) return 0;
-    if (threadIdx.x == 0) *sh = T;
-    __syncthreads();
-    int f = T;
-    for (int r = threadIdx.x; r < rows; r += blockDim.x)
-        if (r0 + r < T) f = min(f, doc[b * T + r0 + r]);
-    atomicMin(sh, f);
-    __syncthreads();
-    return *sh;
-}
-
-/* Store a 16 x HD accumulator's rows ra, ra + 8 (times mul) as bf16 into a (T, ld) matrix. */
-template <int HD>
-__device__ __forceinline__ void store_rows(bf16 *g, int64_t ld, const float (*acc)[4], int ra, int T, float mul_a,
-                                           float mul_b) {
-    int ti = threadIdx.x & 3;
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++) {
-        int col = n * 8 + 2 * ti;
-        if (ra < T)
-            *reinterpret_cast<__nv_bfloat162 *>(g + (int64_t)ra * ld + col) =
-                __floats2bfloat162_rn(acc[n][0] * mul_a, acc[n][1] * mul_a);
-        if (ra + 8 < T)
-            *reinterpret_cast<__nv_bfloat162 *>(g + (int64_t)(ra + 8) * ld + col) =
-                __floats2bfloat162_rn(acc[n][2] * mul_b, acc[n][3] * mul_b);
-    }
-}
-
 /* ---- forward ---------------------------------------------------------------- */
 
 template <int HD, int NW, int KN>
@@ -231,11 +166,11 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
     __shared__ int first_sh;
     int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
     int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* the longest rows first */
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31, gi = l >> 2, ti = l & 3;
+    int w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     const bf16 *qb = q + (int64_t)b * T * ldq + (int64_t)h * HD;
     const bf16 *kb = k + (int64_t)b * T * ldk + (int64_t)g * HD, *vb = v + (int64_t)b * T * ldk + (int64_t)g * HD;
-    int ra = q0 + w * 16 + gi, rb = ra + 8;
+    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
     int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
     int lo = block_first(doc, b, T, q0, BM, &first_sh);
     int kt_lo = lo / KN, kt_hi = (min(q0 + BM, T) - 1) / KN;
@@ -265,56 +200,13 @@ __global__ void __launch_bounds__(NW * 32) flash_fwd_k(bf16 *out, float *lse, co
 #pragma unroll
         for (int n = 0; n < KN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
         mm_abt<HD, KN>(s, Qs, w * 16, Kt);
-        if (doc || k0 + KN - 1 > q0 + w * 16) {
-#pragma unroll
-            for (int n = 0; n < KN / 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int key = k0 + n * 8 + 2 * ti + (e & 1), row = e < 2 ? ra : rb, f = e < 2 ? fa : fb;
-                    if (key > row || key < f) s[n][e] = -INFINITY;
-                }
-        }
-        float xa = -INFINITY, xb = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < KN / 8; n++) {
-            xa = fmaxf(xa, fmaxf(s[n][0], s[n][1]));
-            xb = fmaxf(xb, fmaxf(s[n][2], s[n][3]));
-        }
-        float na = fmaxf(ma, quad_max(xa) * scale_log2), nb = fmaxf(mb, quad_max(xb) * scale_log2);
-        float ba = na == -INFINITY ? 0.0f : na, bb = nb == -INFINITY ? 0.0f : nb;
-        float ca = ex2(ma - ba), cb = ex2(mb - bb), sa = 0.0f, sb = 0.0f;
-#pragma unroll
-        for (int n = 0; n < KN / 8; n++) {
-            s[n][0] = ex2(s[n][0] * scale_log2 - ba);
-            s[n][1] = ex2(s[n][1] * scale_log2 - ba);
-            s[n][2] = ex2(s[n][2] * scale_log2 - bb);
-            s[n][3] = ex2(s[n][3] * scale_log2 - bb);
-            sa += s[n][0] + s[n][1];
-            sb += s[n][2] + s[n][3];
-        }
-        la = la * ca + sa;
-        lb = lb * cb + sb;
-        ma = na;
-        mb = nb;
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            o[n][0] *= ca;
-            o[n][1] *= ca;
-            o[n][2] *= cb;
-            o[n][3] *= cb;
-        }
+        if (doc || k0 + KN - 1 > q0 + w * 16) mask_rows<KN>(s, k0, ra, fa, fb);
+        scale_rows<HD>(o, softmax_step<KN>(s, ma, mb, la, lb, scale_log2));
         mm_pb<HD, KN>(o, s, Vt);
         __syncthreads();
     }
-    la = quad_sum(la);
-    lb = quad_sum(lb);
-    store_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, o, ra, T, la > 0 ? 1.0f / la : 0.0f,
-                   lb > 0 ? 1.0f / lb : 0.0f);
-    if (ti == 0) {
-        float *lr = lse + ((int64_t)b * H + h) * T;
-        if (ra < T) lr[ra] = (ma + log2f(la)) * LN2;
-        if (rb < T) lr[rb] = (mb + log2f(lb)) * LN2;
-    }
+    finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
+                    la, lb);
 }
 
 /* ---- backward: dq ------------------------------------------------------------ */
@@ -330,11 +222,11 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
     __shared__ int first_sh;
     int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
     int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31, gi = l >> 2, ti = l & 3;
+    int w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
     const bf16 *kb = k + (int64_t)b * T * ldk + (int64_t)g * HD, *vb = v + (int64_t)b * T * ldk + (int64_t)g * HD;
-    int ra = q0 + w * 16 + gi, rb = ra + 8;
+    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
     int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
     const float *lr = lse + ((int64_t)b * H + h) * T, *dr = delta + ((int64_t)b * H + h) * T;
     float La = ra < T ? lr[ra] * LOG2E : 0.0f, Lb = rb < T ? lr[rb] * LOG2E : 0.0f;
@@ -382,15 +274,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dq_k(bf16 *dq, const bf16 *dout
             mm_abt<HD, BN>(dp, Gs, w * 16, Vt);
         }
         bool masked = doc || k0 + BN - 1 > q0 + w * 16;
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int key = k0 + n * 8 + 2 * ti + (e & 1), row = e < 2 ? ra : rb, f = e < 2 ? fa : fb;
-                float p = ex2(s[n][e] * scale_log2 - (e < 2 ? La : Lb));
-                if (masked && (key > row || key < f)) p = 0.0f;
-                s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
-            }
+        dq_ds<BN>(s, dp, k0, ra, fa, fb, La, Lb, Da, Db, masked, scale_log2);
         mm_pb<HD, BN>(acc, s, Kt);
         __syncthreads();
     }
@@ -411,10 +295,10 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
     __shared__ __align__(16) int Fs[2][BQ];
     int b = blockIdx.z, g = blockIdx.y, group = H / KV;
     int k0 = blockIdx.x * BK; /* the most work first: early keys meet every later query */
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31, gi = l >> 2, ti = l & 3;
+    int w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     int64_t koff = (int64_t)b * T * ldk + (int64_t)g * HD;
-    int ca = k0 + w * 16 + gi, cb = ca + 8; /* this thread's two keys */
+    int ca = k0 + w * 16 + gi; /* this thread's keys: ca, ca + 8 */
     int qt_lo = k0 / BQ, nq = (T - 1) / BQ - qt_lo + 1, iters = nq * group;
 
     /* iteration i: query head g * group + i / nq, query tile qt_lo + i % nq */
@@ -469,28 +353,12 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
             mm_abt<HD, BQ>(s, Ks, w * 16, Qt);
         }
         bool masked = doc || t0 < k0 + BK || t0 + BQ > T;
-#pragma unroll
-        for (int n = 0; n < 8; n++) { /* queries r, r + 1: one 8-byte read of each per-query value */
-            int r = n * 8 + 2 * ti;
-            float2 L = *reinterpret_cast<const float2 *>(&Ls[buf][r]);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int key = e < 2 ? ca : cb, rr = r + (e & 1);
-                float p = ex2(s[n][e] * scale_log2 - (e & 1 ? L.y : L.x));
-                if (masked && (t0 + rr < key || t0 + rr >= T || Fs[buf][rr] > key)) p = 0.0f;
-                s[n][e] = p;
-            }
-        }
+        kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, masked, scale_log2);
         mm_pb<HD, BQ>(av, s, Gt);
         if constexpr (regs_a_t<HD>::value) mm_rbt<HD, BQ>(dp, va, Gt);
         else mm_abt<HD, BQ>(dp, Vs, w * 16, Gt);
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            float2 D = *reinterpret_cast<const float2 *>(&Ds[buf][n * 8 + 2 * ti]);
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - (e & 1 ? D.y : D.x);
-        }
-        mm_pb<HD, BQ>(ak, s, Qt);
+        kv_ds<BQ>(dp, s, Ds[buf]);
+        mm_pb<HD, BQ>(ak, dp, Qt);
         __syncthreads();
     }
     store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
@@ -542,12 +410,15 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
     return bf16f && (hd == 64 || hd == 128) && KV >= 1 && H % KV == 0;
 }
 
-/* The block shapes the engine runs (the workbench times the others):
- * warps per forward block, keys per forward tile, warps per dq and dk/dv block. */
+/* The block shapes the engine runs (the workbench times the others): here,
+ * warps per forward block, keys per forward tile, warps per dq and dk/dv block;
+ * on sm_90, attention_wgmma.cu's keys per forward tile and warpgroups per dk/dv block. */
 #define FWD_WARPS 8
 #define FWD_KEYS 128
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
+#define WGMMA_FWD_KEYS 128
+#define WGMMA_DKDV_WARPGROUPS 2
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
                                  const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int nw,
@@ -580,11 +451,15 @@ extern "C" int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv,
 
 extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    if (cuda_flash_wgmma_ready()) return cuda_flash_wgmma_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd, WGMMA_FWD_KEYS);
     return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FWD_WARPS, FWD_KEYS);
 }
 
 extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc,
                               int B, int T, int H, int KV, int hd) {
+    if (cuda_flash_wgmma_ready())
+        return cuda_flash_wgmma_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd,
+                                    WGMMA_DKDV_WARPGROUPS);
     return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS(hd), DKDV_WARPS);
 }

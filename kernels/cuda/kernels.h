@@ -58,6 +58,16 @@ int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, co
 int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                       const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc_start,
                       int B, int T, int H, int KV, int hd, int nw_dq, int nw_kv);
+/* attention_wgmma.cu — the same three kernels on warpgroup MMA, for sm_90
+ * (H100, H200): cuda_flash_fwd / _bwd take them when cuda_flash_wgmma_ready()
+ * says the current device can. Variants for the workbench: keys (64 or 128) per
+ * forward tile, warpgroups (1 or 2) per dk/dv block. */
+int cuda_flash_wgmma_ready(void);
+int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
+                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int keys);
+int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                         const void *k, const void *v, const float *lse, const float *delta,
+                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nwg_kv);
 /* The plain kernels of attention.cu whatever the inputs (the workbench compares). */
 int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k,
                              const void *v, const int32_t *doc_start, int B, int T, int H, int KV, int hd);

@@ -1,0 +1,479 @@
+/*
+ * kernels/cuda/attention_wgmma.cu — the Hopper path of flash attention: the
+ * three kernels of attention_flash.cu (forward; backward dq; backward dk/dv,
+ * no atomics, so bitwise repeatable) with every matmul on warpgroup MMA
+ * (wgmma, sm_90a). A block is one or two warpgroups of 128 threads, each
+ * owning 64 rows (query rows, or keys in dk/dv); the other operand streams
+ * through shared memory in tiles, two buffers deep, loaded by cp.async.
+ *
+ * - Shared-memory tiles are stored as wgmma reads them with 128-byte
+ *   swizzling: panels of 64 columns (128 bytes a row), 8-row groups 1024 bytes
+ *   apart, the 16-byte chunks of row r XOR-ed with r & 7; every panel starts on
+ *   a 1024-byte boundary. One layout serves both operand orders: read along
+ *   its rows it is a "K-major" operand (Q, K, V, dO as the right factor of
+ *   S = Q K^T and its kin), read down its columns an "MN-major" one (V in
+ *   O += P V, K in dQ += dS K, dO and Q in dV and dK).
+ * - S, dP and their transposes come from two shared-memory operands; P and dS
+ *   go from the accumulators straight into register A operands, as in the
+ *   mma.sync kernels (flash.cuh's layout is wgmma's, warp by warp).
+ * - Only the sm_90a build has the bodies (elsewhere they trap);
+ *   cuda_flash_wgmma_ready says whether the running device can take them.
+ */
+#include "cuda/flash.cuh"
+
+namespace {
+using namespace flash;
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WGMMA 1
+#else
+#define WGMMA 0
+#endif
+
+constexpr int WG = 128; /* threads in a warpgroup; each owns 64 rows */
+
+#if WGMMA
+/* element offset of (r, c) in an R-row tile (see the header) */
+template <int R>
+__device__ __forceinline__ int at(int r, int c) {
+    return (c >> 6) * (R * 64) + r * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7);
+}
+
+/* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile; rows at or
+ * past T are zero-filled. */
+template <int HD, int R>
+__device__ __forceinline__ void load_tile(bf16 *sh, const bf16 *g, int64_t ld, int r0, int T) {
+    constexpr int CH = HD / 8;
+    for (int i = threadIdx.x; i < R * CH; i += blockDim.x) {
+        int r = i / CH, c = i % CH;
+        bool ok = r0 + r < T;
+        cp16(sh + at<R>(r, c * 8), g + (ok ? (int64_t)(r0 + r) * ld : 0) + c * 8, ok);
+    }
+}
+
+/* The cp.async writes are visible to this thread's wgmma reads (the async
+ * proxy) once fenced; the barrier after it makes them every thread's. */
+__device__ __forceinline__ void tiles_ready() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+}
+
+/* A shared-memory matrix descriptor: start, leading byte offset, 1024-byte
+ * stride between 8-row groups, 128-byte swizzle. */
+__device__ __forceinline__ uint64_t desc(const bf16 *p, uint32_t lbo) {
+    return (uint64_t)((sm(p) & 0x3ffff) >> 4) | (uint64_t)(lbo >> 4) << 16 | (uint64_t)(1024 >> 4) << 32 |
+           1ull << 62;
+}
+/* K-major operand: rows r0.. of an R-row tile, columns 16 ks .. 16 ks + 15 */
+template <int R>
+__device__ __forceinline__ uint64_t desc_k(const bf16 *tile, int r0, int ks) {
+    return desc(tile + (ks >> 2) * R * 64 + r0 * 64 + (ks & 3) * 16, 16);
+}
+/* MN-major operand: rows 16 ks .. 16 ks + 15 of an R-row tile as K, every column as N */
+template <int R>
+__device__ __forceinline__ uint64_t desc_mn(const bf16 *tile, int ks) {
+    return desc(tile + ks * 16 * 64, R * 128);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+
+/* After wg_wait: the accumulators are read only from here on (the compiler
+ * must not hoist reads above the wait). */
+template <int N>
+__device__ __forceinline__ void settled(float (*d)[4]) {
+#pragma unroll
+    for (int n = 0; n < N / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[n][e])::"memory");
+}
+
+/* D (64 x N per warpgroup, 16 x N per warp in flash.cuh's layout) += A B, k 16:
+ * mma_ss with A and B K-major in shared memory (D = A B when !acc: the first
+ * k step needs no zeroed accumulators), mma_rs with A in registers (one
+ * 16 x 16 fragment per warp) and B MN-major. */
+template <int N>
+__device__ void mma_ss(float *d, uint64_t a, uint64_t b, int acc);
+template <int N>
+__device__ void mma_rs(float *d, const uint32_t *a, uint64_t b);
+
+template <> __device__ __forceinline__ void mma_ss<64>(float *d, uint64_t a, uint64_t b, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(a), "l"(b), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<64>(float *d, const uint32_t *a, uint64_t b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_ss<128>(float *d, uint64_t a, uint64_t b, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(a), "l"(b), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<128>(float *d, const uint32_t *a, uint64_t b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+#endif
+
+/* ---- forward ---------------------------------------------------------------- */
+
+/* 128 query rows of one (b, h) a block; key/value tiles of KN rows. */
+template <int HD, int KN>
+__global__ void __launch_bounds__(2 * WG, 1) wg_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                                     const bf16 *v, const int32_t *doc, int T, int H, int KV,
+                                                     float scale_log2) {
+#if WGMMA
+    constexpr int BM = 2 * 64;
+    extern __shared__ unsigned char raw[];
+    bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Ks = Qs + BM * HD,
+         *Vs = Ks + 2 * KN * HD;
+    __shared__ int first_sh;
+    int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
+    int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* the longest rows first */
+    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
+    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
+    const bf16 *qb = q + (int64_t)b * T * ldq + (int64_t)h * HD;
+    const bf16 *kb = k + (int64_t)b * T * ldk + (int64_t)g * HD, *vb = v + (int64_t)b * T * ldk + (int64_t)g * HD;
+    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
+    int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
+    int lo = block_first(doc, b, T, q0, BM, &first_sh);
+    int kt_lo = lo / KN, kt_hi = (min(q0 + BM, T) - 1) / KN;
+
+    load_tile<HD, BM>(Qs, qb, ldq, q0, T);
+    load_tile<HD, KN>(Ks, kb, ldk, kt_lo * KN, T);
+    load_tile<HD, KN>(Vs, vb, ldk, kt_lo * KN, T);
+    cp_commit();
+    float o[HD / 8][4], ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        int buf = (kt - kt_lo) & 1;
+        if (kt < kt_hi) {
+            load_tile<HD, KN>(Ks + (buf ^ 1) * KN * HD, kb, ldk, (kt + 1) * KN, T);
+            load_tile<HD, KN>(Vs + (buf ^ 1) * KN * HD, vb, ldk, (kt + 1) * KN, T);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+        tiles_ready();
+        const bf16 *Kt = Ks + buf * KN * HD, *Vt = Vs + buf * KN * HD;
+        int k0 = kt * KN;
+        float s[KN / 8][4];
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) mma_ss<KN>(&s[0][0], desc_k<BM>(Qs, wg * 64, ks), desc_k<KN>(Kt, 0, ks), ks > 0);
+        wg_commit();
+        wg_wait();
+        settled<KN>(s);
+        if (doc || k0 + KN - 1 > q0 + wg * 64) mask_rows<KN>(s, k0, ra, fa, fb);
+        scale_rows<HD>(o, softmax_step<KN>(s, ma, mb, la, lb, scale_log2));
+        uint32_t p[KN / 16][4];
+#pragma unroll
+        for (int ks = 0; ks < KN / 16; ks++) acc_to_a(p[ks], s, ks);
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < KN / 16; ks++) mma_rs<HD>(&o[0][0], p[ks], desc_mn<KN>(Vt, ks));
+        wg_commit();
+        wg_wait();
+        settled<HD>(o);
+        __syncthreads();
+    }
+    finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
+                    la, lb);
+#else
+    __trap();
+#endif
+}
+
+/* ---- backward: dq ------------------------------------------------------------ */
+
+/* 128 query rows of one (b, h) a block; key/value tiles of 64 rows. */
+template <int HD>
+__global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
+                                                    const bf16 *v, const float *lse, const float *delta,
+                                                    const int32_t *doc, int T, int H, int KV, float scale,
+                                                    float scale_log2) {
+#if WGMMA
+    constexpr int BM = 2 * 64, BN = 64;
+    extern __shared__ unsigned char raw[];
+    bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Gs = Qs + BM * HD,
+         *Ks = Gs + BM * HD, *Vs = Ks + 2 * BN * HD;
+    __shared__ int first_sh;
+    int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
+    int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
+    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
+    int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
+    const bf16 *kb = k + (int64_t)b * T * ldk + (int64_t)g * HD, *vb = v + (int64_t)b * T * ldk + (int64_t)g * HD;
+    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
+    int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
+    const float *lr = lse + ((int64_t)b * H + h) * T, *dr = delta + ((int64_t)b * H + h) * T;
+    float La = ra < T ? lr[ra] * LOG2E : 0.0f, Lb = rb < T ? lr[rb] * LOG2E : 0.0f;
+    float Da = ra < T ? dr[ra] : 0.0f, Db = rb < T ? dr[rb] : 0.0f;
+    int lo = block_first(doc, b, T, q0, BM, &first_sh);
+    int kt_lo = lo / BN, kt_hi = (min(q0 + BM, T) - 1) / BN;
+
+    load_tile<HD, BM>(Qs, q + qoff, ldq, q0, T);
+    load_tile<HD, BM>(Gs, dout + qoff, ldq, q0, T);
+    load_tile<HD, BN>(Ks, kb, ldk, kt_lo * BN, T);
+    load_tile<HD, BN>(Vs, vb, ldk, kt_lo * BN, T);
+    cp_commit();
+    float acc[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        int buf = (kt - kt_lo) & 1;
+        if (kt < kt_hi) {
+            load_tile<HD, BN>(Ks + (buf ^ 1) * BN * HD, kb, ldk, (kt + 1) * BN, T);
+            load_tile<HD, BN>(Vs + (buf ^ 1) * BN * HD, vb, ldk, (kt + 1) * BN, T);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+        tiles_ready();
+        const bf16 *Kt = Ks + buf * BN * HD, *Vt = Vs + buf * BN * HD;
+        int k0 = kt * BN;
+        float s[BN / 8][4], dp[BN / 8][4];
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) {
+            mma_ss<BN>(&s[0][0], desc_k<BM>(Qs, wg * 64, ks), desc_k<BN>(Kt, 0, ks), ks > 0);
+            mma_ss<BN>(&dp[0][0], desc_k<BM>(Gs, wg * 64, ks), desc_k<BN>(Vt, 0, ks), ks > 0);
+        }
+        wg_commit();
+        wg_wait();
+        settled<BN>(s);
+        settled<BN>(dp);
+        dq_ds<BN>(s, dp, k0, ra, fa, fb, La, Lb, Da, Db, doc || k0 + BN - 1 > q0 + wg * 64, scale_log2);
+        uint32_t ds[BN / 16][4];
+#pragma unroll
+        for (int ks = 0; ks < BN / 16; ks++) acc_to_a(ds[ks], s, ks);
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BN / 16; ks++) mma_rs<HD>(&acc[0][0], ds[ks], desc_mn<BN>(Kt, ks));
+        wg_commit();
+        wg_wait();
+        settled<HD>(acc);
+        __syncthreads();
+    }
+    store_rows<HD>(dq + qoff, ldq, acc, ra, T, scale, scale);
+#else
+    __trap();
+#endif
+}
+
+/* ---- backward: dk, dv ------------------------------------------------------------ */
+
+/* 64 NWG keys of one (b, kv head) a block; query tiles of 64 rows of every
+ * query head of the group. */
+template <int HD, int NWG>
+__global__ void __launch_bounds__(NWG * WG, 1) wg_dkdv_k(bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q,
+                                                        const bf16 *k, const bf16 *v, const float *lse,
+                                                        const float *delta, const int32_t *doc, int T, int H, int KV,
+                                                        float scale, float scale_log2) {
+#if WGMMA
+    constexpr int BK = NWG * 64, BQ = 64;
+    extern __shared__ unsigned char raw[];
+    bf16 *Ks = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Vs = Ks + BK * HD,
+         *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD;
+    __shared__ __align__(16) float Ls[2][BQ], Ds[2][BQ];
+    __shared__ __align__(16) int Fs[2][BQ];
+    int b = blockIdx.z, g = blockIdx.y, group = H / KV;
+    int k0 = blockIdx.x * BK; /* the most work first: early keys meet every later query */
+    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
+    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
+    int64_t koff = (int64_t)b * T * ldk + (int64_t)g * HD;
+    int ca = k0 + w * 16 + gi; /* this thread's keys: ca, ca + 8 */
+    int qt_lo = k0 / BQ, nq = (T - 1) / BQ - qt_lo + 1, iters = nq * group;
+
+    /* iteration i: query head g * group + i / nq, query tile qt_lo + i % nq */
+    auto issue = [&](int i, int buf) {
+        int h = g * group + i / nq, t0 = (qt_lo + i % nq) * BQ;
+        int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
+        load_tile<HD, BQ>(Qs + buf * BQ * HD, q + qoff, ldq, t0, T);
+        load_tile<HD, BQ>(Gs + buf * BQ * HD, dout + qoff, ldq, t0, T);
+        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
+            int t = t0 + r;
+            bool in = t < T;
+            Ls[buf][r] = in ? lse[((int64_t)b * H + h) * T + t] * LOG2E : INFINITY;
+            Ds[buf][r] = in ? delta[((int64_t)b * H + h) * T + t] : 0.0f;
+            Fs[buf][r] = in ? (doc ? doc[(int64_t)b * T + t] : 0) : T;
+        }
+    };
+    load_tile<HD, BK>(Ks, k + koff, ldk, k0, T);
+    load_tile<HD, BK>(Vs, v + koff, ldk, k0, T);
+    issue(0, 0);
+    cp_commit();
+    float ak[HD / 8][4], av[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) ak[n][e] = av[n][e] = 0.0f;
+
+    for (int i = 0; i < iters; i++) {
+        int buf = i & 1;
+        if (i + 1 < iters) {
+            issue(i + 1, buf ^ 1);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+        tiles_ready();
+        const bf16 *Qt = Qs + buf * BQ * HD, *Gt = Gs + buf * BQ * HD;
+        int t0 = (qt_lo + i % nq) * BQ;
+        float s[BQ / 8][4], dp[BQ / 8][4];
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) {
+            mma_ss<BQ>(&s[0][0], desc_k<BK>(Ks, wg * 64, ks), desc_k<BQ>(Qt, 0, ks), ks > 0);
+            mma_ss<BQ>(&dp[0][0], desc_k<BK>(Vs, wg * 64, ks), desc_k<BQ>(Gt, 0, ks), ks > 0);
+        }
+        wg_commit();
+        wg_wait();
+        settled<BQ>(s);
+        settled<BQ>(dp);
+        kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
+        kv_ds<BQ>(dp, s, Ds[buf]);
+        uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) {
+            acc_to_a(pa[ks], s, ks);
+            acc_to_a(da[ks], dp, ks);
+        }
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) {
+            mma_rs<HD>(&av[0][0], pa[ks], desc_mn<BQ>(Gt, ks));
+            mma_rs<HD>(&ak[0][0], da[ks], desc_mn<BQ>(Qt, ks));
+        }
+        wg_commit();
+        wg_wait();
+        settled<HD>(av);
+        settled<HD>(ak);
+        __syncthreads();
+    }
+    store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
+    store_rows<HD>(dv + koff, ldk, av, ca, T, 1.0f, 1.0f);
+#else
+    __trap();
+#endif
+}
+
+/* A kernel may take more than 48 KiB of dynamic shared memory only when asked. */
+template <typename K>
+int launch_smem(K kernel, int bytes) {
+    return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+template <int HD, int KN>
+int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
+        int B, int T, int H, int KV) {
+    int smem = (128 + 4 * KN) * HD * 2 + 1024;
+    auto kern = wg_fwd_k<HD, KN>;
+    int e = launch_smem(kern, smem);
+    if (e) return e;
+    kern<<<dim3((T + 127) / 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV, LOG2E / sqrtf((float)HD));
+    return launched();
+}
+
+template <int HD, int NWG>
+int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
+        const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV) {
+    float scale = 1.0f / sqrtf((float)HD), sl = scale * LOG2E;
+    int smem_dq = (2 * 128 + 4 * 64) * HD * 2 + 1024;
+    auto kq = wg_dq_k<HD>;
+    int e = launch_smem(kq, smem_dq);
+    if (e) return e;
+    kq<<<dim3((T + 127) / 128, H, B), 2 * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale, sl);
+    if ((e = launched())) return e;
+    constexpr int BK = NWG * 64;
+    int smem_kv = (2 * BK + 4 * 64) * HD * 2 + 1024;
+    auto kk = wg_dkdv_k<HD, NWG>;
+    if ((e = launch_smem(kk, smem_kv))) return e;
+    kk<<<dim3((T + BK - 1) / BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H, KV,
+                                                                 scale, sl);
+    return launched();
+}
+
+} // namespace
+
+extern "C" int cuda_flash_wgmma_ready(void) {
+    int dev, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+        return 0;
+    return major == 9 && minor == 0;
+}
+
+extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
+                                    const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int keys) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128)) return (int)cudaErrorInvalidValue;
+    if (B == 0 || T == 0) return 0;
+#define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
+    if (hd == 64) return keys == 64 ? fwd<64, 64>(ARGS) : fwd<64, 128>(ARGS);
+    return keys == 64 ? fwd<128, 64>(ARGS) : fwd<128, 128>(ARGS);
+#undef ARGS
+}
+
+extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                                    const void *k, const void *v, const float *lse, const float *delta,
+                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_kv != 1 && nwg_kv != 2)) return (int)cudaErrorInvalidValue;
+    if (B == 0 || T == 0) return 0;
+#define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
+             (const bf16 *)v, lse, delta, doc, B, T, H, KV
+    if (hd == 64) return nwg_kv == 1 ? bwd<64, 1>(ARGS) : bwd<64, 2>(ARGS);
+    return nwg_kv == 1 ? bwd<128, 1>(ARGS) : bwd<128, 2>(ARGS);
+#undef ARGS
+}
