@@ -35,12 +35,68 @@ typedef struct shape { int B, T, H, KV, hd, docs; } shape;
 
 /* A kernel choice: the mma.sync kernels' warps per forward block (nw), keys per
  * forward tile, warps per dq and dk/dv block; or the wgmma kernels' keys per
- * forward tile and warpgroups per dk/dv block (kv). */
-typedef struct variant { int wgmma, nw, keys, dq, kv; } variant;
+ * forward tile, forward blocks an SM (occ) and warpgroups per dk/dv block (kv). */
+typedef struct variant { int wgmma, nw, keys, dq, kv, occ; } variant;
 static const variant variants[] = {
-    {0, 4, 64, 4, 4}, {0, 8, 64, 8, 4}, {0, 4, 128, 4, 8}, {0, 8, 128, 8, 8},
-    {1, 0, 64, 0, 1}, {1, 0, 128, 0, 1}, {1, 0, 64, 0, 2}, {1, 0, 128, 0, 2},
+    {0, 4, 64, 4, 4, 0}, {0, 8, 64, 8, 4, 0}, {0, 4, 128, 4, 8, 0}, {0, 8, 128, 8, 8, 0},
+    {1, 0, 64, 0, 1, 1}, {1, 0, 128, 0, 1, 1}, {1, 0, 64, 0, 2, 2},
 };
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The buffers of one shape: inputs, and outputs [0] reference / [1] under test. */
+typedef struct bufs {
+    void *q, *k, *v, *dout, *o[2], *dq[2], *dk[2], *dv[2];
+    float *lse[2], *delta;
+    int32_t *doc;
+} bufs;
+
+/* Launch what (0 forward, 1 backward, 2 dq alone, 3 dk/dv alone) of variant x
+ * (NULL: the engine's default) into the [1] outputs. */
+static void launch(const variant *x, int what, cudaStream_t st, bufs *u, shape s) {
+    ms_cuda_stream ms = (ms_cuda_stream)st;
+    int B = s.B, T = s.T, H = s.H, KV = s.KV, hd = s.hd;
+    if (what == 0) {
+        if (!x) CK(cuda_flash_fwd(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd));
+        else if (x->wgmma)
+            CK(cuda_flash_wgmma_fwd(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd, x->keys,
+                                    x->occ));
+        else CK(cuda_flash_fwd_nw(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd, x->nw, x->keys));
+    } else if (!x) {
+        CK(cuda_attention_bwd(ms, 1, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->o[1], u->lse[1],
+                              u->delta, u->doc, B, T, H, KV, hd));
+    } else if (x->wgmma) {
+        CK(cuda_flash_wgmma_bwd(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta,
+                                u->doc, B, T, H, KV, hd, x->kv, what == 1 ? 3 : what - 1));
+    } else {
+        CK(cuda_flash_bwd_nw(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta, u->doc,
+                             B, T, H, KV, hd, x->dq, x->kv));
+    }
+}
+
+/* Median milliseconds of 10 launches after 3 warm-ups. */
+static float timed(const variant *x, int what, cudaStream_t st, bufs *u, shape s) {
+    static cudaEvent_t ev[2];
+    if (!ev[0]) {
+        CK(cudaEventCreate(&ev[0]));
+        CK(cudaEventCreate(&ev[1]));
+    }
+    float t[10];
+    for (int r = -3; r < 10; r++) {
+        float ms;
+        CK(cudaEventRecord(ev[0], st));
+        launch(x, what, st, u, s);
+        CK(cudaEventRecord(ev[1], st));
+        CK(cudaEventSynchronize(ev[1]));
+        CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+        if (r >= 0) t[r] = ms;
+    }
+    qsort(t, 10, sizeof(float), cmp_float);
+    return (t[4] + t[5]) / 2;
+}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float uniform(void) { /* xorshift64*, in [-1, 1) */
@@ -96,111 +152,78 @@ static double rel(const void *a, const void *b, long n, int bf16) {
     return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
 }
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 static int run(shape s) {
     int B = s.B, T = s.T, H = s.H, KV = s.KV, hd = s.hd;
     long nq = (long)B * T * H * hd, nk = (long)B * T * KV * hd, nl = (long)B * H * T;
-    void *q = rand_bf16(nq, 2.0f), *k = rand_bf16(nk, 2.0f), *v = rand_bf16(nk, 1.0f), *dout = rand_bf16(nq, 1.0f);
-    void *o[2], *dq[2], *dk[2], *dv[2];
-    float *lse[2];
+    bufs U = {0}, *u = &U;
+    u->q = rand_bf16(nq, 2.0f), u->k = rand_bf16(nk, 2.0f), u->v = rand_bf16(nk, 1.0f), u->dout = rand_bf16(nq, 1.0f);
     for (int i = 0; i < 2; i++) {
-        o[i] = dev(nq * 2), dq[i] = dev(nq * 2), dk[i] = dev(nk * 2), dv[i] = dev(nk * 2);
-        lse[i] = dev(nl * 4);
+        u->o[i] = dev(nq * 2), u->dq[i] = dev(nq * 2), u->dk[i] = dev(nk * 2), u->dv[i] = dev(nk * 2);
+        u->lse[i] = dev(nl * 4);
     }
-    float *delta = dev(nl * 4);
-    int32_t *doc = NULL;
+    u->delta = dev(nl * 4);
     if (s.docs) { /* documents start at 0, T/3 and 3T/5 + b */
         int32_t *h = malloc(sizeof(int32_t) * (size_t)B * T);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) h[b * T + t] = t >= 3 * T / 5 + b ? 3 * T / 5 + b : t >= T / 3 ? T / 3 : 0;
-        doc = dev(sizeof(int32_t) * (long)B * T);
-        CK(cudaMemcpy(doc, h, sizeof(int32_t) * (size_t)B * T, cudaMemcpyHostToDevice));
+        u->doc = dev(sizeof(int32_t) * (long)B * T);
+        CK(cudaMemcpy(u->doc, h, sizeof(int32_t) * (size_t)B * T, cudaMemcpyHostToDevice));
         free(h);
     }
     cudaStream_t st;
     CK(cudaStreamCreate(&st));
     ms_cuda_stream ms = (ms_cuda_stream)st;
-    /* 0: plain reference, 1: flash */
-    CK(cuda_attention_plain_fwd(ms, 1, o[0], lse[0], q, k, v, doc, B, T, H, KV, hd));
-    CK(cuda_attention_plain_bwd(ms, 1, dq[0], dk[0], dv[0], dout, q, k, v, o[0], lse[0], delta, doc, B, T, H, KV, hd));
-    CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
-    CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV, hd));
+    /* the plain kernels into [0]: the reference */
+    CK(cuda_attention_plain_fwd(ms, 1, u->o[0], u->lse[0], u->q, u->k, u->v, u->doc, B, T, H, KV, hd));
+    CK(cuda_attention_plain_bwd(ms, 1, u->dq[0], u->dk[0], u->dv[0], u->dout, u->q, u->k, u->v, u->o[0], u->lse[0],
+                                u->delta, u->doc, B, T, H, KV, hd));
+    launch(NULL, 0, st, u, s);
+    launch(NULL, 1, st, u, s);
     CK(cudaStreamSynchronize(st));
-    double e[5] = {rel(o[1], o[0], nq, 1), rel(lse[1], lse[0], nl, 0), rel(dq[1], dq[0], nq, 1),
-                   rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)};
+    double e[5] = {rel(u->o[1], u->o[0], nq, 1), rel(u->lse[1], u->lse[0], nl, 0), rel(u->dq[1], u->dq[0], nq, 1),
+                   rel(u->dk[1], u->dk[0], nk, 1), rel(u->dv[1], u->dv[0], nk, 1)};
     int bad = 0;
     for (int i = 0; i < 5; i++) bad |= !(e[i] <= 1e-2);
 
-    cudaEvent_t ev[2];
-    CK(cudaEventCreate(&ev[0]));
-    CK(cudaEventCreate(&ev[1]));
-    float tf[10], tb[10];
-    double f = 4.0 * B * H * (double)T * T / 2 * hd;
+    double f = 4.0 * B * H * (double)T * T / 2 * hd, tf = 0, tb = 0;
     /* the variants, each checked and timed (the wgmma ones on sm_90 only); then the engine's default */
     int nv = (int)(sizeof variants / sizeof variants[0]);
     for (int a = 0; a <= nv; a++) {
         const variant *x = a < nv ? &variants[a] : NULL;
         if (x && x->wgmma && !cuda_flash_wgmma_ready()) continue;
-        for (int r = -3; r < 10; r++) {
-            float ms_f, ms_b;
-            CK(cudaEventRecord(ev[0], st));
-            if (!x) CK(cuda_flash_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd));
-            else if (x->wgmma) CK(cuda_flash_wgmma_fwd(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, x->keys));
-            else CK(cuda_flash_fwd_nw(ms, o[1], lse[1], q, k, v, doc, B, T, H, KV, hd, x->nw, x->keys));
-            CK(cudaEventRecord(ev[1], st));
-            CK(cudaEventSynchronize(ev[1]));
-            CK(cudaEventElapsedTime(&ms_f, ev[0], ev[1]));
-            CK(cudaEventRecord(ev[0], st));
-            if (!x)
-                CK(cuda_attention_bwd(ms, 1, dq[1], dk[1], dv[1], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV,
-                                      hd));
-            else if (x->wgmma)
-                CK(cuda_flash_wgmma_bwd(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd,
-                                        x->kv));
-            else
-                CK(cuda_flash_bwd_nw(ms, dq[1], dk[1], dv[1], dout, q, k, v, lse[1], delta, doc, B, T, H, KV, hd, x->dq,
-                                     x->kv));
-            CK(cudaEventRecord(ev[1], st));
-            CK(cudaEventSynchronize(ev[1]));
-            CK(cudaEventElapsedTime(&ms_b, ev[0], ev[1]));
-            if (r >= 0) tf[r] = ms_f, tb[r] = ms_b;
-        }
-        qsort(tf, 10, sizeof(float), cmp_float);
-        qsort(tb, 10, sizeof(float), cmp_float);
-        if (x) {
-            double w = fmax(fmax(rel(o[1], o[0], nq, 1), rel(dq[1], dq[0], nq, 1)),
-                            fmax(rel(dk[1], dk[0], nk, 1), rel(dv[1], dv[0], nk, 1)));
-            bad |= !(w <= 1e-2);
-            char what[96];
-            if (x->wgmma)
-                snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys | bwd dk/dv %d warpgroups", x->keys,
-                         x->kv);
-            else
-                snprintf(what, sizeof what, "mma fwd %d warps x %d keys | bwd dq %d warps, dk/dv %d warps", x->nw,
-                         x->keys, x->dq, x->kv);
-            printf("variant %s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s | worst rel err %.1e%s\n", what,
-                   (tf[4] + tf[5]) / 2, f / ((tf[4] + tf[5]) / 2) / 1e9, (tb[4] + tb[5]) / 2,
-                   2.5 * f / ((tb[4] + tb[5]) / 2) / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
-        }
+        tf = timed(x, 0, st, u, s);
+        tb = timed(x, 1, st, u, s);
+        if (!x) break;
+        double w = fmax(fmax(rel(u->o[1], u->o[0], nq, 1), rel(u->dq[1], u->dq[0], nq, 1)),
+                        fmax(rel(u->dk[1], u->dk[0], nk, 1), rel(u->dv[1], u->dv[0], nk, 1)));
+        bad |= !(w <= 1e-2);
+        char what[128];
+        if (x->wgmma)
+            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd dk/dv %d "
+                     "warpgroups (dq %.3f ms, dk/dv %.3f ms)", x->keys, x->occ, x->kv, timed(x, 2, st, u, s),
+                     timed(x, 3, st, u, s));
+        else
+            snprintf(what, sizeof what, "mma fwd %d warps x %d keys | bwd dq %d warps, dk/dv %d warps", x->nw,
+                     x->keys, x->dq, x->kv);
+        printf("variant %s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s | worst rel err %.1e%s\n", what, tf,
+               f / tf / 1e9, tb, 2.5 * f / tb / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
     }
     /* the default backward once more, into the reference's buffers: the same bits (no atomics) */
-    CK(cuda_attention_bwd(ms, 1, dq[0], dk[0], dv[0], dout, q, k, v, o[1], lse[1], delta, doc, B, T, H, KV, hd));
+    CK(cuda_attention_bwd(ms, 1, u->dq[0], u->dk[0], u->dv[0], u->dout, u->q, u->k, u->v, u->o[1], u->lse[1],
+                          u->delta, u->doc, B, T, H, KV, hd));
     CK(cudaStreamSynchronize(st));
-    int same = rel(dq[0], dq[1], nq, 1) == 0 && rel(dk[0], dk[1], nk, 1) == 0 && rel(dv[0], dv[1], nk, 1) == 0;
+    int same = rel(u->dq[0], u->dq[1], nq, 1) == 0 && rel(u->dk[0], u->dk[1], nk, 1) == 0 &&
+               rel(u->dv[0], u->dv[1], nk, 1) == 0;
     bad |= !same;
-    double mf = (tf[4] + tf[5]) / 2, mb = (tb[4] + tb[5]) / 2;
     printf("BENCH flash B=%d T=%d H=%d KV=%d hd=%d%s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s; "
            "rel err out %.1e lse %.1e dq %.1e dk %.1e dv %.1e; backward repeatable: %s%s\n",
-           B, T, H, KV, hd, s.docs ? " docs" : "", mf, f / mf / 1e9, mb, 2.5 * f / mb / 1e9, e[0], e[1], e[2], e[3],
+           B, T, H, KV, hd, s.docs ? " docs" : "", tf, f / tf / 1e9, tb, 2.5 * f / tb / 1e9, e[0], e[1], e[2], e[3],
            e[4], same ? "bitwise" : "NO", bad ? "  FAILED" : "");
     fflush(stdout);
-    for (int i = 0; i < 2; i++) cudaFree(o[i]), cudaFree(dq[i]), cudaFree(dk[i]), cudaFree(dv[i]), cudaFree(lse[i]);
-    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(dout), cudaFree(delta), cudaFree(doc);
-    cudaEventDestroy(ev[0]), cudaEventDestroy(ev[1]);
+    for (int i = 0; i < 2; i++)
+        cudaFree(u->o[i]), cudaFree(u->dq[i]), cudaFree(u->dk[i]), cudaFree(u->dv[i]), cudaFree(u->lse[i]);
+    cudaFree(u->q), cudaFree(u->k), cudaFree(u->v), cudaFree(u->dout), cudaFree(u->delta), cudaFree(u->doc);
     cudaStreamDestroy(st);
     return bad;
 }

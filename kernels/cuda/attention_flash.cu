@@ -307,13 +307,7 @@ __global__ void __launch_bounds__(NW * 32) flash_dkdv_k(bf16 *dk, bf16 *dv, cons
         int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
         load_tile<HD>(Qs + buf * BQ * HD, q + qoff, ldq, t0, BQ, T);
         load_tile<HD>(Gs + buf * BQ * HD, dout + qoff, ldq, t0, BQ, T);
-        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
-            int t = t0 + r;
-            bool in = t < T;
-            Ls[buf][r] = in ? lse[((int64_t)b * H + h) * T + t] * LOG2E : INFINITY;
-            Ds[buf][r] = in ? delta[((int64_t)b * H + h) * T + t] : 0.0f;
-            Fs[buf][r] = in ? (doc ? doc[(int64_t)b * T + t] : 0) : T;
-        }
+        load_query_values<BQ>(Ls[buf], Ds[buf], Fs[buf], lse, delta, doc, b, h, H, T, t0);
     };
     load_tile<HD>(Ks, k + koff, ldk, k0, BK, T);
     load_tile<HD>(Vs, v + koff, ldk, k0, BK, T);
@@ -412,13 +406,15 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 
 /* The block shapes the engine runs (the workbench times the others): here,
  * warps per forward block, keys per forward tile, warps per dq and dk/dv block;
- * on sm_90, attention_wgmma.cu's keys per forward tile and warpgroups per dk/dv block. */
+ * on sm_90, attention_wgmma.cu's keys per forward tile, forward blocks an SM and
+ * warpgroups per dk/dv block. */
 #define FWD_WARPS 8
 #define FWD_KEYS 128
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
-#define WGMMA_FWD_KEYS 128
-#define WGMMA_DKDV_WARPGROUPS 2
+#define WGMMA_FWD_KEYS 64
+#define WGMMA_FWD_BLOCKS_PER_SM 1
+#define WGMMA_DKDV_WARPGROUPS 1
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
                                  const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int nw,
@@ -451,7 +447,9 @@ extern "C" int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv,
 
 extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *doc, int B, int T, int H, int KV, int hd) {
-    if (cuda_flash_wgmma_ready()) return cuda_flash_wgmma_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd, WGMMA_FWD_KEYS);
+    if (cuda_flash_wgmma_ready())
+        return cuda_flash_wgmma_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd, WGMMA_FWD_KEYS,
+                                    WGMMA_FWD_BLOCKS_PER_SM);
     return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FWD_WARPS, FWD_KEYS);
 }
 
@@ -460,6 +458,6 @@ extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, co
                               int B, int T, int H, int KV, int hd) {
     if (cuda_flash_wgmma_ready())
         return cuda_flash_wgmma_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd,
-                                    WGMMA_DKDV_WARPGROUPS);
+                                    WGMMA_DKDV_WARPGROUPS, 3);
     return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS(hd), DKDV_WARPS);
 }

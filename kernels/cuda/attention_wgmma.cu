@@ -32,6 +32,10 @@ using namespace flash;
 
 constexpr int WG = 128; /* threads in a warpgroup; each owns 64 rows */
 
+/* a compile-time flag passed to a generic lambda */
+template <bool B>
+struct flag { static constexpr bool value = B; };
+
 #if WGMMA
 /* element offset of (r, c) in an R-row tile (see the header) */
 template <int R>
@@ -39,15 +43,21 @@ __device__ __forceinline__ int at(int r, int c) {
     return (c >> 6) * (R * 64) + r * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7);
 }
 
-/* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile; rows at or
- * past T are zero-filled. */
-template <int HD, int R>
+/* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile by NT threads;
+ * rows at or past T are zero-filled. A thread copies the same 16-byte column
+ * chunk of every (NT / (HD / 8))-th row: a multiple of 8 rows apart, so one
+ * swizzled offset serves them all. */
+template <int HD, int R, int NT>
 __device__ __forceinline__ void load_tile(bf16 *sh, const bf16 *g, int64_t ld, int r0, int T) {
-    constexpr int CH = HD / 8;
-    for (int i = threadIdx.x; i < R * CH; i += blockDim.x) {
-        int r = i / CH, c = i % CH;
-        bool ok = r0 + r < T;
-        cp16(sh + at<R>(r, c * 8), g + (ok ? (int64_t)(r0 + r) * ld : 0) + c * 8, ok);
+    constexpr int CH = HD / 8, RP = NT / CH;
+    static_assert(RP % 8 == 0 && R % RP == 0, "rows per pass");
+    int c = threadIdx.x % CH, r = threadIdx.x / CH;
+    bf16 *d = sh + at<R>(r, c * 8);
+    const bf16 *src = g + (int64_t)(r0 + r) * ld + c * 8;
+#pragma unroll
+    for (int k = 0; k < R / RP; k++) {
+        bool ok = r0 + r + k * RP < T;
+        cp16(d + k * RP * 64, ok ? src + k * RP * ld : g, ok);
     }
 }
 
@@ -59,25 +69,26 @@ __device__ __forceinline__ void tiles_ready() {
 }
 
 /* A shared-memory matrix descriptor: start, leading byte offset, 1024-byte
- * stride between 8-row groups, 128-byte swizzle. */
+ * stride between 8-row groups, 128-byte swizzle. Adding n to it moves the start
+ * 16 n bytes on (the start field's 14 bits cover all of shared memory). */
 __device__ __forceinline__ uint64_t desc(const bf16 *p, uint32_t lbo) {
     return (uint64_t)((sm(p) & 0x3ffff) >> 4) | (uint64_t)(lbo >> 4) << 16 | (uint64_t)(1024 >> 4) << 32 |
            1ull << 62;
 }
-/* K-major operand: rows r0.. of an R-row tile, columns 16 ks .. 16 ks + 15 */
+/* K-major operand: the rows from p on of an R-row tile; k_step<R>(ks) moves it to columns 16 ks .. */
+__device__ __forceinline__ uint64_t desc_k(const bf16 *p) { return desc(p, 16); }
 template <int R>
-__device__ __forceinline__ uint64_t desc_k(const bf16 *tile, int r0, int ks) {
-    return desc(tile + (ks >> 2) * R * 64 + r0 * 64 + (ks & 3) * 16, 16);
-}
-/* MN-major operand: rows 16 ks .. 16 ks + 15 of an R-row tile as K, every column as N */
+__device__ __forceinline__ constexpr uint32_t k_step(int ks) { return ((ks >> 2) * R * 128 + (ks & 3) * 32) >> 4; }
+/* MN-major operand: an R-row tile, every column as N; mn_step(ks) moves it to rows 16 ks .. as K */
 template <int R>
-__device__ __forceinline__ uint64_t desc_mn(const bf16 *tile, int ks) {
-    return desc(tile + ks * 16 * 64, R * 128);
-}
+__device__ __forceinline__ uint64_t desc_mn(const bf16 *tile) { return desc(tile, R * 128); }
+__device__ __forceinline__ constexpr uint32_t mn_step(int ks) { return ks * 16 * 128 >> 4; }
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* until at most N of this warpgroup's committed groups are pending */
+template <int N>
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 
 /* After wg_wait: the accumulators are read only from here on (the compiler
  * must not hoist reads above the wait). */
@@ -162,11 +173,14 @@ template <> __device__ __forceinline__ void mma_rs<128>(float *d, const uint32_t
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* 128 query rows of one (b, h) a block; key/value tiles of KN rows. */
-template <int HD, int KN>
-__global__ void __launch_bounds__(2 * WG, 1) wg_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
-                                                     const bf16 *v, const int32_t *doc, int T, int H, int KV,
-                                                     float scale_log2) {
+/* 128 query rows of one (b, h) a block; key/value tiles of KN rows; OCC blocks
+ * an SM (2 caps the registers at 128 a thread: the two blocks' barriers and
+ * phases interleave). Pipelining O += P V against the next tile's scores, as
+ * the dq kernel does, measured no faster here (kernels/bench/NOTES.md). */
+template <int HD, int KN, int OCC>
+__global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                                       const bf16 *v, const int32_t *doc, int T, int H, int KV,
+                                                       float scale_log2) {
 #if WGMMA
     constexpr int BM = 2 * 64;
     extern __shared__ unsigned char raw[];
@@ -182,35 +196,33 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_fwd_k(bf16 *out, float *lse, con
     int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
     int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
     int lo = block_first(doc, b, T, q0, BM, &first_sh);
-    int kt_lo = lo / KN, kt_hi = (min(q0 + BM, T) - 1) / KN;
+    int kt_lo = lo / KN, n = (min(q0 + BM, T) - 1) / KN - kt_lo + 1; /* n key tiles from kt_lo */
 
-    load_tile<HD, BM>(Qs, qb, ldq, q0, T);
-    load_tile<HD, KN>(Ks, kb, ldk, kt_lo * KN, T);
-    load_tile<HD, KN>(Vs, vb, ldk, kt_lo * KN, T);
+    load_tile<HD, BM, 2 * WG>(Qs, qb, ldq, q0, T);
+    load_tile<HD, KN, 2 * WG>(Ks, kb, ldk, kt_lo * KN, T);
+    load_tile<HD, KN, 2 * WG>(Vs, vb, ldk, kt_lo * KN, T);
     cp_commit();
     float o[HD / 8][4], ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
 #pragma unroll
-    for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int c = 0; c < HD / 8; c++) o[c][0] = o[c][1] = o[c][2] = o[c][3] = 0.0f;
+    uint64_t qd = desc_k(Qs + wg * 64 * 64); /* this warpgroup's 64 rows of Q */
 
-    for (int kt = kt_lo; kt <= kt_hi; kt++) {
-        int buf = (kt - kt_lo) & 1;
-        if (kt < kt_hi) {
-            load_tile<HD, KN>(Ks + (buf ^ 1) * KN * HD, kb, ldk, (kt + 1) * KN, T);
-            load_tile<HD, KN>(Vs + (buf ^ 1) * KN * HD, vb, ldk, (kt + 1) * KN, T);
+    for (int i = 0; i < n; i++) {
+        cp_wait<0>();
+        tiles_ready(); /* tile i is in; every warp is done with tile i - 1 */
+        if (i + 1 < n) {
+            load_tile<HD, KN, 2 * WG>(Ks + (i + 1) % 2 * KN * HD, kb, ldk, (kt_lo + i + 1) * KN, T);
+            load_tile<HD, KN, 2 * WG>(Vs + (i + 1) % 2 * KN * HD, vb, ldk, (kt_lo + i + 1) * KN, T);
             cp_commit();
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
         }
-        tiles_ready();
-        const bf16 *Kt = Ks + buf * KN * HD, *Vt = Vs + buf * KN * HD;
-        int k0 = kt * KN;
+        uint64_t kd = desc_k(Ks + i % 2 * KN * HD), vd = desc_mn<KN>(Vs + i % 2 * KN * HD);
+        int k0 = (kt_lo + i) * KN;
         float s[KN / 8][4];
         wg_fence();
 #pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) mma_ss<KN>(&s[0][0], desc_k<BM>(Qs, wg * 64, ks), desc_k<KN>(Kt, 0, ks), ks > 0);
+        for (int ks = 0; ks < HD / 16; ks++) mma_ss<KN>(&s[0][0], qd + k_step<BM>(ks), kd + k_step<KN>(ks), ks > 0);
         wg_commit();
-        wg_wait();
+        wg_wait<0>();
         settled<KN>(s);
         if (doc || k0 + KN - 1 > q0 + wg * 64) mask_rows<KN>(s, k0, ra, fa, fb);
         scale_rows<HD>(o, softmax_step<KN>(s, ma, mb, la, lb, scale_log2));
@@ -219,11 +231,10 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_fwd_k(bf16 *out, float *lse, con
         for (int ks = 0; ks < KN / 16; ks++) acc_to_a(p[ks], s, ks);
         wg_fence();
 #pragma unroll
-        for (int ks = 0; ks < KN / 16; ks++) mma_rs<HD>(&o[0][0], p[ks], desc_mn<KN>(Vt, ks));
+        for (int ks = 0; ks < KN / 16; ks++) mma_rs<HD>(&o[0][0], p[ks], vd + mn_step(ks));
         wg_commit();
-        wg_wait();
+        wg_wait<0>();
         settled<HD>(o);
-        __syncthreads();
     }
     finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
                     la, lb);
@@ -234,17 +245,20 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_fwd_k(bf16 *out, float *lse, con
 
 /* ---- backward: dq ------------------------------------------------------------ */
 
-/* 128 query rows of one (b, h) a block; key/value tiles of 64 rows. */
+/* 128 query rows of one (b, h) a block; key/value tiles of 64 rows. Tile i's
+ * dQ += dS K is issued after tile i + 1's S and dP, so dS of tile i + 1 is
+ * computed while the tensor cores work on tile i (a third K buffer keeps K_i
+ * alive meanwhile). */
 template <int HD>
 __global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
                                                     const bf16 *v, const float *lse, const float *delta,
                                                     const int32_t *doc, int T, int H, int KV, float scale,
                                                     float scale_log2) {
 #if WGMMA
-    constexpr int BM = 2 * 64, BN = 64;
+    constexpr int BM = 2 * 64, BN = 64, KB = 3;
     extern __shared__ unsigned char raw[];
     bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Gs = Qs + BM * HD,
-         *Ks = Gs + BM * HD, *Vs = Ks + 2 * BN * HD;
+         *Vs = Gs + BM * HD, *Ks = Vs + 2 * BN * HD;
     __shared__ int first_sh;
     int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
     int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
@@ -258,53 +272,66 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout,
     float La = ra < T ? lr[ra] * LOG2E : 0.0f, Lb = rb < T ? lr[rb] * LOG2E : 0.0f;
     float Da = ra < T ? dr[ra] : 0.0f, Db = rb < T ? dr[rb] : 0.0f;
     int lo = block_first(doc, b, T, q0, BM, &first_sh);
-    int kt_lo = lo / BN, kt_hi = (min(q0 + BM, T) - 1) / BN;
+    int kt_lo = lo / BN, n = (min(q0 + BM, T) - 1) / BN - kt_lo + 1; /* n key tiles from kt_lo */
 
-    load_tile<HD, BM>(Qs, q + qoff, ldq, q0, T);
-    load_tile<HD, BM>(Gs, dout + qoff, ldq, q0, T);
-    load_tile<HD, BN>(Ks, kb, ldk, kt_lo * BN, T);
-    load_tile<HD, BN>(Vs, vb, ldk, kt_lo * BN, T);
+    load_tile<HD, BM, 2 * WG>(Qs, q + qoff, ldq, q0, T);
+    load_tile<HD, BM, 2 * WG>(Gs, dout + qoff, ldq, q0, T);
+    load_tile<HD, BN, 2 * WG>(Ks, kb, ldk, kt_lo * BN, T);
+    load_tile<HD, BN, 2 * WG>(Vs, vb, ldk, kt_lo * BN, T);
     cp_commit();
     float acc[HD / 8][4];
 #pragma unroll
-    for (int n = 0; n < HD / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    for (int c = 0; c < HD / 8; c++) acc[c][0] = acc[c][1] = acc[c][2] = acc[c][3] = 0.0f;
+    uint64_t qd = desc_k(Qs + wg * 64 * 64), gd = desc_k(Gs + wg * 64 * 64); /* this warpgroup's rows */
+    uint32_t ds[BN / 16][4]; /* dS of the last tile, as A fragments */
+    auto dqk = [&](int i) { /* issue dQ += dS K_i */
+        uint64_t kd = desc_mn<BN>(Ks + i % KB * BN * HD);
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BN / 16; ks++) mma_rs<HD>(&acc[0][0], ds[ks], kd + mn_step(ks));
+        wg_commit();
+    };
 
-    for (int kt = kt_lo; kt <= kt_hi; kt++) {
-        int buf = (kt - kt_lo) & 1;
-        if (kt < kt_hi) {
-            load_tile<HD, BN>(Ks + (buf ^ 1) * BN * HD, kb, ldk, (kt + 1) * BN, T);
-            load_tile<HD, BN>(Vs + (buf ^ 1) * BN * HD, vb, ldk, (kt + 1) * BN, T);
+    /* tile i; with overlap (every tile but the first) tile i - 1's dS K is issued meanwhile */
+    auto tile = [&](int i, auto overlap) {
+        cp_wait<0>();
+        tiles_ready(); /* tile i is in; every warp is done with tile i - 1 (and i - 2) */
+        if (i + 1 < n) {
+            load_tile<HD, BN, 2 * WG>(Ks + (i + 1) % KB * BN * HD, kb, ldk, (kt_lo + i + 1) * BN, T);
+            load_tile<HD, BN, 2 * WG>(Vs + (i + 1) % 2 * BN * HD, vb, ldk, (kt_lo + i + 1) * BN, T);
             cp_commit();
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
         }
-        tiles_ready();
-        const bf16 *Kt = Ks + buf * BN * HD, *Vt = Vs + buf * BN * HD;
-        int k0 = kt * BN;
+        uint64_t kd = desc_k(Ks + i % KB * BN * HD), vd = desc_k(Vs + i % 2 * BN * HD);
+        int k0 = (kt_lo + i) * BN;
         float s[BN / 8][4], dp[BN / 8][4];
         wg_fence();
 #pragma unroll
         for (int ks = 0; ks < HD / 16; ks++) {
-            mma_ss<BN>(&s[0][0], desc_k<BM>(Qs, wg * 64, ks), desc_k<BN>(Kt, 0, ks), ks > 0);
-            mma_ss<BN>(&dp[0][0], desc_k<BM>(Gs, wg * 64, ks), desc_k<BN>(Vt, 0, ks), ks > 0);
+            mma_ss<BN>(&s[0][0], qd + k_step<BM>(ks), kd + k_step<BN>(ks), ks > 0);
+            mma_ss<BN>(&dp[0][0], gd + k_step<BM>(ks), vd + k_step<BN>(ks), ks > 0);
         }
         wg_commit();
-        wg_wait();
+        if constexpr (decltype(overlap)::value) {
+            dqk(i - 1);
+            wg_wait<1>();
+        } else {
+            wg_wait<0>();
+        }
         settled<BN>(s);
         settled<BN>(dp);
         dq_ds<BN>(s, dp, k0, ra, fa, fb, La, Lb, Da, Db, doc || k0 + BN - 1 > q0 + wg * 64, scale_log2);
-        uint32_t ds[BN / 16][4];
+        if constexpr (decltype(overlap)::value) {
+            wg_wait<0>();
+            settled<HD>(acc);
+        }
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ks++) acc_to_a(ds[ks], s, ks);
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < BN / 16; ks++) mma_rs<HD>(&acc[0][0], ds[ks], desc_mn<BN>(Kt, ks));
-        wg_commit();
-        wg_wait();
-        settled<HD>(acc);
-        __syncthreads();
-    }
+    };
+    tile(0, flag<false>{});
+    for (int i = 1; i < n; i++) tile(i, flag<true>{});
+    dqk(n - 1);
+    wg_wait<0>();
+    settled<HD>(acc);
     store_rows<HD>(dq + qoff, ldq, acc, ra, T, scale, scale);
 #else
     __trap();
@@ -339,20 +366,15 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dkdv_k(bf16 *dk, bf16 *dv, con
     auto issue = [&](int i, int buf) {
         int h = g * group + i / nq, t0 = (qt_lo + i % nq) * BQ;
         int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
-        load_tile<HD, BQ>(Qs + buf * BQ * HD, q + qoff, ldq, t0, T);
-        load_tile<HD, BQ>(Gs + buf * BQ * HD, dout + qoff, ldq, t0, T);
-        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
-            int t = t0 + r;
-            bool in = t < T;
-            Ls[buf][r] = in ? lse[((int64_t)b * H + h) * T + t] * LOG2E : INFINITY;
-            Ds[buf][r] = in ? delta[((int64_t)b * H + h) * T + t] : 0.0f;
-            Fs[buf][r] = in ? (doc ? doc[(int64_t)b * T + t] : 0) : T;
-        }
+        load_tile<HD, BQ, NWG * WG>(Qs + buf * BQ * HD, q + qoff, ldq, t0, T);
+        load_tile<HD, BQ, NWG * WG>(Gs + buf * BQ * HD, dout + qoff, ldq, t0, T);
+        load_query_values<BQ>(Ls[buf], Ds[buf], Fs[buf], lse, delta, doc, b, h, H, T, t0);
     };
-    load_tile<HD, BK>(Ks, k + koff, ldk, k0, T);
-    load_tile<HD, BK>(Vs, v + koff, ldk, k0, T);
+    load_tile<HD, BK, NWG * WG>(Ks, k + koff, ldk, k0, T);
+    load_tile<HD, BK, NWG * WG>(Vs, v + koff, ldk, k0, T);
     issue(0, 0);
     cp_commit();
+    uint64_t kd = desc_k(Ks + wg * 64 * 64), vd = desc_k(Vs + wg * 64 * 64); /* this warpgroup's keys */
     float ak[HD / 8][4], av[HD / 8][4];
 #pragma unroll
     for (int n = 0; n < HD / 8; n++)
@@ -361,25 +383,25 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dkdv_k(bf16 *dk, bf16 *dv, con
 
     for (int i = 0; i < iters; i++) {
         int buf = i & 1;
+        cp_wait<0>();
+        tiles_ready(); /* iteration i's tiles are in; every warp is done with iteration i - 1 */
         if (i + 1 < iters) {
             issue(i + 1, buf ^ 1);
             cp_commit();
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
         }
-        tiles_ready();
         const bf16 *Qt = Qs + buf * BQ * HD, *Gt = Gs + buf * BQ * HD;
+        uint64_t qm = desc_mn<BQ>(Qt), gm = desc_mn<BQ>(Gt);
         int t0 = (qt_lo + i % nq) * BQ;
         float s[BQ / 8][4], dp[BQ / 8][4];
         wg_fence();
+        uint64_t qd = desc_k(Qt), gd = desc_k(Gt);
 #pragma unroll
         for (int ks = 0; ks < HD / 16; ks++) {
-            mma_ss<BQ>(&s[0][0], desc_k<BK>(Ks, wg * 64, ks), desc_k<BQ>(Qt, 0, ks), ks > 0);
-            mma_ss<BQ>(&dp[0][0], desc_k<BK>(Vs, wg * 64, ks), desc_k<BQ>(Gt, 0, ks), ks > 0);
+            mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
+            mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
         }
         wg_commit();
-        wg_wait();
+        wg_wait<0>();
         settled<BQ>(s);
         settled<BQ>(dp);
         kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
@@ -393,14 +415,13 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dkdv_k(bf16 *dk, bf16 *dv, con
         wg_fence();
 #pragma unroll
         for (int ks = 0; ks < BQ / 16; ks++) {
-            mma_rs<HD>(&av[0][0], pa[ks], desc_mn<BQ>(Gt, ks));
-            mma_rs<HD>(&ak[0][0], da[ks], desc_mn<BQ>(Qt, ks));
+            mma_rs<HD>(&av[0][0], pa[ks], gm + mn_step(ks));
+            mma_rs<HD>(&ak[0][0], da[ks], qm + mn_step(ks));
         }
         wg_commit();
-        wg_wait();
+        wg_wait<0>();
         settled<HD>(av);
         settled<HD>(ak);
-        __syncthreads();
     }
     store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
     store_rows<HD>(dv + koff, ldk, av, ca, T, 1.0f, 1.0f);
@@ -415,34 +436,42 @@ int launch_smem(K kernel, int bytes) {
     return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-template <int HD, int KN>
+template <int HD, int KN, int OCC>
 int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
         int B, int T, int H, int KV) {
     int smem = (128 + 4 * KN) * HD * 2 + 1024;
-    auto kern = wg_fwd_k<HD, KN>;
+    auto kern = wg_fwd_k<HD, KN, OCC>;
     int e = launch_smem(kern, smem);
     if (e) return e;
     kern<<<dim3((T + 127) / 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV, LOG2E / sqrtf((float)HD));
     return launched();
 }
 
+/* parts: 1 the dq kernel, 2 the dk/dv kernel (the workbench times them apart) */
 template <int HD, int NWG>
 int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-        const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV) {
+        const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV,
+        int parts) {
     float scale = 1.0f / sqrtf((float)HD), sl = scale * LOG2E;
-    int smem_dq = (2 * 128 + 4 * 64) * HD * 2 + 1024;
-    auto kq = wg_dq_k<HD>;
-    int e = launch_smem(kq, smem_dq);
-    if (e) return e;
-    kq<<<dim3((T + 127) / 128, H, B), 2 * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale, sl);
-    if ((e = launched())) return e;
-    constexpr int BK = NWG * 64;
-    int smem_kv = (2 * BK + 4 * 64) * HD * 2 + 1024;
-    auto kk = wg_dkdv_k<HD, NWG>;
-    if ((e = launch_smem(kk, smem_kv))) return e;
-    kk<<<dim3((T + BK - 1) / BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H, KV,
-                                                                 scale, sl);
-    return launched();
+    int e;
+    if (parts & 1) {
+        int smem_dq = (2 * 128 + 5 * 64) * HD * 2 + 1024;
+        auto kq = wg_dq_k<HD>;
+        if ((e = launch_smem(kq, smem_dq))) return e;
+        kq<<<dim3((T + 127) / 128, H, B), 2 * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
+                                                                 sl);
+        if ((e = launched())) return e;
+    }
+    if (parts & 2) {
+        constexpr int BK = NWG * 64;
+        int smem_kv = (2 * BK + 4 * 64) * HD * 2 + 1024;
+        auto kk = wg_dkdv_k<HD, NWG>;
+        if ((e = launch_smem(kk, smem_kv))) return e;
+        kk<<<dim3((T + BK - 1) / BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H,
+                                                                     KV, scale, sl);
+        if ((e = launched())) return e;
+    }
+    return 0;
 }
 
 } // namespace
@@ -457,22 +486,26 @@ extern "C" int cuda_flash_wgmma_ready(void) {
 }
 
 extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
-                                    const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int keys) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128)) return (int)cudaErrorInvalidValue;
+                                    const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int keys,
+                                    int occ) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128) || (occ != 1 && occ != 2) ||
+        (occ == 2 && keys == 128))
+        return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
-    if (hd == 64) return keys == 64 ? fwd<64, 64>(ARGS) : fwd<64, 128>(ARGS);
-    return keys == 64 ? fwd<128, 64>(ARGS) : fwd<128, 128>(ARGS);
+#define PICK(HD) (keys == 128 ? fwd<HD, 128, 1>(ARGS) : occ == 1 ? fwd<HD, 64, 1>(ARGS) : fwd<HD, 64, 2>(ARGS))
+    return hd == 64 ? PICK(64) : PICK(128);
+#undef PICK
 #undef ARGS
 }
 
 extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                     const void *k, const void *v, const float *lse, const float *delta,
-                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv) {
+                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv, int parts) {
     if (!cuda_flash_supported(1, hd, H, KV) || (nwg_kv != 1 && nwg_kv != 2)) return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
-             (const bf16 *)v, lse, delta, doc, B, T, H, KV
+             (const bf16 *)v, lse, delta, doc, B, T, H, KV, parts
     if (hd == 64) return nwg_kv == 1 ? bwd<64, 1>(ARGS) : bwd<64, 2>(ARGS);
     return nwg_kv == 1 ? bwd<128, 1>(ARGS) : bwd<128, 2>(ARGS);
 #undef ARGS

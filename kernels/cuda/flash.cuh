@@ -29,6 +29,10 @@ __device__ __forceinline__ float ex2(float x) {
 __device__ __forceinline__ void cp16(void *sh, const void *g, bool ok) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sm(sh)), "l"(g), "r"(ok ? 16 : 0));
 }
+/* 4 bytes global -> shared, zero-filled when !ok */
+__device__ __forceinline__ void cp4(void *sh, const void *g, bool ok) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sm(sh)), "l"(g), "r"(ok ? 4 : 0));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
@@ -82,9 +86,11 @@ __device__ __forceinline__ void mask_rows(float (*s)[4], int k0, int ra, int fa,
         }
 }
 
-/* Scales the rows ra (by c.x) and ra + 8 (by c.y) of a 16 x HD accumulator. */
+/* Scales the rows ra (by c.x) and ra + 8 (by c.y) of a 16 x HD accumulator;
+ * skipped when no row of the warp changed its maximum (every factor is 1). */
 template <int HD>
 __device__ __forceinline__ void scale_rows(float (*o)[4], float2 c) {
+    if (!__any_sync(0xffffffffu, c.x != 1.0f || c.y != 1.0f)) return;
 #pragma unroll
     for (int n = 0; n < HD / 8; n++) {
         o[n][0] *= c.x;
@@ -100,37 +106,52 @@ __device__ __forceinline__ void scale_rows(float (*o)[4], float2 c) {
 template <int N>
 __device__ __forceinline__ void dq_ds(float (*s)[4], const float (*dp)[4], int k0, int ra, int fa, int fb, float La,
                                       float Lb, float Da, float Db, bool masked, float scale_log2) {
-    int ti = threadIdx.x & 3;
+    if (masked) mask_rows<N>(s, k0, ra, fa, fb);
 #pragma unroll
     for (int n = 0; n < N / 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int key = k0 + n * 8 + 2 * ti + (e & 1), row = e < 2 ? ra : ra + 8, f = e < 2 ? fa : fb;
-            float p = ex2(s[n][e] * scale_log2 - (e < 2 ? La : Lb));
-            if (masked && (key > row || key < f)) p = 0.0f;
-            s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
-        }
+        for (int e = 0; e < 4; e++)
+            s[n][e] = ex2(s[n][e] * scale_log2 - (e < 2 ? La : Lb)) * (dp[n][e] - (e < 2 ? Da : Db));
+}
+
+/* dk/dv's per-query values of query rows t0 .. t0 + N of head h into shared
+ * memory, by cp.async (part of the caller's next group): lse, D and the
+ * document start (0 without documents); zeros past T, where kv_p masks. */
+template <int N>
+__device__ __forceinline__ void load_query_values(float *Ls, float *Ds, int *Fs, const float *lse, const float *delta,
+                                                  const int32_t *doc, int64_t b, int64_t h, int H, int T, int t0) {
+    for (int r = threadIdx.x; r < N; r += blockDim.x) {
+        int t = t0 + r;
+        bool in = t < T;
+        int64_t at = in ? (b * H + h) * T + t : 0;
+        cp4(Ls + r, lse + at, in);
+        cp4(Ds + r, delta + at, in);
+        cp4(Fs + r, doc ? (const void *)(doc + b * T + (in ? t : 0)) : (const void *)lse, in && doc);
+    }
 }
 
 /* dk/dv's tile, transposed: s (K Q^T) of keys ca, ca + 8 over queries t0..t0+N
- * becomes P^T, from the queries' log2-domain lse Ls, masked (when masked) where
- * the query is before the key, at or past T, or in a document after the key
- * (Fs: the queries' document starts, T past the end). */
+ * becomes P^T, from the queries' lse Ls, masked (when masked) where the query
+ * is before the key, at or past T, or in a document after the key (Fs: the
+ * queries' document starts). */
 template <int N>
 __device__ __forceinline__ void kv_p(float (*s)[4], const float *Ls, const int *Fs, int t0, int ca, int T, bool masked,
                                      float scale_log2) {
     int ti = threadIdx.x & 3;
+    if (masked) {
+#pragma unroll
+        for (int n = 0; n < N / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = e < 2 ? ca : ca + 8, rr = n * 8 + 2 * ti + (e & 1);
+                if (t0 + rr < key || t0 + rr >= T || Fs[rr] > key) s[n][e] = -INFINITY;
+            }
+    }
 #pragma unroll
     for (int n = 0; n < N / 8; n++) { /* queries r, r + 1: one 8-byte read of each per-query value */
-        int r = n * 8 + 2 * ti;
-        float2 L = *reinterpret_cast<const float2 *>(&Ls[r]);
+        float2 L = *reinterpret_cast<const float2 *>(&Ls[n * 8 + 2 * ti]);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int key = e < 2 ? ca : ca + 8, rr = r + (e & 1);
-            float p = ex2(s[n][e] * scale_log2 - (e & 1 ? L.y : L.x));
-            if (masked && (t0 + rr < key || t0 + rr >= T || Fs[rr] > key)) p = 0.0f;
-            s[n][e] = p;
-        }
+        for (int e = 0; e < 4; e++) s[n][e] = ex2(s[n][e] * scale_log2 - (e & 1 ? L.y : L.x) * LOG2E);
     }
 }
 
