@@ -42,7 +42,7 @@ Usage.__tostring = function(u) return u.msg end
 local function usage(msg) error(setmetatable({ msg = msg }, Usage), 0) end
 
 local function closest(word, list)
-  local distance = require("moonspeed.recipe").distance
+  local distance = require("moonspeed.layer").distance
   local best, best_d
   for _, w in ipairs(list) do
     local d = distance(word, w)

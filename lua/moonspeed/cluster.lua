@@ -76,7 +76,7 @@ end
 
 -- The closest instance name, for "did you mean".
 local function closest_instance(name)
-  local distance = require("moonspeed.recipe").distance
+  local distance = require("moonspeed.layer").distance
   local best, best_d
   for _, n in ipairs(instances.names()) do
     local d = n:sub(1, #name) == name and 0 or distance(name, n)   -- "g6e.8xl" is the start of one

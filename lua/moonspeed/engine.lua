@@ -527,7 +527,7 @@ function Engine:param(name)
     end
   end
   local best, best_d
-  local distance = require("moonspeed.recipe").distance
+  local distance = require("moonspeed.layer").distance
   for _, tn in ipairs(all) do
     local d = distance(name, tn)
     if not best_d or d < best_d then best, best_d = tn, d end

@@ -1,8 +1,9 @@
 -- lua/moonspeed/schema.lua — every recipe key: type, default, range, one-line doc.
 --
--- This is the one description of a recipe. The loader (recipe.lua) validates
--- against it, engine.lua maps it onto ms_config, and `moonspeed keys` prints
--- the reference from it. A new key is added here and nowhere else (plus its
+-- This is the one description of a recipe. The loader (recipe.lua, which
+-- checks each table as written through layer.lua) validates against it,
+-- engine.lua maps it onto ms_config, and `moonspeed keys` prints the
+-- reference from it. A new key is added here and nowhere else (plus its
 -- ms_config field in engine.lua when the engine needs it).
 --
 -- A field is { key, type, default, doc, ... } with type one of

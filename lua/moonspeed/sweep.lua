@@ -1,6 +1,6 @@
 -- lua/moonspeed/sweep.lua — experiments: a base recipe and its variants.
 --
--- In a recipe file (the sandbox has sweep, grid and zip):
+-- In a recipe file (sandbox_helpers below gives the sandbox sweep, grid and zip):
 --
 --   return sweep("../default.lua", { ["train.lr"] = { 1e-4, 3e-4 }, ["zero.stage"] = { 2, 3 } })
 --
@@ -23,6 +23,7 @@
 -- hash that keeps them distinct.
 
 local schema = require "moonspeed.schema"
+local layer = require "moonspeed.layer"
 
 local M = {}
 
@@ -50,28 +51,28 @@ end
 
 -- A variant as a recipe layer ({ section = { key = value } ... }), each key it
 -- sets marked in origin as coming from `where`; a whole section's table is
--- merged (merge: recipe.merge) into what the variant sets of it.
-function M.variant_layer(variant, where, origin, merge)
-  local layer = {}
+-- merged into what the variant sets of it.
+function M.variant_layer(variant, where, origin)
+  local out = {}
   for _, kv in ipairs(variant) do
     local sec, key = kv[1]:match("^([%w_]+)%.(.+)$")
     if sec then
-      layer[sec] = layer[sec] or {}
-      layer[sec][key] = kv[2]
+      out[sec] = out[sec] or {}
+      out[sec][key] = kv[2]
       origin[kv[1]] = where
     elseif schema.section_by_name[kv[1]] then
-      layer[kv[1]] = merge(layer[kv[1]] or {}, kv[2])
+      out[kv[1]] = layer.merge(out[kv[1]] or {}, kv[2])
       for k in pairs(kv[2]) do origin[kv[1] .. "." .. k] = where end
     else
-      layer[kv[1]] = kv[2]
+      out[kv[1]] = kv[2]
       origin[kv[1]] = where
     end
   end
-  return layer
+  return out
 end
 
 -- The recipe key path of a sweep key: "train.lr", "lr" (unique), a section name; or nil, why.
-function M.key_path(k, unknown_key_msg)
+function M.key_path(k)
   if schema.field_by_path[k] then return k, schema.field_by_path[k] end
   if schema.section_by_name[k] then return k, nil end
   if not k:find(".", 1, true) then
@@ -83,7 +84,7 @@ function M.key_path(k, unknown_key_msg)
       return nil, ("%s is ambiguous: write one of %s"):format(k, table.concat(paths, ", "))
     end
   end
-  return nil, unknown_key_msg(k)
+  return nil, layer.unknown_key_msg(k)
 end
 
 local function copy(list)
@@ -184,6 +185,51 @@ function M.zip(...)
     out[j] = a
   end
   return variants(out)
+end
+
+---------------------------------------------------------------------------
+-- In a recipe's sandbox
+---------------------------------------------------------------------------
+
+-- Adds sweep(base, spec), grid(...) and zip(...) to a recipe's sandbox env
+-- (sandbox.lua). call_site(name) is the file:line of the helper's call in the
+-- recipe; base_of(base) turns sweep's base (a recipe file name, as extend takes
+-- it, or a plain table written in the recipe) into the table and the origin of
+-- its keys. sweep returns the experiment, checked key by key, as a Sweep.
+function M.sandbox_helpers(env, call_site, base_of)
+  for _, name in ipairs({ "grid", "zip" }) do
+    env[name] = function(...)
+      local ok, v = pcall(M[name], ...)
+      if not ok then layer.fail(call_site(name), v) end
+      return v
+    end
+  end
+  function env.sweep(base, spec)
+    local at = call_site("sweep")
+    local base_t, origin
+    if type(base) == "string" or (type(base) == "table" and not getmetatable(base)) then
+      base_t, origin = base_of(base)
+    else
+      layer.fail(at, ("sweep(base, spec): base must be a recipe file name or a table, got %s"):format(schema.describe(base)))
+    end
+    local ok, list = pcall(as_variants, spec, "sweep")
+    if not ok then layer.fail(at, list) end
+    if #list == 0 then layer.fail(at, "sweep: no variants") end
+    for i, a in ipairs(list) do
+      for _, kv in ipairs(a) do
+        local path, f = M.key_path(kv[1])
+        if not path then layer.fail(at, ("sweep: variant %d: %s"):format(i, f)) end
+        kv[1] = path
+        if f then
+          local p = layer.value_problem(f, kv[2])
+          if p then layer.fail(at, ("sweep: variant %d: %s"):format(i, p)) end
+        else
+          layer.check({ [path] = kv[2] }, at, nil, {})
+        end
+      end
+    end
+    return setmetatable({ base = base_t, origin = origin or {}, variants = list, at = at }, Sweep)
+  end
 end
 
 ---------------------------------------------------------------------------

@@ -62,6 +62,50 @@ describe("sweep, grid and zip", function()
   end)
 end)
 
+describe("sweep's recipe layers and sandbox helpers", function()
+  local sweep = require "moonspeed.sweep"
+
+  it("key_path names a key by its path, its unique name or its section, or says why not", function()
+    assert.are.same({ "train.lr", "train.lr" }, { sweep.key_path("lr"), (select(2, sweep.key_path("lr"))).path })
+    assert.are.same({ "offload" }, { sweep.key_path("offload") })
+    assert.are.same({ nil, "unknown key train.lrr; did you mean train.lr?" }, { sweep.key_path("train.lrr") })
+    assert.are.same({ nil, "every is ambiguous: write one of checkpoint.every, log.every" }, { sweep.key_path("every") })
+  end)
+
+  it("variant_layer makes a variant a recipe layer, merging whole sections, with its origins", function()
+    local origin = {}
+    local layer = sweep.variant_layer({ { "train.lr", 1e-3 }, { "offload", { optimizer = "cpu" } },
+      { "offload", { ratio = 0.5 } }, { "precision", "bf16" } }, "x.lua:1 (variant 2, v)", origin)
+    assert.are.same({ train = { lr = 1e-3 }, offload = { optimizer = "cpu", ratio = 0.5 }, precision = "bf16" }, layer)
+    assert.are.same({ ["train.lr"] = "x.lua:1 (variant 2, v)", ["offload.optimizer"] = "x.lua:1 (variant 2, v)",
+      ["offload.ratio"] = "x.lua:1 (variant 2, v)", precision = "x.lua:1 (variant 2, v)" }, origin)
+  end)
+
+  it("sandbox_helpers gives a sandbox sweep, grid and zip that check every key and report at the call", function()
+    local env, bases = {}, {}
+    sweep.sandbox_helpers(env, function(name) return "x.lua:7 (" .. name .. ")" end,
+      function(base) bases[#bases + 1] = base return { seed = 1 }, { seed = "b.lua:2" } end)
+    local exp = env.sweep("b.lua", env.grid({ lr = { 1e-3, 3e-3 } }, { ["zero.stage"] = { 2 } }))
+    assert.are.equal(sweep.Sweep, getmetatable(exp))
+    assert.are.same({ "b.lua" }, bases)
+    assert.are.same({ { seed = 1 }, { seed = "b.lua:2" }, "x.lua:7 (sweep)" }, { exp.base, exp.origin, exp.at })
+    assert.are.same({ "train.lr=0.001 zero.stage=2", "train.lr=0.003 zero.stage=2" }, pairs_of(exp.variants))
+    local function fails(fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok)
+      return err
+    end
+    assert.are.equal("x.lua:7 (sweep): sweep: variant 1: train.lr must be a number > 0 and < 10, got 20",
+      fails(env.sweep, "b.lua", { lr = { 20 } }))
+    assert.are.equal("x.lua:7 (sweep): sweep(base, spec): base must be a recipe file name or a table, got 3",
+      fails(env.sweep, 3, { lr = { 1 } }))
+    assert.are.equal("x.lua:7 (sweep): unknown key offload.zzz; offload has: optimizer, params, ratio, overlap",
+      fails(env.sweep, {}, { offload = { { zzz = 1 } } }))
+    assert.matches("^x%.lua:7 %(zip%): zip: argument 2 has 2 variants but argument 1 has 1",
+      fails(env.zip, { lr = { 1 } }, { warmup = { 1, 2 } }))
+  end)
+end)
+
 describe("moonspeed run EXPERIMENT", function()
   assert.is_nil(support.missing_build())
   teardown(function() support.cleanup() end)
