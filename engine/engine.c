@@ -50,12 +50,14 @@ static ms_status reserve_arenas(ms_engine *e, const ms_layout *sizing, const ms_
         e->host[p] = (ms_arena){.base = base, .capacity = host_sizing->bytes[p], .used = 0};
     }
     ms_layout carve = {.arenas = e->arenas}, host = {.arenas = e->host};
-    ms_engine_layout(&e->model, &e->zero, &e->offload, &e->stage, &e->dev, &carve, &host);
+    ms_engine_layout(&e->model, &e->zero, &e->offload, &e->stage, &e->backend, &e->dev, &carve, &host);
     for (int p = 0; p < MS_MEM_COUNT; p++)
         if (e->arenas[p].used != e->arenas[p].capacity || e->host[p].used != e->host[p].capacity)
             return ms_fail(MS_ERR_INTERNAL, "layout: purpose %d carved %lld of %lld planned bytes (host: %lld of %lld)",
                            p, (long long)e->arenas[p].used, (long long)e->arenas[p].capacity,
                            (long long)e->host[p].used, (long long)e->host[p].capacity);
+    /* the backend's own scratch is planned memory too: the device only slices it */
+    if (e->backend.bytes) TRY(e->dev.scratch_use(&e->dev, e->backend.base, e->backend.bytes));
     return MS_OK;
 }
 
@@ -221,7 +223,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd, cfg->offload_overlap));
 
     ms_layout sizing = {0}, host = {0};
-    ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->dev, &sizing, &host);
+    ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->backend, &e->dev, &sizing, &host);
     ms_plan_from_layout(cfg, m, &sizing, &host, &e->plan);
     TRY(start_device(e));
     TRY(reserve_arenas(e, &sizing, &host));

@@ -27,6 +27,13 @@ typedef struct ms_staging {
     int64_t block_elems;
 } ms_staging;
 
+/* The device backend's own scratch (device.h, scratch_bytes): carved from
+ * MS_MEM_BACKEND and handed to the started device (scratch_use). */
+typedef struct ms_backend_scratch {
+    void *base;
+    int64_t bytes;   /* 0: the backend needs none (the CPU) */
+} ms_backend_scratch;
+
 struct ms_engine {
     ms_config cfg;                 /* a copy; the strings below are owned copies */
     char *train_path, *val_path, *tokenizer;
@@ -42,6 +49,7 @@ struct ms_engine {
     int64_t reservations;          /* device arena reservations since create */
     ms_arena host[MS_MEM_COUNT];   /* host staging, by purpose (data, workspace) */
     ms_staging stage;
+    ms_backend_scratch backend;
     ms_plan plan;
     ms_dataset train, val;
     int has_train, has_val;
@@ -66,9 +74,10 @@ void ms_stage_up(ms_engine *e, void *dev_dst, const void *host_src, int64_t byte
 void ms_stage_down(ms_engine *e, void *host_dst, const void *dev_src, int64_t bytes);
 
 /* The whole layout of an engine, on the device (l) and on the host: the
- * model's buffers, ZeRO's, the offload pipeline's, then the staging. */
-void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, const ms_device *d, ms_layout *l,
-                      ms_layout *host);
+ * model's buffers, ZeRO's, the offload pipeline's, the staging, then the
+ * backend's scratch for the model's micro-batch. */
+void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, ms_backend_scratch *b,
+                      const ms_device *d, ms_layout *l, ms_layout *host);
 
 /* One micro-batch forward and backward over the tokens/targets already in the
  * model's data buffers: gradients accumulate, *loss gets this rank's sum.

@@ -26,12 +26,22 @@ ms_status ms_config_world(const ms_config *cfg, ms_world *out) {
     return MS_OK;
 }
 
-void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, const ms_device *d, ms_layout *l,
-                      ms_layout *host) {
+/* The backend's scratch, sized for the largest calls of a step: the
+ * micro-batch's rows, attention over its sequences, the model's width. */
+static void backend_layout(ms_backend_scratch *b, const ms_model *m, const ms_device *d, ms_layout *l) {
+    ms_device_shape shape = {.rows = (int64_t)m->B * m->T, .B = m->B, .T = m->T, .heads = m->c.n_heads,
+                             .dim = m->c.dim};
+    b->bytes = d->scratch_bytes ? d->scratch_bytes(d, &shape) : 0;
+    b->base = b->bytes ? ms_layout_take(l, MS_MEM_BACKEND, b->bytes, 1) : NULL;
+}
+
+void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, ms_backend_scratch *b,
+                      const ms_device *d, ms_layout *l, ms_layout *host) {
     ms_model_layout(m, d, l, host);
     ms_zero_layout(z, m, d, l);
     ms_offload_layout(o, m, d, l, host);
     ms_staging_layout(s, m, host);
+    backend_layout(b, m, d, l);
 }
 
 /* The chunk of init values and weights: up to MS_STAGE_BLOCK floats, never
@@ -89,7 +99,8 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     ms_layout sizing = {0}, host = {0};
     ms_staging stage;
     ms_offload o = {.overlap = cfg->offload_overlap};
-    ms_engine_layout(&m, &z, &o, &stage, &dev, &sizing, &host);
+    ms_backend_scratch b;
+    ms_engine_layout(&m, &z, &o, &stage, &b, &dev, &sizing, &host);
     ms_plan_from_layout(cfg, &m, &sizing, &host, out);
     ms_model_free(&m);
     return MS_OK;

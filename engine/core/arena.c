@@ -24,6 +24,7 @@ void ms_memory_from_bytes(ms_memory *out, const int64_t b[MS_MEM_COUNT]) {
     out->activations = b[MS_MEM_ACTIVATIONS];
     out->workspace = b[MS_MEM_WORKSPACE];
     out->data = b[MS_MEM_DATA];
+    out->backend = b[MS_MEM_BACKEND];
     out->total = 0;
     for (int i = 0; i < MS_MEM_COUNT; i++) out->total += b[i];
 }

@@ -19,7 +19,7 @@
 
 /* Memory purposes, in the order of the fields of ms_memory. */
 enum { MS_MEM_PARAMS, MS_MEM_GRADS, MS_MEM_MASTER, MS_MEM_OPTIMIZER,
-       MS_MEM_ACTIVATIONS, MS_MEM_WORKSPACE, MS_MEM_DATA, MS_MEM_COUNT };
+       MS_MEM_ACTIVATIONS, MS_MEM_WORKSPACE, MS_MEM_DATA, MS_MEM_BACKEND, MS_MEM_COUNT };
 
 #define MS_ALIGN 64
 

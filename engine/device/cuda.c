@@ -8,11 +8,15 @@
  * are fp32 outputs of bf16 inputs; cuBLASLt's descriptors and algorithm are
  * chosen once per shape and kept (see `plans`). Memory is plain cudaMalloc,
  * host memory is pinned and mapped (cudaHostAlloc), so the device reaches it
- * in place and every copy says cudaMemcpyDefault; the backend's
- * own scratch (cuBLASLt workspace, attention's D_t, per-row losses, sumsq
- * partials) is taken at start() and grown when a call needs more (a later
- * slice sizes it from the plan). Every CUDA/cuBLAS status is checked: the
- * first failure is latched (cuda.h) and turns later ops into no-ops.
+ * in place and every copy says cudaMemcpyDefault. The backend's own scratch
+ * (cuBLASLt workspace, sum partials, and one region shared by attention's
+ * D_t, the per-row losses and the deterministic reductions of embedding and
+ * RMSNorm backward; cuda.h lays it out) is not the backend's to allocate: the
+ * plan counts it (ms_cuda_scratch_bytes), the engine reserves it with the
+ * rest and hands it over (scratch_use); an op asking for more than planned
+ * fails saying so, nothing grows mid-run. Every CUDA/cuBLAS status is
+ * checked: the first failure is latched (cuda.h) and turns later ops into
+ * no-ops.
  */
 #ifdef MS_HAVE_CUDA
 #include <cublasLt.h>
@@ -29,11 +33,10 @@
 #include "cuda/kernels.h"
 #include "device/cuda.h"
 
-#define WORKSPACE_BYTES ((size_t)32 << 20)
-#define SUM_BLOCKS 256
+#define WORKSPACE_BYTES ((size_t)MS_CUDA_WORKSPACE_BYTES)
+#define SUM_BLOCKS MS_CUDA_SUM_BLOCKS
 #define GEMM_PLANS 96
 #define TICKETS 1024
-enum { SCR_DELTA, SCR_LOSS, SCR_N };
 
 /* One matmul shape's cuBLASLt descriptors and chosen algorithm. */
 typedef struct gemm_plan {
@@ -47,11 +50,14 @@ typedef struct cuda_impl {
     int device;
     cudaStream_t stream;
     cublasLtHandle_t lt;
-    void *workspace;
+    /* the planned scratch (scratch_use), in the order of cuda.h */
+    void *scratch;
+    int64_t scratch_bytes;
+    void *workspace;      /* (WORKSPACE_BYTES) cuBLASLt's */
     double *sums;         /* (SUM_BLOCKS + 1) device doubles: partials, result */
+    void *ops;            /* (ops_bytes) one op's call at a time */
+    int64_t ops_bytes;
     double *host_sum;     /* pinned */
-    void *scr[SCR_N];
-    int64_t scr_bytes[SCR_N];
     gemm_plan plans[GEMM_PLANS]; /* per shape, filled on first use */
     int n_plans, next_evict;
     /* copies beside the compute: a stream each way, and a ring of events (a
@@ -189,16 +195,46 @@ static void ticket_order(ms_device *d, int64_t t) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Backend scratch of at least bytes (grown when needed; NULL after a failure). */
-static void *scratch(ms_device *d, int slot, int64_t bytes) {
+/* Whether the planned scratch was handed over; if not, latch why op cannot run. */
+static int has_scratch(ms_device *d, const char *op) {
     cuda_impl *c = impl_of(d);
-    if (c->scr_bytes[slot] >= bytes) return c->scr[slot];
-    if (c->scr[slot] && cuda_bad(d, cudaFree(c->scr[slot]), "cudaFree (scratch)")) return NULL;
-    c->scr[slot] = NULL;
-    c->scr_bytes[slot] = 0;
-    if (cuda_bad(d, cudaMalloc(&c->scr[slot], (size_t)bytes), "cudaMalloc (backend scratch)")) return NULL;
-    c->scr_bytes[slot] = bytes;
-    return c->scr[slot];
+    if (c->scratch) return 1;
+    latch(d, ms_fail(MS_ERR_STATE, "cuda: %s needs the backend's scratch (at least %lld bytes of cuBLASLt workspace "
+                     "and sums), and none was handed to the device: reserve scratch_bytes() and pass it to "
+                     "scratch_use() after start()", op, (long long)(cuda_align256(MS_CUDA_WORKSPACE_BYTES) +
+                                                                       ms_cuda_sums_bytes())));
+    return 0;
+}
+
+/* The shared region of the scratch for one call of op; NULL, latched, when
+ * the call needs more than was planned (nothing is ever allocated here). */
+static void *scratch(ms_device *d, const char *op, int64_t bytes) {
+    cuda_impl *c = impl_of(d);
+    if (!has_scratch(d, op)) return NULL;
+    if (bytes <= c->ops_bytes) return c->ops;
+    latch(d, ms_fail(MS_ERR_NOMEM, "cuda: %s asks for %lld bytes of backend scratch, and the plan has %lld for one "
+                     "op's call (of %lld in all): the backend scratch is planned for calls up to the micro-batch "
+                     "shape the device was set up with (ms_device_shape); a larger call is a bug", op,
+                     (long long)bytes, (long long)c->ops_bytes, (long long)c->scratch_bytes));
+    return NULL;
+}
+
+/* The planned scratch, once, after start(): sliced as cuda.h says. */
+static ms_status scratch_use(ms_device *d, void *base, int64_t bytes) {
+    cuda_impl *c = impl_of(d);
+    int64_t ws = cuda_align256(MS_CUDA_WORKSPACE_BYTES), fixed = ws + ms_cuda_sums_bytes();
+    if (!base || bytes < fixed)
+        return ms_fail(MS_ERR_INVALID, "cuda: the backend scratch must hold at least %lld bytes (cuBLASLt workspace "
+                       "and sums), got %lld; size it with scratch_bytes()", (long long)fixed, (long long)bytes);
+    if ((uintptr_t)base % 256)
+        return ms_fail(MS_ERR_INVALID, "cuda: the backend scratch must start on a 256-byte boundary (got %p)", base);
+    c->scratch = base;
+    c->scratch_bytes = bytes;
+    c->workspace = base;
+    c->sums = (double *)((char *)base + ws);
+    c->ops = (char *)base + fixed;
+    c->ops_bytes = bytes - fixed;
+    return MS_OK;
 }
 
 static ms_status start(ms_device *d) {
@@ -209,8 +245,6 @@ static ms_status start(ms_device *d) {
         (e = cudaStreamCreateWithFlags(&c->down, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&c->up, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming)) != cudaSuccess ||
-        (e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess ||
-        (e = cudaMalloc((void **)&c->sums, sizeof(double) * (SUM_BLOCKS + 1))) != cudaSuccess ||
         (e = cudaMallocHost((void **)&c->host_sum, sizeof(double))) != cudaSuccess)
         return c->err = ms_fail(MS_ERR_STATE, "cuda: starting the backend on device %d: %s", c->device,
                                 cudaGetErrorString(e));
@@ -232,7 +266,6 @@ static void stop(ms_device *d) {
     for (int i = 0; i < TICKETS; i++)
         if (c->ring[i]) cudaEventDestroy(c->ring[i]);
     if (c->fence) cudaEventDestroy(c->fence);
-    for (int i = 0; i < SCR_N; i++) cudaFree(c->scr[i]);
     for (int i = 0; i < c->n_plans; i++) {
         gemm_plan *g = &c->plans[i];
         cublasLtMatrixLayoutDestroy(g->lc);
@@ -240,8 +273,6 @@ static void stop(ms_device *d) {
         cublasLtMatrixLayoutDestroy(g->la);
         cublasLtMatmulDescDestroy(g->op);
     }
-    cudaFree(c->workspace);
-    cudaFree(c->sums);
     cudaFreeHost(c->host_sum);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -316,7 +347,7 @@ done:
 static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, cudaDataType_t at,
                  int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *cm, cudaDataType_t ct, int64_t ldc,
                  float beta) {
-    if (!LIVE(d) || m == 0 || n == 0) return;
+    if (!LIVE(d) || m == 0 || n == 0 || !has_scratch(d, "matmul")) return;
     cuda_impl *c = impl_of(d);
     float alpha = 1.0f;
     if (k == 0) { /* D = beta C */
@@ -367,7 +398,10 @@ static void embedding_fwd(ms_device *d, void *y, const int32_t *tokens, const vo
 }
 
 static void embedding_bwd(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim) {
-    RUN(d, "embedding_bwd", cuda_embedding_bwd(S(d), d->bf16, dtable, dy, tokens, n, dim));
+    if (!LIVE(d) || n == 0) return;
+    void *scr = scratch(d, "embedding_bwd", cuda_embedding_bwd_scratch(n, dim));
+    if (!scr) return;
+    RUN(d, "embedding_bwd", cuda_embedding_bwd(S(d), d->bf16, dtable, dy, tokens, n, dim, scr));
 }
 
 static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps) {
@@ -376,7 +410,10 @@ static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const
 
 static void rmsnorm_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
                         const float *rstd, int64_t n, int dim) {
-    RUN(d, "rmsnorm_bwd", cuda_rmsnorm_bwd(S(d), d->bf16, dx, dw, dy, x, w, rstd, n, dim));
+    if (!LIVE(d) || n == 0) return;
+    void *scr = scratch(d, "rmsnorm_bwd", cuda_rmsnorm_bwd_scratch(n, dim));
+    if (!scr) return;
+    RUN(d, "rmsnorm_bwd", cuda_rmsnorm_bwd(S(d), d->bf16, dx, dw, dy, x, w, rstd, n, dim, scr));
 }
 
 static void rope_fwd(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int hd) {
@@ -401,7 +438,7 @@ static void attention_bwd(ms_device *d, void *dq, void *dk, void *dv, const void
                           const void *v, const void *out, const float *lse, const int32_t *doc_start, int B, int T,
                           int H, int KV, int hd) {
     if (!LIVE(d)) return;
-    float *delta = scratch(d, SCR_DELTA, (int64_t)B * H * T * 4);
+    float *delta = scratch(d, "attention_bwd", (int64_t)B * H * T * 4);
     if (!delta) return;
     RUN(d, "attention_bwd",
         cuda_attention_bwd(S(d), d->bf16, dq, dk, dv, dout, q, k, v, out, lse, delta, doc_start, B, T, H, KV, hd));
@@ -433,7 +470,7 @@ static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, cons
                           const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale) {
     if (!LIVE(d)) return NAN;
     if (n == 0) return 0.0;
-    double *loss = scratch(d, SCR_LOSS, n * (int64_t)sizeof(double));
+    double *loss = scratch(d, "lmhead_xent", n * (int64_t)sizeof(double));
     if (!loss) return NAN;
     int64_t ab = ms_act_bytes(d);
     int grad = dx != NULL, bfg = grad && d->bf16;
@@ -475,7 +512,7 @@ static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
 }
 
 static double sumsq(ms_device *d, const float *x, int64_t n) {
-    if (!LIVE(d)) return NAN;
+    if (!LIVE(d) || !has_scratch(d, "sumsq")) return NAN;
     cuda_impl *c = impl_of(d);
     if (cuda_bad(d, (cudaError_t)cuda_sumsq(S(d), c->sums, c->sums + SUM_BLOCKS, x, n), "sumsq kernel")) return NAN;
     if (cuda_bad(d, cudaMemcpyAsync(c->host_sum, c->sums + SUM_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
@@ -547,7 +584,7 @@ ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) 
         .host_reserve = host_reserve, .host_release = host_release,
         .upload = upload, .download = download, .copy = copy, .zero = zero, .sync = sync,
         .copy_async = copy_async, .ticket_wait = ticket_wait, .ticket_order = ticket_order,
-        .start = start, .stop = stop,
+        .start = start, .stop = stop, .scratch_bytes = ms_cuda_scratch_bytes, .scratch_use = scratch_use,
         .embedding_fwd = embedding_fwd, .embedding_bwd = embedding_bwd,
         .matmul_fwd = matmul_fwd, .matmul_bwd = matmul_bwd,
         .rmsnorm_fwd = rmsnorm_fwd, .rmsnorm_bwd = rmsnorm_bwd,

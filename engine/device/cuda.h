@@ -1,6 +1,7 @@
 /*
  * device/cuda.h — the CUDA backend (cuda.c over kernels/cuda), built when the
- * Makefile finds nvcc (MS_HAVE_CUDA).
+ * Makefile finds nvcc (MS_HAVE_CUDA); the sizing of its scratch is built
+ * always (cuda_scratch.c).
  *
  * The op entries of the interface return nothing, so the backend latches the
  * first CUDA or cuBLASLt failure: it is set as the thread's last error
@@ -15,6 +16,18 @@
 ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads);
 /* The GPUs of this machine (ms_device_query); fails saying why when there are none. */
 ms_status ms_cuda_query(ms_device_info *out);
+/* The backend's scratch (scratch_bytes of the interface): cuBLASLt's
+ * workspace, the fp64 partials and result of the fixed-order sums (sumsq, the
+ * loss), then one region that the ops needing scratch for the length of a
+ * call share (attention's delta, the per-row losses, the deterministic
+ * reductions of embedding and RMSNorm backward: the largest of them).
+ * Plain C in cuda_scratch.c, built with or without nvcc. */
+#define MS_CUDA_WORKSPACE_BYTES ((int64_t)32 << 20)
+#define MS_CUDA_SUM_BLOCKS 256
+int64_t ms_cuda_sums_bytes(void);   /* (MS_CUDA_SUM_BLOCKS + 1) doubles, aligned */
+int64_t ms_cuda_op_scratch_bytes(const ms_device_shape *s); /* the shared region */
+int64_t ms_cuda_scratch_bytes(const ms_device *d, const ms_device_shape *s);
+
 /* The first failure latched by the backend's ops, or MS_OK. */
 ms_status ms_cuda_status(const ms_device *d);
 

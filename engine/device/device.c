@@ -44,7 +44,7 @@ ms_status ms_device_describe(ms_device *d, int32_t kind, int32_t precision) {
         return MS_OK;
     case MS_DEVICE_CUDA:
         *d = (ms_device){.name = "cuda", .kind = MS_DEVICE_CUDA, .bf16 = precision == MS_PRECISION_BF16,
-                         .elem_bytes = gpu_elem_bytes};
+                         .elem_bytes = gpu_elem_bytes, .scratch_bytes = ms_cuda_scratch_bytes};
         return MS_OK;
     }
     return unknown(kind);

@@ -25,6 +25,15 @@
 
 typedef struct ms_device ms_device;
 
+/* The largest calls a run makes of the ops that need backend scratch: what
+ * scratch_bytes sizes it for (engine/plan.c fills it from the model). */
+typedef struct ms_device_shape {
+    int64_t rows;   /* rows of a micro-batch, B*T: embedding, RMSNorm, the loss */
+    int32_t B, T;   /* micro-batch and sequence length of attention */
+    int32_t heads;  /* query heads of attention */
+    int32_t dim;    /* model width: columns of embedding and RMSNorm */
+} ms_device_shape;
+
 struct ms_device {
     const char *name;
     int32_t kind;       /* ms_device_kind */
@@ -62,6 +71,16 @@ struct ms_device {
     void (*ticket_order)(ms_device *d, int64_t ticket);
     ms_status (*start)(ms_device *d);   /* take threads/streams; init only describes */
     void (*stop)(ms_device *d);
+    /* The backend's own scratch (a GPU's library workspace and the temporary
+       buffers of its kernels), part of the plan like every other byte:
+       scratch_bytes says how much calls up to shape s need (a described
+       device answers too, so a plan needs no GPU); scratch_use hands the
+       started device that much memory it reserved, once, before the first
+       op, and the backend only ever takes slices of it: an op wanting more
+       fails saying what it asked and what was planned. NULL on a backend
+       that needs none (the CPU). */
+    int64_t (*scratch_bytes)(const ms_device *d, const ms_device_shape *s);
+    ms_status (*scratch_use)(ms_device *d, void *base, int64_t bytes);
 
     /* parameters and activations: shapes as in kernels/cpu/kernels.h */
     void (*embedding_fwd)(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);

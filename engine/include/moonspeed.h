@@ -133,6 +133,8 @@ typedef struct ms_memory {
     int64_t activations;     /* what forward keeps for backward */
     int64_t workspace;       /* scratch for one op or one block at a time */
     int64_t data;            /* token batches */
+    int64_t backend;         /* the device backend's own scratch: a GPU's cuBLASLt workspace and the
+                                temporaries of its kernels (0 on the CPU) */
     int64_t total;
 } ms_memory;
 

@@ -18,16 +18,45 @@ extern "C" {
 #endif
 typedef struct CUstream_st *ms_cuda_stream;
 
-/* embedding.cu */
-int cuda_embedding_fwd(ms_cuda_stream s, int bf16, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
-int cuda_embedding_bwd(ms_cuda_stream s, int bf16, float *dtable, const void *dy, const int32_t *tokens, int64_t n,
-                       int dim);  /* += with atomics: not bitwise deterministic */
+/* Scratch of the launchers that take some: plain C, so that the plan can size
+ * it where there is no GPU (engine/device/cuda_scratch.c). Every part starts
+ * on a 256-byte boundary; the bytes grow with n, never shrink. */
+static inline int64_t cuda_align256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
-/* rmsnorm.cu */
+/* embedding.cu — the backward sorts the n (token, position) pairs by token (a
+ * stable LSD radix sort, 8 bits a pass, in tiles of CUDA_EMB_TILE), then sums
+ * each token's rows in position order, chunk by chunk of CUDA_EMB_CHUNK sorted
+ * pairs; a token whose pairs cross chunks is summed through per-chunk partials
+ * in chunk order. No float atomics: the same inputs give the same bits. */
+enum { CUDA_EMB_TILE = 2048, CUDA_EMB_CHUNK = 64 };
+static inline int64_t cuda_embedding_bwd_scratch(int64_t n, int dim) {
+    int64_t tiles = (n + CUDA_EMB_TILE - 1) / CUDA_EMB_TILE, chunks = (n + CUDA_EMB_CHUNK - 1) / CUDA_EMB_CHUNK;
+    return 4 * cuda_align256(4 * n)              /* keys and positions, twice (ping-pong) */
+           + cuda_align256(4 * 256 * tiles)      /* per-tile digit counts */
+           + cuda_align256(4 * tiles)            /* per-tile OR of the tokens: how many passes */
+           + 2 * cuda_align256(4 * chunks * (int64_t)dim); /* per-chunk partial rows: head, tail */
+}
+int cuda_embedding_fwd(ms_cuda_stream s, int bf16, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
+/* dtable += ; deterministic; scratch of cuda_embedding_bwd_scratch(n, dim) bytes */
+int cuda_embedding_bwd(ms_cuda_stream s, int bf16, float *dtable, const void *dy, const int32_t *tokens, int64_t n,
+                       int dim, void *scratch);
+
+/* rmsnorm.cu — dw in two steps: per slice of rows a partial row (fp32), then
+ * the slices summed in order (fp64) and added. Slices: n / 64 rounded up, at
+ * most CUDA_RMS_SLICES. */
+enum { CUDA_RMS_SLICE_ROWS = 64, CUDA_RMS_SLICES = 256 };
+static inline int64_t cuda_rmsnorm_slices(int64_t n) {
+    int64_t s = (n + CUDA_RMS_SLICE_ROWS - 1) / CUDA_RMS_SLICE_ROWS;
+    return s < CUDA_RMS_SLICES ? s : CUDA_RMS_SLICES;
+}
+static inline int64_t cuda_rmsnorm_bwd_scratch(int64_t n, int dim) {
+    return cuda_align256(4 * cuda_rmsnorm_slices(n) * (int64_t)dim);
+}
 int cuda_rmsnorm_fwd(ms_cuda_stream s, int bf16, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim,
                      float eps);
+/* dx +=, dw += (deterministic); scratch of cuda_rmsnorm_bwd_scratch(n, dim) bytes */
 int cuda_rmsnorm_bwd(ms_cuda_stream s, int bf16, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                     const float *rstd, int64_t n, int dim);  /* dx +=, dw += (atomics over row slices) */
+                     const float *rstd, int64_t n, int dim, void *scratch);
 
 /* rope.cu */
 int cuda_rope(ms_cuda_stream s, int bf16, void *x, const float *cs, int64_t B, int T, int heads, int hd, float sign);

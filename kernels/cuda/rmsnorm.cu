@@ -1,7 +1,11 @@
-/* kernels/cuda/rmsnorm.cu — RMSNorm, one block per row; dw by row slices and atomics. */
+/*
+ * kernels/cuda/rmsnorm.cu — RMSNorm, one block per row. dw without atomics, so
+ * the same inputs give the same bits: rmsnorm_dw_part_k writes one fp32
+ * partial row per slice of rows (cuda_rmsnorm_slices in kernels.h: one per
+ * CUDA_RMS_SLICE_ROWS rows, at most CUDA_RMS_SLICES) into the caller's scratch, then rmsnorm_dw_sum_k sums the slices in order, in fp64,
+ * and adds the sum to dw.
+ */
 #include "cuda/common.cuh"
-
-#define ROWS_PER_SLICE 64
 
 template <typename A>
 __global__ void rmsnorm_fwd_k(A *y, float *rstd, const A *x, const A *w, int dim, float eps) {
@@ -29,15 +33,25 @@ __global__ void rmsnorm_dx_k(A *dx, const A *dy, const A *x, const A *w, const f
         st(dx + row * dim, j, ld(dx + row * dim, j) + r * ld(w, j) * ld(gr, j) - k * ld(xr, j));
 }
 
-/* grid (column blocks, row slices): each thread sums its column over a slice. */
+/* grid (column blocks, slices): each thread sums its column over a slice of rows, in order. */
 template <typename A>
-__global__ void rmsnorm_dw_k(float *dw, const A *dy, const A *x, const float *rstd, int64_t n, int dim) {
+__global__ void rmsnorm_dw_part_k(float *part /* (slices, dim) */, const A *dy, const A *x, const float *rstd,
+                                  int64_t n, int dim, int64_t rows) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= dim) return;
-    int64_t r0 = (int64_t)blockIdx.y * ROWS_PER_SLICE, r1 = r0 + ROWS_PER_SLICE < n ? r0 + ROWS_PER_SLICE : n;
+    int64_t r0 = (int64_t)blockIdx.y * rows, r1 = r0 + rows < n ? r0 + rows : n;
     float acc = 0.0f;
+#pragma unroll 4
     for (int64_t r = r0; r < r1; r++) acc += ld(dy, r * dim + c) * ld(x, r * dim + c) * rstd[r];
-    atomicAdd(dw + c, acc);
+    part[(int64_t)blockIdx.y * dim + c] = acc;
+}
+
+__global__ void rmsnorm_dw_sum_k(float *dw, const float *part, int slices, int dim) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= dim) return;
+    double acc = 0.0;
+    for (int k = 0; k < slices; k++) acc += part[(int64_t)k * dim + c];
+    dw[c] += (float)acc;
 }
 
 static int row_threads(int dim) { return dim >= 1024 ? 1024 : (dim + 31) / 32 * 32; }
@@ -50,12 +64,16 @@ extern "C" int cuda_rmsnorm_fwd(ms_cuda_stream s, int bf16f, void *y, float *rst
 }
 
 extern "C" int cuda_rmsnorm_bwd(ms_cuda_stream s, int bf16f, void *dx, float *dw, const void *dy, const void *x,
-                                const void *w, const float *rstd, int64_t n, int dim) {
-    if (n == 0) return 0;
-    dim3 g((dim + 127) / 128, (unsigned)((n + ROWS_PER_SLICE - 1) / ROWS_PER_SLICE));
+                                const void *w, const float *rstd, int64_t n, int dim, void *scratch) {
+    if (n == 0 || dim == 0) return 0;
+    if (!scratch) return (int)cudaErrorInvalidValue;
+    int64_t slices = cuda_rmsnorm_slices(n), rows = (n + slices - 1) / slices;
+    float *part = (float *)scratch;
+    dim3 g((dim + 127) / 128, (unsigned)slices);
     ACT_DISPATCH(bf16f, {
         rmsnorm_dx_k<A><<<(unsigned)n, row_threads(dim), 0, s>>>((A *)dx, (const A *)dy, (const A *)x, (const A *)w, rstd, dim);
-        rmsnorm_dw_k<A><<<g, 128, 0, s>>>(dw, (const A *)dy, (const A *)x, rstd, n, dim);
+        rmsnorm_dw_part_k<A><<<g, 128, 0, s>>>(part, (const A *)dy, (const A *)x, rstd, n, dim, rows);
     });
+    rmsnorm_dw_sum_k<<<(dim + 127) / 128, 128, 0, s>>>(dw, part, (int)slices, dim);
     return launched();
 }

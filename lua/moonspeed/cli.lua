@@ -357,8 +357,8 @@ usage: moonspeed plan [RECIPE] [section.key=value ...] [--world N]
 
 Prints the bytes the engine would reserve for RECIPE (default: recipes/default.lua),
 by purpose (parameters, gradients, master weights, optimizer state, activations,
-workspace, data) on the device and on the host beside it, and whether that fits this
-machine (MemAvailable in /proc/meminfo). Allocates nothing. `moonspeed run` refuses
+workspace, data, the backend's own scratch) on the device and on the host beside it,
+and whether that fits this machine (MemAvailable in /proc/meminfo). Allocates nothing. `moonspeed run` refuses
 a plan that does not fit. Exit status 0 either way; 1 for a bad recipe.
 
 options:

@@ -159,7 +159,8 @@ Stats.__tostring = function(s)
 end
 M.Stats = Stats
 
-local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "total" }
+local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "backend",
+  "total" }
 M.MEM_FIELDS = MEM_FIELDS
 
 local function memory_table(m)

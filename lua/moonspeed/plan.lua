@@ -15,7 +15,8 @@ local sys = require "moonspeed.sys"
 
 local M = {}
 
-local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "total" }
+local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "backend",
+  "total" }
 M.MEM_FIELDS = MEM_FIELDS
 
 local WHAT = {
@@ -26,6 +27,7 @@ local WHAT = {
   activations = "activations kept for the backward pass",
   workspace = "scratch for one op or block at a time",
   data = "token batches",
+  backend = "the backend's own scratch: cuBLASLt workspace, kernels' temporaries",
 }
 
 local Plan = {}
@@ -71,8 +73,9 @@ function M.compute(r, world)
   return M.from_struct(p, r)
 end
 
--- GPU memory "auto" leaves unplanned: the CUDA context, cuBLASLt's
--- workspace and the kernels' own scratch.
+-- GPU memory "auto" leaves unplanned: the CUDA context, the libraries'
+-- handles and NCCL's buffers (cuBLASLt's workspace and the kernels' scratch
+-- are in the plan: its backend line).
 M.AUTO_HEADROOM = 2 * 2 ^ 30
 
 -- The device memory "auto" decides against: `budget` bytes named by
@@ -133,7 +136,7 @@ local function resolve_offload(r, world, budget, source)
     if fits or k == units then
       return ('offload.optimizer = "auto" -> "cpu", ratio %.3f: %d of %d units offloaded, the fewest with which the '
         .. 'device needs %s of %s%s'):format(r.offload.ratio, p.offload_units, units, fmt.bytes(p.device_bytes.total),
-        source, fits and (", " .. fmt.bytes(M.AUTO_HEADROOM) .. " left for the backend") or " (it does not fit even so)")
+        source, fits and (", " .. fmt.bytes(M.AUTO_HEADROOM) .. " left for the CUDA context and libraries") or " (it does not fit even so)")
     end
   end
 end

@@ -11,6 +11,8 @@
 #include "alloc_count.h"
 #include "check.h"
 #include "core/rng.h"
+#include "cuda/kernels.h"
+#include "device/cuda.h"
 #include "engine.h"
 #include "optim/optim.h"
 #include "fixtures.h"
@@ -138,7 +140,7 @@ TEST(engine_plan_equals_reservations) {
             ms_memory_report r;
             CHECK_OK(ms_engine_memory(e, &r));
             const int64_t *plan = &p.device_bytes.params, *res = &r.reserved.params, *used = &r.used.params;
-            for (int k = 0; k < 8; k++) {
+            for (int k = 0; k < (int)(sizeof(ms_memory) / sizeof(int64_t)); k++) {
                 CHECK_MSG(plan[k] == res[k], "field %d: plan %lld, reserved %lld", k, (long long)plan[k],
                           (long long)res[k]);
                 CHECK_MSG(res[k] == used[k], "field %d: reserved %lld, used %lld", k, (long long)res[k],
@@ -154,6 +156,42 @@ TEST(engine_plan_equals_reservations) {
             CHECK(p.device_bytes.master == (precision ? params : 0));
             ms_engine_free(e);
         }
+    }
+    return 0;
+}
+
+/* A plan for the GPU counts the backend's own scratch (cuBLASLt workspace,
+ * sums, the kernels' temporaries for the micro-batch) in its device total;
+ * one for the CPU has none. Needs no GPU. */
+TEST(engine_plan_counts_the_backend_scratch) {
+    for (int big = 0; big < 2; big++) {
+        ms_config c = micro_config(0, 0);
+        if (big) { /* Llama 3 8B's width and vocabulary, 8 sequences of 8192 */
+            c.model = (ms_model_config){.vocab_size = 128256, .dim = 4096, .n_layers = 1, .n_heads = 32,
+                                        .n_kv_heads = 8, .ffn_dim = 14336, .max_seq_len = 8192,
+                                        .rope_theta = 500000.0f, .norm_eps = 1e-5f, .init_std = 0.02f};
+            c.train.seq_len = 8192, c.train.micro_batch = 8, c.train.batch = 8;
+            c.precision = MS_PRECISION_BF16;
+        }
+        ms_plan cpu, gpu;
+        CHECK_OK(ms_plan_compute(&c, &cpu));
+        c.device = MS_DEVICE_CUDA;
+        CHECK_OK(ms_plan_compute(&c, &gpu));
+        CHECK(cpu.device_bytes.backend == 0);
+        ms_device_shape s = {.rows = (int64_t)c.train.micro_batch * c.train.seq_len, .B = c.train.micro_batch,
+                             .T = c.train.seq_len, .heads = c.model.n_heads, .dim = c.model.dim};
+        int64_t want = ms_cuda_scratch_bytes(NULL, &s);
+        CHECK_MSG(gpu.device_bytes.backend == want, "backend %lld, expected %lld",
+                  (long long)gpu.device_bytes.backend, (long long)want);
+        CHECK(want >= MS_CUDA_WORKSPACE_BYTES + ms_cuda_sums_bytes() + (int64_t)s.B * s.heads * s.T * 4);
+        const int64_t *f = &gpu.device_bytes.params;
+        int64_t sum = 0, n = (int64_t)(sizeof(ms_memory) / sizeof(int64_t)) - 1;
+        for (int64_t k = 0; k < n; k++) sum += f[k];
+        CHECK(f[n] == gpu.device_bytes.total && gpu.device_bytes.total == sum);
+        if (big) /* 65536 tokens of 4096: the embedding's sort and partials are the largest of the ops */
+            CHECK(ms_cuda_op_scratch_bytes(&s) == cuda_embedding_bwd_scratch(s.rows, s.dim));
+        else /* fp32 elements take 4 bytes on both: the backend line is the whole difference */
+            CHECK(gpu.device_bytes.total - cpu.device_bytes.total == want);
     }
     return 0;
 }

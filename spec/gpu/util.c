@@ -13,8 +13,18 @@ int gpair_open(gpair *p, int precision) {
     if (ms_device_init(&p->gpu, MS_DEVICE_CUDA, precision, 0) != MS_OK)
         return fprintf(stderr, "cuda init: %s\n", ms_last_error()), 1;
     if (p->gpu.start(&p->gpu) != MS_OK) return fprintf(stderr, "cuda start: %s\n", ms_last_error()), 1;
+    if (gpu_scratch(&p->gpu, GPAIR_SHAPE)) return 1;
     p->bf16 = precision == MS_PRECISION_BF16;
     p->tol = p->bf16 ? TOL_BF16 : TOL_F32;
+    return 0;
+}
+
+int gpu_scratch(ms_device *d, ms_device_shape s) {
+    if (!d->scratch_bytes) return 0;
+    int64_t bytes = d->scratch_bytes(d, &s);
+    void *base = NULL;
+    if (d->reserve(d, bytes, &base) != MS_OK || d->scratch_use(d, base, bytes) != MS_OK)
+        return fprintf(stderr, "backend scratch of %lld bytes: %s\n", (long long)bytes, ms_last_error()), 1;
     return 0;
 }
 

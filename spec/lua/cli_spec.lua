@@ -178,8 +178,8 @@ describe("moonspeed plan", function()
     assert.are.equal(0, res.code, res.stderr)
     assert.matches('\n  optimizer offloaded: 8 of 34 units %(2%.05 B parameters, 26%%, the last units first%)', res.stdout)
     assert.matches('\n  offload.optimizer = "auto" %-> "cpu", ratio 0%.265: 8 of 34 units offloaded, the fewest with which '
-      .. 'the device needs 138%.58 GiB of the 141 GiB of one H200 of cluster.instance p5e%.48xlarge, 2%.00 GiB left for '
-      .. 'the backend\n', res.stdout)
+      .. 'the device needs 138%.62 GiB of the 141 GiB of one H200 of cluster.instance p5e%.48xlarge, 2%.00 GiB left for '
+      .. 'the CUDA context and libraries\n', res.stdout)
     -- the host holds the offloaded units' master weights (and with overlap a second copy)
     assert.matches("\n  master +22%.27 GiB +7%.64 GiB", res.stdout)
     res = support.moonspeed({ "plan", "recipes/llama-3-8b-h200.lua", "offload.overlap=true" })
@@ -203,6 +203,32 @@ describe("moonspeed plan", function()
     -- the reason is the engine's: no usable GPU here, or a build without the CUDA backend
     assert.matches('^moonspeed: offload%.optimizer = "auto" needs to know the GPU\'s memory, and device "cuda": '
       .. '.*; run it on the GPU, name cluster%.instance, or choose a value\n$', res.stderr)
+  end)
+
+  it("counts the GPU backend's own scratch in the device total, and none on the CPU", function()
+    local plan = require "moonspeed.plan"
+    local r = recipe.load(TINY)
+    local cpu = plan.compute(r)
+    r.device = "cuda"
+    local gpu = plan.compute(r) -- a plan for a GPU needs none here
+    assert.are.equal(0, cpu.device_bytes.backend)
+    -- cuBLASLt's 32 MiB workspace, the sums and the kernels' scratch for 2 x 32 tokens of width 32
+    assert.is_true(gpu.device_bytes.backend > 32 * 2 ^ 20 and gpu.device_bytes.backend < 33 * 2 ^ 20,
+      tostring(gpu.device_bytes.backend))
+    for _, p in ipairs({ cpu, gpu }) do
+      local sum = 0
+      for _, k in ipairs(plan.MEM_FIELDS) do
+        if k ~= "total" then sum = sum + p.device_bytes[k] end
+      end
+      assert.are.equal(p.device_bytes.total, sum)
+    end
+    -- fp32 stores 4 bytes an element on both: the backend line is the whole difference
+    assert.are.equal(gpu.device_bytes.total - cpu.device_bytes.total, gpu.device_bytes.backend)
+    local res = support.moonspeed({ "plan", TINY, "device=cuda" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("\n  backend +32%.%d%d MiB +0 B  the backend's own scratch", res.stdout)
+    res = support.moonspeed({ "plan", TINY })
+    assert.matches("\n  backend +0 B +0 B ", res.stdout)
   end)
 
   it("says a tiny recipe fits", function()
