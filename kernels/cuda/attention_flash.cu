@@ -413,7 +413,7 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
 #define WGMMA_FWD_KEYS 64
-#define WGMMA_FWD_BLOCKS_PER_SM 1
+#define WGMMA_FWD_BLOCKS_PER_SM 2
 #define WGMMA_DKDV_WARPGROUPS 1
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
