@@ -235,7 +235,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     if (st == MS_OK) st = init_weights(e, cfg->train.seed, src);
     ms_source_close(src);
     if (st != MS_OK) return cfg->init_from && *cfg->init_from ? ms_fail_context(st, "init.from") : st;
-    return ms_zero_refresh_params(&e->zero, m, &e->dev, 1);
+    return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
 ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
@@ -386,7 +386,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     float lr = ms_schedule_lr(t, e->step);
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
     ms_offload_update(&e->offload, 1, clip);
-    TRY(ms_zero_refresh_params(&e->zero, m, d, 0));
+    TRY(ms_zero_share_updated(&e->zero, m, d));
     d->sync(d);
     TRY(device_status(e));
 

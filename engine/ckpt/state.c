@@ -446,7 +446,7 @@ static ms_status load(ms_engine *e, const char *dir, const ms_state_file *files,
     st = agree(e, st, dir);
     if (st == MS_OK) {
         e->step = step;
-        st = ms_zero_refresh_params(&e->zero, &e->model, d, 1);
+        st = ms_zero_refresh_params(&e->zero, &e->model, d);
     }
     return st;
 }

@@ -135,7 +135,7 @@ static ms_status load(ms_engine *e, const char *path, int fd, int64_t *starts) {
             e->dev.sync(&e->dev);
         }
     }
-    return ms_zero_refresh_params(&e->zero, m, &e->dev, 1);
+    return ms_zero_refresh_params(&e->zero, m, &e->dev);
 }
 
 ms_status ms_engine_load_weights(ms_engine *e, const char *path) {

@@ -155,18 +155,19 @@ static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
 
 static double sumsq(ms_device *d, const float *x, int64_t n) { (void)d; return cpu_sumsq(x, n); }
 
+static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {
+    if (d->bf16) cpu_copy_round_bf16(F(params), master, n);
+    else if (F(params) != master) memcpy(params, master, (size_t)n * sizeof(float));
+}
+
 static void adamw(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr,
-                  float b1, float b2, float eps, float wd, float scale, int64_t step) {
-    (void)d;
+                  float b1, float b2, float eps, float wd, float scale, int64_t step, void *compute) {
     /* the SIMD AdamW: the bits of the scalar cpu_adamw (kernels.h), faster */
     cpu_adam_hp hp = {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd, .grad_scale = scale,
                       .step = step};
     cpu_adamw_fast(param, m, v, g, 0, NULL, n, &hp, 0);
-}
-
-static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {
-    if (d->bf16) cpu_copy_round_bf16(F(params), master, n);
-    else if (F(params) != master) memcpy(params, master, (size_t)n * sizeof(float));
+    /* bf16 here is fp32 storage of rounded values: the compute copy is a second pass */
+    if (compute) cast_params(d, compute, param, n);
 }
 
 static void add(ms_device *d, float *y, const float *x, int64_t n) {

@@ -523,10 +523,12 @@ static double sumsq(ms_device *d, const float *x, int64_t n) {
 }
 
 static void adamw(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr, float b1,
-                  float b2, float eps, float wd, float scale, int64_t step) {
+                  float b2, float eps, float wd, float scale, int64_t step, void *compute) {
     float step_size = (float)(lr / (1.0 - pow(b1, (double)step)));
     float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)step));
-    RUN(d, "adamw", cuda_adamw(S(d), param, m, v, g, n, lr, b1, b2, eps, wd, scale, step_size, bc2_sqrt));
+    if (!d->bf16 && compute == (void *)param) compute = NULL; /* fp32: the master is the compute copy */
+    RUN(d, "adamw", cuda_adamw(S(d), param, m, v, g, n, lr, b1, b2, eps, wd, scale, step_size, bc2_sqrt, compute,
+                               d->bf16));
 }
 
 static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {

@@ -110,8 +110,11 @@ struct ms_device {
 
     /* optimizer */
     double (*sumsq)(ms_device *d, const float *x, int64_t n);
+    /* compute (or NULL): the compute copy of these n parameters, written from the
+     * updated param in the same pass, as cast_params would write it */
     void (*adamw)(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
+                  float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step,
+                  void *compute);
     /* compute copy of the parameters from the fp32 master (rounding to bf16 when bf16) */
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
     void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */

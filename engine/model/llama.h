@@ -77,6 +77,11 @@ typedef struct ms_unit {
                             the updated parameters on their way up; master, m and v are host memory too */
 } ms_unit;
 
+/* The compute copy of the elements this rank owns, [lo, hi) of unit un. */
+static inline void *ms_unit_params_mine(const ms_unit *un, const ms_device *d) {
+    return (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ms_act_bytes(d));
+}
+
 /* What one block's forward keeps for its backward. Under activation
  * checkpointing only x is per block; the rest is one shared set that the
  * recompute before each block's backward refills. Under selective

@@ -1,8 +1,9 @@
 /*
  * optim/adamw.c — the optimizer step over units: decoupled-weight-decay AdamW
  * on each tensor's part of the range of the unit this rank owns (per tensor,
- * so norms and embeddings can skip decay). Offloaded units are updated on the
- * host instead (zero/offload.h).
+ * so norms and embeddings can skip decay), writing the compute copy of the
+ * parameters in the same pass. Offloaded units are updated on the host instead
+ * (zero/offload.h).
  */
 #include "optim/optim.h"
 
@@ -24,7 +25,8 @@ void ms_optimizer_step(ms_model *m, ms_device *d, const ms_train_config *t, floa
             int64_t k, n;
             if (!ms_optimizer_range(un, tt, &k, &n)) continue;
             d->adamw(d, un->master + k, un->m + k, un->v + k, un->grads_owned + k, n, lr, t->beta1, t->beta2,
-                     t->eps, tt->decay ? t->weight_decay : 0.0f, grad_scale, step);
+                     t->eps, tt->decay ? t->weight_decay : 0.0f, grad_scale, step,
+                     (char *)ms_unit_params_mine(un, d) + k * ms_act_bytes(d));
         }
     }
 }

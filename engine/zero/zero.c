@@ -77,25 +77,27 @@ void ms_zero_release(ms_zero *z, ms_model *m, int u) {
 }
 
 /* Where this rank's part of the compute parameters lives. */
-static void *params_mine(const ms_unit *un, const ms_device *d) {
-    return (char *)un->params_home + (un->split.shard_params ? 0 : un->lo * ms_act_bytes(d));
-}
-
 ms_status ms_zero_share_params(ms_zero *z, ms_model *m, ms_device *d, int u) {
     ms_unit *un = &m->units[u];
     if (!un->split.shard_optim || un->split.shard_params) return MS_OK;
     ms_comm_req *req;
-    TRY(z->comm->all_gather(z->comm, params_mine(un, d), un->params_home, un->hi - un->lo, act_dtype(d), &req));
+    TRY(z->comm->all_gather(z->comm, ms_unit_params_mine(un, d), un->params_home, un->hi - un->lo, act_dtype(d),
+                            &req));
     return z->comm->wait(z->comm, req);
 }
 
-ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d, int all) {
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d) {
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        if (un->split.offload && !all) continue;
-        d->cast_params(d, params_mine(un, d), un->master, un->hi - un->lo);
+        d->cast_params(d, ms_unit_params_mine(un, d), un->master, un->hi - un->lo);
         TRY(ms_zero_share_params(z, m, d, u));
     }
+    return MS_OK;
+}
+
+ms_status ms_zero_share_updated(ms_zero *z, ms_model *m, ms_device *d) {
+    for (int u = 0; u < m->n_units; u++)
+        if (!m->units[u].split.offload) TRY(ms_zero_share_params(z, m, d, u));
     return MS_OK;
 }
 

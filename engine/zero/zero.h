@@ -57,10 +57,13 @@ ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d);
 /* Squared global gradient norm over every rank's owned gradients (the host
  * waits, with the communicator's deadline, for the collectives before). */
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out);
-/* Refresh the compute parameters from the owned master weights: of every
- * unit (all), or after a step of those updated on the device (the host
- * refreshes the offloaded ones, zero/offload.h). */
-ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d, int all);
+/* Refresh every unit's compute parameters from the owned master weights (at
+ * start, after a load). */
+ms_status ms_zero_refresh_params(ms_zero *z, ms_model *m, ms_device *d);
+/* After an optimizer step, which wrote the compute copy of each unit it updated
+ * on the device (optim/optim.h): share those (the host refreshes the offloaded
+ * ones, zero/offload.h). */
+ms_status ms_zero_share_updated(ms_zero *z, ms_model *m, ms_device *d);
 /* Once this rank's part of unit u's compute parameters is new: the others'
  * parts too (all-gathered when the parameters are whole but the optimizer
  * state sharded, stages 1 and 2). */

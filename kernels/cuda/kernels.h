@@ -120,8 +120,10 @@ int cuda_sum_doubles(ms_cuda_stream s, double *out, const double *x, int64_t n);
 
 /* optim.cu */
 int cuda_sumsq(ms_cuda_stream s, double *partial /* (256) scratch */, double *out, const float *x, int64_t n);
+/* compute (or NULL): the updated param also written as act (bf16 when bf16), as cuda_cast_params would */
 int cuda_adamw(ms_cuda_stream s, float *param, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
-               float beta2, float eps, float weight_decay, float grad_scale, float step_size, float bc2_sqrt);
+               float beta2, float eps, float weight_decay, float grad_scale, float step_size, float bc2_sqrt,
+               void *compute, int bf16);
 int cuda_cast_params(ms_cuda_stream s, int bf16, void *params, const float *master, int64_t n);
 int cuda_add(ms_cuda_stream s, float *y, const float *x, int64_t n);
 #ifdef __cplusplus

@@ -168,8 +168,7 @@ double gmodel_step(gmodel *m, float lr, int64_t step) {
     double loss = forward_backward(m, 1.0f / (float)N);
     double norm = sqrt(d->sumsq(d, m->grads, m->np));
     float clip = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;
-    d->adamw(d, m->master, m->m, m->v, m->grads, m->np, lr, 0.9f, 0.95f, 1e-8f, 0.1f, clip, step);
-    d->cast_params(d, m->params, m->master, m->np);
+    d->adamw(d, m->master, m->m, m->v, m->grads, m->np, lr, 0.9f, 0.95f, 1e-8f, 0.1f, clip, step, m->params);
     d->sync(d);
     return loss / (double)N;
 }

@@ -271,12 +271,29 @@ static int optim(int prec) {
     float *par = rnd(n, 2, 1, 0), *m = rnd(n, 3, 0.1f, 0), *v = rnd(n, 4, 0.01f, 0), *g = rnd(n, 5, 1, 0);
     for (long i = 0; i < n; i++) v[i] = fabsf(v[i]);
     void *gp = up_f32(p, par, n), *gm = up_f32(p, m, n), *gv = up_f32(p, v, n), *gg = up_f32(p, g, n);
-    C(p)->adamw(C(p), par, m, v, g, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3);
-    G(p)->adamw(G(p), gp, gm, gv, gg, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3);
+    C(p)->adamw(C(p), par, m, v, g, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, NULL);
+    G(p)->adamw(G(p), gp, gm, gv, gg, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, NULL);
     CHECK_GPU(p);
     CHECK_REL("adamw param", down_f32(p, gp, n), par, n, 1e-6);
     CHECK_REL("adamw m", down_f32(p, gm, n), m, n, 1e-6);
     CHECK_REL("adamw v", down_f32(p, gv, n), v, n, 1e-6);
+    /* with the compute copy written in the same pass, from arrays at each phase
+     * (aligned; all one element on; the gradient at another phase): the
+     * update as above, and the copy what cast_params makes of it */
+    static const int at[3][2] = {{0, 0}, {1, 1}, {1, 2}};
+    for (int c = 0; c < 3; c++) {
+        long o = at[c][0], og = at[c][1], k = n - 3;
+        C(p)->adamw(C(p), par + o, m + o, v + o, g + og, k, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 4, NULL);
+        long eb = p->bf16 ? 2 : 4;
+        void *gc = up_act(p, rnd(n, 8, 1, 0), n), *gref = up_act(p, rnd(n, 8, 1, 0), n);
+        G(p)->adamw(G(p), (float *)gp + o, (float *)gm + o, (float *)gv + o, (float *)gg + og, k, 1e-2f, 0.9f, 0.95f,
+                    1e-8f, 0.1f, 0.7f, 4, (char *)gc + o * eb);
+        G(p)->cast_params(G(p), (char *)gref + o * eb, (float *)gp + o, k);
+        CHECK_GPU(p);
+        CHECK_REL("adamw param, fused", down_f32(p, gp, n), par, n, 1e-6);
+        CHECK_REL("adamw m, fused", down_f32(p, gm, n), m, n, 1e-6);
+        CHECK_REL("adamw compute copy = cast_params of the update", down_act(p, gc, n), down_act(p, gref, n), n, 0.0);
+    }
     float *act = rnd(n, 6, 1, 0);
     void *ga = up_act(p, act, n);
     C(p)->cast_params(C(p), act, x, n);
