@@ -125,6 +125,17 @@ $(BUILD)/bench-attention: $(BUILD)/obj/kernels/bench/attention.o $(BUILD)/libmoo
 $(BUILD)/bench-adamw: $(BUILD)/obj/kernels/bench/adamw.o $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
 
+# The elementwise workbench (kernels/bench/elementwise.c): CUDA source with its scalar reference kernels, so nvcc
+# compiles it (-x cu); only with the CUDA backend.
+ifneq ($(NVCC),)
+$(BUILD)/obj/kernels/bench/elementwise.o: kernels/bench/elementwise.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -x cu -Iengine/include -Iengine -Ikernels -c $< -o $@
+
+$(BUILD)/bench-elementwise: $(BUILD)/obj/kernels/bench/elementwise.o $(BUILD)/libmoonspeed.a
+	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
+endif
+
 ifeq ($(NVCC),)
 test-gpu:
 	@echo "test-gpu: nvcc not found; the GPU specs need the CUDA backend (install the CUDA toolkit)" >&2; exit 1

@@ -95,7 +95,26 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_k(A *out, float *lse, const 
     if (lane == 0) lse[((int64_t)b * H + h) * T + t] = m + logf(l);
 }
 
-/* delta (B, H, T) = dout . out, a warp per row */
+/* D = rowsum(dout * out), written (B, H, T). Fast path: G = hd / V lanes a row (G a power of two up to 32; V
+ * = 8 bf16 or 4 floats, one 16-byte load of each), rows taken t fastest so the writes are contiguous; each lane
+ * sums its V products in order, then the G lanes reduce by xor shuffles. Else a warp a row, a lane every 32nd. */
+template <typename A, int V>
+__global__ void __launch_bounds__(256) attn_delta_vec_k(float *delta, const A *dout, const A *out, unsigned rows,
+                                                        int T, int H, int hd) {
+    int G = hd / V, lane = threadIdx.x & (G - 1);
+    unsigned i = (blockIdx.x * 256u + threadIdx.x) / (unsigned)G; /* (b, h, t) */
+    float acc = 0.0f;
+    if (i < rows) {
+        unsigned t = i % (unsigned)T, bh = i / (unsigned)T, h = bh % (unsigned)H, b = bh / (unsigned)H;
+        int64_t r = (((int64_t)b * T + t) * H + h) * hd + lane * V;
+        actv<A, V> g = ldv<V>(dout, r), o = ldv<V>(out, r);
+#pragma unroll
+        for (int e = 0; e < V; e++) acc += tof(g.v[e]) * tof(o.v[e]);
+    }
+    for (int o = G >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (i < rows && lane == 0) delta[i] = acc;
+}
+
 template <typename A>
 __global__ void attn_delta_k(float *delta, const A *dout, const A *out, int B, int T, int H, int hd) {
     int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
@@ -107,6 +126,24 @@ __global__ void attn_delta_k(float *delta, const A *dout, const A *out, int B, i
     int h = (int)(r % H);
     int64_t bt = r / H, b = bt / T, t = bt % T;
     if (lane == 0) delta[(b * H + h) * T + t] = acc;
+}
+
+template <typename A>
+static void attn_delta(ms_cuda_stream s, float *delta, const A *dout, const A *out, int B, int T, int H, int hd) {
+    constexpr int W = VW<A>::n;
+    int64_t rows = (int64_t)B * T * H, G = hd / W;
+    if (hd % W == 0 && G <= 32 && (G & (G - 1)) == 0 && aligned_to(16, dout, out) && rows * G <= INT32_MAX - 256)
+        attn_delta_vec_k<A, W><<<(unsigned)((rows * G + 255) / 256), 256, 0, s>>>(delta, dout, out, (unsigned)rows,
+                                                                                 T, H, hd);
+    else
+        attn_delta_k<A><<<(unsigned)((rows * 32 + 255) / 256), 256, 0, s>>>(delta, dout, out, B, T, H, hd);
+}
+
+/* The D kernel alone, for kernels/bench/elementwise.c (not in kernels.h: attention_bwd runs it itself). */
+extern "C" int cuda_attention_delta(ms_cuda_stream s, int bf16f, float *delta, const void *dout, const void *out,
+                                    int B, int T, int H, int hd) {
+    ACT_DISPATCH(bf16f, attn_delta<A>(s, delta, (const A *)dout, (const A *)out, B, T, H, hd));
+    return launched();
 }
 
 template <typename A, int NI>
@@ -275,11 +312,10 @@ static int attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *
                          const void *k, const void *v, const void *out, const float *lse, float *delta,
                          const int32_t *doc, int B, int T, int H, int KV, int hd, bool allow_flash) {
     if (hd > MAXHD || hd < 1 || KV < 1 || H % KV) return (int)cudaErrorInvalidValue;
-    int64_t rows = (int64_t)B * T * H;
     dim3 gq((T + NW - 1) / NW, H, B), gk((T + NW - 1) / NW, KV, B);
     int e;
     ACT_DISPATCH(bf16f, {
-        attn_delta_k<A><<<(unsigned)((rows * 32 + 255) / 256), 256, 0, s>>>(delta, (const A *)dout, (const A *)out, B, T, H, hd);
+        attn_delta<A>(s, delta, (const A *)dout, (const A *)out, B, T, H, hd);
         if ((e = launched())) return e;
         if (allow_flash && flash_ok(bf16f, hd, H, KV, dq, dk, dv, dout, q, k, v))
             return cuda_flash_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd);
