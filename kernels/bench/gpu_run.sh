@@ -1,11 +1,11 @@
 #!/bin/bash
 # kernels/bench/gpu_run.sh — one device call: the GPU specs (make test-gpu's
-# list), the attention workbench next to torch's SDPA, the 1B-shape step next
+# list), the attention workbench next to torch's SDPA, the elementwise workbench, the 1B-shape step next
 # to the PyTorch peer; a table of ratios last. Logs go to $OUT.
 #
-# Build here first (make all build/spec-gpu build/bench-attention), then pack
+# Build here first (make all build/spec-gpu build/bench-attention build/bench-elementwise), then pack
 # what the GPU machine lacks into an ignored folder and carry it:
-#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/lua data/kjv/*.bin
+#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/bench-elementwise build/lua data/kjv/*.bin
 # Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers;
 set -u
 OUT=${OUT:-/tmp}
@@ -20,6 +20,8 @@ fi
 echo "==== attention workbench"
 timeout 120 build/bench-attention 2>&1 | tee -a $OUT/bench.log
 PYTHONUNBUFFERED=1 timeout 120 python3 kernels/bench/attention_sdpa.py 2>&1 | tail -4 | tee -a $OUT/bench.log
+echo "==== elementwise workbench"
+timeout 120 build/bench-elementwise 2>&1 | tee -a $OUT/bench.log
 if [ "${SPECS:-1}" = 1 ]; then
   echo "==== GPU specs"
   p=0; f=0
