@@ -73,8 +73,8 @@ __global__ void ref_rope(A *x, const float *cs, int64_t B, int T, int heads, int
         float co = cs[((int64_t)t * half + p) * 2], si = sign * cs[((int64_t)t * half + p) * 2 + 1];
         A *xh = x + bth * hd;
         float a = ld(xh, p), b = ld(xh, p + half);
-        st(xh, p, a * co - b * si);
-        st(xh, p + half, b * co + a * si);
+        st(xh, p, __fsub_rn(__fmul_rn(a, co), __fmul_rn(b, si)));
+        st(xh, p + half, __fadd_rn(__fmul_rn(b, co), __fmul_rn(a, si)));
     }
 }
 

@@ -13,9 +13,11 @@
  */
 #include "cuda/common.cuh"
 
+/* Each product rounded on its own, no fused multiply-add: the CPU reference's
+ * arithmetic, and the same bits whichever way the compiler would contract. */
 __device__ __forceinline__ void rot1(float &oa, float &ob, float a, float b, float co, float si) {
-    oa = a * co - b * si;
-    ob = b * co + a * si;
+    oa = __fsub_rn(__fmul_rn(a, co), __fmul_rn(b, si));
+    ob = __fadd_rn(__fmul_rn(b, co), __fmul_rn(a, si));
 }
 
 template <typename A, int V>
