@@ -20,16 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cuda/kernels.h"
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (cudaError_t)(call);                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct shape { int B, T, H, KV, hd, docs; } shape;
 
@@ -42,10 +35,6 @@ static const variant variants[] = {
     {1, 0, 64, 0, 1, 1}, {1, 0, 128, 0, 1, 1}, {1, 0, 64, 0, 2, 2},
 };
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 /* The buffers of one shape: inputs, and outputs [0] reference / [1] under test. */
 typedef struct bufs {
@@ -77,43 +66,15 @@ static void launch(const variant *x, int what, cudaStream_t st, bufs *u, shape s
     }
 }
 
-/* Median milliseconds of 10 launches after 3 warm-ups. */
+/* One launch to time: what of variant x on a shape's buffers. */
+typedef struct timing { const variant *x; int what; cudaStream_t st; bufs *u; shape s; } timing;
+static void launch_timing(void *ctx) {
+    timing *c = ctx;
+    launch(c->x, c->what, c->st, c->u, c->s);
+}
 static float timed(const variant *x, int what, cudaStream_t st, bufs *u, shape s) {
-    static cudaEvent_t ev[2];
-    if (!ev[0]) {
-        CK(cudaEventCreate(&ev[0]));
-        CK(cudaEventCreate(&ev[1]));
-    }
-    float t[10];
-    for (int r = -3; r < 10; r++) {
-        float ms;
-        CK(cudaEventRecord(ev[0], st));
-        launch(x, what, st, u, s);
-        CK(cudaEventRecord(ev[1], st));
-        CK(cudaEventSynchronize(ev[1]));
-        CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
-        if (r >= 0) t[r] = ms;
-    }
-    qsort(t, 10, sizeof(float), cmp_float);
-    return (t[4] + t[5]) / 2;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float uniform(void) { /* xorshift64*, in [-1, 1) */
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (float)((rng_state * 0x2545f4914f6cdd1dull) >> 40) / (float)(1 << 23) - 1.0f;
-}
-
-static uint16_t bf16_bits(float x) { /* round to nearest even */
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf16_value(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
+    timing c = {x, what, st, u, s};
+    return bench_median_ms(st, launch_timing, &c);
 }
 
 /* A device buffer of n bf16 values uniform in [-scale, scale]. */

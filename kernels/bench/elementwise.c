@@ -26,20 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cuda/common.cuh"
 
-/* attention.cu's D kernel alone (not in kernels.h; attention_bwd runs it itself) */
-extern "C" int cuda_attention_delta(ms_cuda_stream s, int bf16f, float *delta, const void *dout, const void *out,
-                                    int B, int T, int H, int hd);
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (cudaError_t)(call);                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* ---- the reference kernels: one element (pair, row) a thread, in the plain order ---- */
 
@@ -131,22 +121,6 @@ __global__ void ref_delta(float *delta, const A *dout, const A *out, int B, int 
 
 typedef struct shape { const char *name; int T, dim, ffn, H, hd, bf16, off, timed; } shape;
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float uniform(void) { /* xorshift64*, in [-1, 1) */
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (float)((rng_state * 0x2545f4914f6cdd1dull) >> 40) / (float)(1 << 23) - 1.0f;
-}
-static uint16_t bf16_bits(float x) { /* round to nearest even */
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf16_value(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 /* Buffers are allocated with a 16-byte margin and used from base + off elements (off 1: misaligned). */
 typedef struct buf { char *base; void *p; long n; int eb; } buf;
@@ -218,11 +192,6 @@ static double worst_steps(const buf *a, const buf *b) {
     return w;
 }
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* The call being timed, as a tagged closure over the shape's buffers. */
 typedef struct bufs {
     buf gate, up, h[2], dh, dg[2], du[2], x, y[2], w, rstd[2], dy, dx[2], dx0, dw[2], q[2], q0, cs, dout, out, d[2];
@@ -249,25 +218,15 @@ static void launch(int what, cudaStream_t st, bufs *u, const shape *s) {
     }
 }
 
-/* Median milliseconds of 10 launches after 3 warm-ups. */
+/* One launch to time: what on a shape's buffers. */
+typedef struct timing { int what; cudaStream_t st; bufs *u; const shape *s; } timing;
+static void launch_timing(void *ctx) {
+    timing *c = (timing *)ctx;
+    launch(c->what, c->st, c->u, c->s);
+}
 static float timed(int what, cudaStream_t st, bufs *u, const shape *s) {
-    static cudaEvent_t ev[2];
-    if (!ev[0]) {
-        CK(cudaEventCreate(&ev[0]));
-        CK(cudaEventCreate(&ev[1]));
-    }
-    float t[10];
-    for (int r = -3; r < 10; r++) {
-        float ms;
-        CK(cudaEventRecord(ev[0], st));
-        launch(what, st, u, s);
-        CK(cudaEventRecord(ev[1], st));
-        CK(cudaEventSynchronize(ev[1]));
-        CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
-        if (r >= 0) t[r] = ms;
-    }
-    qsort(t, 10, sizeof(float), cmp_float);
-    return (t[4] + t[5]) / 2;
+    timing c = {what, st, u, s};
+    return bench_median_ms(st, launch_timing, &c);
 }
 
 static int report(const char *kernel, const shape *s, float ms, double bytes, int ok, const char *check) {

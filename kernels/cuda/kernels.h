@@ -66,6 +66,9 @@ int cuda_rope(ms_cuda_stream s, int bf16, void *x, const float *cs, int64_t B, i
  * rest (fp32, other head dims) the plain fp32 kernels. */
 int cuda_attention_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k, const void *v,
                        const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+/* D_t = dout_t . out_t into delta (B, H, T); cuda_attention_bwd runs it itself */
+int cuda_attention_delta(ms_cuda_stream s, int bf16, float *delta, const void *dout, const void *out, int B, int T,
+                         int H, int hd);
 /* delta (B, H, T) fp32 scratch: D_t = dout_t . out_t */
 int cuda_attention_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout, const void *q,
                        const void *k, const void *v, const void *out, const float *lse, float *delta,
