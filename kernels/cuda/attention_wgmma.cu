@@ -4,7 +4,9 @@
  * no atomics, so bitwise repeatable) with every matmul on warpgroup MMA
  * (wgmma, sm_90a). A block is one or two warpgroups of 128 threads, each
  * owning 64 rows (query rows, or keys in dk/dv); the other operand streams
- * through shared memory in tiles, two buffers deep, loaded by cp.async.
+ * through shared memory in tiles, two buffers deep (three for dq's K, whose
+ * last matmul overlaps the next tile), loaded by cp.async. Block shapes and
+ * the choices measured against them: kernels/bench/NOTES.md.
  *
  * - Shared-memory tiles are stored as wgmma reads them with 128-byte
  *   swizzling: panels of 64 columns (128 bytes a row), 8-row groups 1024 bytes
