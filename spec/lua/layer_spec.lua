@@ -4,11 +4,7 @@
 local layer = require "moonspeed.layer"
 local srcindex = require "moonspeed.srcindex"
 
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  return err
-end
+local fails = require("support").fails
 
 describe("layer.merge", function()
   it("merges maps deeply", function()

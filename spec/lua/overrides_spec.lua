@@ -4,11 +4,7 @@
 
 local overrides = require "moonspeed.overrides"
 
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  return err
-end
+local fails = require("support").fails
 
 local function value(text)
   local f, v = overrides.parse(text)

@@ -10,11 +10,7 @@ local function write_recipe(dir, name, text)
   return support.write(dir .. "/" .. name, text)
 end
 
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  return err
-end
+local fails = support.fails
 
 describe("recipe.load", function()
   local dir

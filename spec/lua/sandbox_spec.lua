@@ -9,11 +9,7 @@ local function write_recipe(dir, name, text)
   return support.write(dir .. "/" .. name, text)
 end
 
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  return err
-end
+local fails = support.fails
 
 describe("sandbox.run", function()
   local dir

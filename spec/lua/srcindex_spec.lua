@@ -3,11 +3,7 @@
 
 local srcindex = require "moonspeed.srcindex"
 
-local function fails(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  return err
-end
+local fails = require("support").fails
 
 describe("srcindex.index", function()
   it("finds the line of every key path and the first call of each helper", function()

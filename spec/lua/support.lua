@@ -11,6 +11,13 @@ M.root = os.getenv("PWD") or "."
 M.build = os.getenv("MS_BUILD") or "build"
 M.exe = M.root .. "/" .. M.build .. "/moonspeed"
 
+-- The error fn(...) raises; the spec fails when it raises none.
+function M.fails(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then error("expected an error, and none was raised", 2) end
+  return err
+end
+
 function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
