@@ -62,8 +62,9 @@ int cuda_rmsnorm_bwd(ms_cuda_stream s, int bf16, void *dx, float *dw, const void
 int cuda_rope(ms_cuda_stream s, int bf16, void *x, const float *cs, int64_t B, int T, int heads, int hd, float sign);
 
 /* attention.cu — causal GQA, online softmax, O(T) memory; hd up to 128. bf16
- * calls with hd 64 or 128 run attention_flash.cu's tensor-core kernels, the
- * rest (fp32, other head dims) the plain fp32 kernels. */
+ * calls with hd 64 or 128 run the tensor-core kernels (attention_flash.cu, or
+ * on sm_90 attention_wgmma.cu), the rest (fp32, other head dims) the plain
+ * fp32 kernels. */
 int cuda_attention_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k, const void *v,
                        const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 /* D_t = dout_t . out_t into delta (B, H, T); cuda_attention_bwd runs it itself */
