@@ -11,6 +11,8 @@
 --   gflops        model GFLOP/s (6N + 6LTd FLOPs per token)
 --   mfu           gflops / log.peak_gflops
 --   memory_bytes  bytes the engine reserved (all arenas)
+--   host_peak_bytes  the process's peak resident memory so far (VmHWM), measured: to
+--                 set beside the plan's host bytes
 --   comm          per collective kind of the step on rank 0 (all_gather, reduce_scatter,
 --                 all_reduce, broadcast, barrier): { calls, bytes, seconds, busbw (bytes/s) }
 --   comm_bytes    their bytes in all; comm_seconds their time; busbw their bus bandwidth,
@@ -28,7 +30,7 @@ local fmt = require "moonspeed.fmt"
 local M = {}
 
 M.fields = { "step", "loss", "val_loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-             "gflops", "mfu", "memory_bytes", "comm", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed",
+             "gflops", "mfu", "memory_bytes", "host_peak_bytes", "comm", "comm_bytes", "comm_seconds", "busbw", "seconds", "elapsed",
              "skipped", "nonfinite" }
 
 local Writer = {}

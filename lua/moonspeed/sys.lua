@@ -105,6 +105,17 @@ function M.meminfo()
   return info
 end
 
+-- This process's peak resident memory in bytes: VmHWM of /proc/self/status
+-- (nil where there is none).
+function M.peak_rss()
+  local f = io.open("/proc/self/status", "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  local kb = text:match("VmHWM:%s*(%d+)%s*kB")
+  return kb and tonumber(kb) * 1024 or nil
+end
+
 -- The clock of the first CPU in MHz, from /proc/cpuinfo (nil when unknown).
 function M.cpu_mhz()
   local f = io.open("/proc/cpuinfo", "rb")

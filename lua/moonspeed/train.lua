@@ -41,6 +41,8 @@ function M.new(r, info, e, dir, opts)
   t.progress = lead and metrics.progress({ total = r.train.steps, tty = sys.isatty(1), every = r.log.every })
     or { step = quiet, finish = quiet }
   t.memory_bytes = e:memory().reserved.total
+  local p = e:plan() -- the host memory it plans: on a GPU its host column, on the CPU all of it
+  t.host_planned = p.host_bytes.total + (p.device == "cuda" and 0 or p.device_bytes.total)
   return t
 end
 
@@ -66,6 +68,7 @@ function Trainer:one_step()
   local rec = {
     step = st.step, loss = st.loss, lr = st.lr, grad_norm = st.grad_norm, tokens = st.tokens,
     tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = self.memory_bytes,
+    host_peak_bytes = sys.peak_rss(),
     comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
     busbw = st.busbw, seconds = st.seconds, skipped = st.skipped, nonfinite = st.nonfinite,
   }
@@ -110,10 +113,12 @@ function Trainer:summary()
   local ran = self.step - self.first_step
   local steps = self.first_step == 0 and ("%d steps"):format(ran)
     or ("%d steps (to step %d, resumed at %d)"):format(ran, self.step, self.first_step)
-  return ("done: %s in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s"):format(
+  local peak = sys.peak_rss()
+  return ("done: %s in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s%s"):format(
     steps, fmt.duration(self.elapsed), fmt.si(s.tokens / s.seconds), s.flops / s.seconds / 1e9,
     100 * s.flops / s.seconds / 1e9 / engine_mod.peak_gflops(self.r), last.loss,
-    self.last_val and ("%.4f"):format(self.last_val) or "-")
+    self.last_val and ("%.4f"):format(self.last_val) or "-",
+    peak and ("; host memory peak %s, planned %s"):format(fmt.bytes(peak), fmt.bytes(self.host_planned)) or "")
 end
 
 return M

@@ -43,7 +43,7 @@ describe("moonspeed run", function()
     assert.matches("^step 3/6  loss %d%.%d%d%d%d  val_loss %d%.%d%d%d%d  lr ", out[4])
     assert.matches("^step 4/6  loss .* ETA [%d.]+s$", out[5])
     assert.matches("^step 6/6  loss %d%.%d%d%d%d  val_loss %d%.%d%d%d%d  lr ", out[6])
-    assert.matches("^done: 6 steps in [%d.]+s, [%d.]+k? tok/s, [%d.]+ GFLOP/s %(mfu [%d.]+%%%); loss %d%.%d+, val_loss %d%.%d+$", out[7])
+    assert.matches("^done: 6 steps in [%d.]+s, [%d.]+k? tok/s, [%d.]+ GFLOP/s %(mfu [%d.]+%%%); loss %d%.%d+, val_loss %d%.%d+; host memory peak [%d.]+ [KMG]i?B, planned [%d.]+ [KMG]i?B$", out[7])
     assert.are.equal("sample:", out[8])
     assert.matches("^And God said", out[9])
     assert.matches("^run directory: .*/run$", out[#out])
@@ -56,7 +56,7 @@ describe("moonspeed run", function()
     for i, r in ipairs(recs) do
       assert.are.equal(i, r.step)
       for _, k in ipairs({ "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gflops", "mfu", "memory_bytes",
-                           "seconds", "elapsed" }) do
+                           "host_peak_bytes", "seconds", "elapsed" }) do
         assert.is_number(r[k], k)
       end
       assert.are.equal(4 * 32, r.tokens)
