@@ -144,7 +144,7 @@ test-gpu: $(BUILD)/spec-gpu
 	@p=0; f=0; for t in $$($(BUILD)/spec-gpu --list | grep -v ^bench_); do \
 	  if $(BUILD)/spec-gpu $$t; then echo "ok $$t"; p=$$((p+1)); else echo "not ok $$t"; f=$$((f+1)); fi; \
 	done; \
-	for s in run_tracks_cpu checkpoint_resume offload_tracks; do \
+	for s in run_tracks_cpu checkpoint_resume offload_tracks zero_tracks; do \
 	  if spec/gpu/$$s.sh $(BUILD)/moonspeed; then echo "ok $$s"; p=$$((p+1)); else echo "not ok $$s"; f=$$((f+1)); fi; \
 	done; \
 	echo "$$p passed, $$f failed"; [ $$f = 0 ]

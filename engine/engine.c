@@ -310,14 +310,14 @@ ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scal
     ms_device *d = &e->dev;
     TRY(forward(e, B, T, NULL, 0, 0, NULL));
     if (last) ms_offload_step_begin(&e->offload, &e->cfg.train, ms_schedule_lr(&e->cfg.train, e->step), e->step + 1);
-    ms_zero_grads_micro_begin(&e->zero, m, d);
+    TRY(ms_zero_grads_micro_begin(&e->zero, m, d));
     *loss = 0;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_bwd[i];
         TRY(ms_zero_acquire(&e->zero, m, d, e->order_bwd, m->n_units, i));
-        ms_zero_grads_begin(&e->zero, m, d, u);
+        TRY(ms_zero_grads_begin(&e->zero, m, d, u));
         *loss += ms_model_unit_backward(m, d, u, B, T, grad_scale);
-        TRY(ms_zero_grads_end(&e->zero, m, d, u));
+        TRY(ms_zero_grads_end(&e->zero, m, d, u, last));
         if (last && ms_zero_grads_final_per_unit(&e->zero, &m->units[u])) ms_offload_grads(&e->offload, u);
         ms_zero_release(&e->zero, m, u);
     }
@@ -371,7 +371,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
         TRY(ms_engine_forward_backward(e, B, T, scale, micro == accum - 1, &part));
         loss += part;
     }
-    TRY(ms_zero_grads_step_end(&e->zero, m, d));
+    TRY(ms_zero_grads_step_end(&e->zero));
     ms_offload_grads_rest(&e->offload);
     ms_health_inject(e);
     TRY(ms_zero_grad_sumsq(&e->zero, m, d, &sums[1]));

@@ -19,14 +19,19 @@ void ms_zero_setup(ms_zero *z, int32_t stage, int32_t prefetch, ms_comm *comm, m
 
 void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout *l) {
     int64_t gather = 0, scratch = 0;
+    int32_t world = 1;
     for (int u = 0; u < m->n_units; u++) {
         const ms_unit *un = &m->units[u];
         if (un->split.shard_params && un->padded > gather) gather = un->padded;
         if (!un->split.own_grads && un->padded > scratch) scratch = un->padded;
+        world = un->split.world;
     }
     z->slots = gather ? z->prefetch + 1 : 0;
     for (int s = 0; s < z->slots; s++) z->slot[s] = ms_layout_take(l, MS_MEM_WORKSPACE, gather, ms_act_bytes(d));
-    z->scratch = scratch ? ms_layout_take(l, MS_MEM_WORKSPACE, scratch, 4) : NULL;
+    /* a second scratch lets a unit's reduce-scatter run beside the next unit's
+       backward; the CPU computes on the cores that would run it */
+    z->scratches = !scratch ? 0 : world > 1 && d->kind != MS_DEVICE_CPU ? 2 : 1;
+    for (int s = 0; s < z->scratches; s++) z->scratch[s] = ms_layout_take(l, MS_MEM_WORKSPACE, scratch, 4);
 }
 
 /* ---- parameters --------------------------------------------------------- */
@@ -103,6 +108,37 @@ ms_status ms_zero_share_updated(ms_zero *z, ms_model *m, ms_device *d) {
 
 /* ---- gradients ---------------------------------------------------------- */
 
+/* Wait for the oldest gradient collective in flight. */
+static ms_status settle_oldest(ms_zero *z) {
+    ms_status st = z->comm->wait(z->comm, z->pending[0]);
+    z->n_pending--;
+    memmove(z->pending, z->pending + 1, (size_t)z->n_pending * sizeof *z->pending);
+    memmove(z->pending_scratch, z->pending_scratch + 1, (size_t)z->n_pending * sizeof *z->pending_scratch);
+    return st;
+}
+
+static ms_status settle_all(ms_zero *z) {
+    while (z->n_pending) TRY(settle_oldest(z));
+    return MS_OK;
+}
+
+/* Wait (oldest first) until no collective still reads scratch s. */
+static ms_status settle_scratch(ms_zero *z, int s) {
+    for (int i = z->n_pending - 1; i >= 0; i--)
+        if (z->pending_scratch[i] == s) {
+            for (int k = 0; k <= i; k++) TRY(settle_oldest(z));
+            break;
+        }
+    return MS_OK;
+}
+
+static ms_status keep_pending(ms_zero *z, ms_comm_req *req, int scratch) {
+    if (z->n_pending == MS_ZERO_MAX_PENDING) TRY(settle_oldest(z));
+    z->pending[z->n_pending] = req;
+    z->pending_scratch[z->n_pending++] = scratch;
+    return MS_OK;
+}
+
 void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d) {
     (void)z;
     for (int u = 0; u < m->n_units; u++) {
@@ -112,50 +148,50 @@ void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d) {
     }
 }
 
-void ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d) {
-    (void)z;
+ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d) {
+    TRY(settle_all(z));
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
         if (un->split.shard_grads && un->split.own_grads) d->zero(d, un->grads_home, un->padded * 4);
     }
+    return MS_OK;
 }
 
-void ms_zero_grads_begin(ms_zero *z, ms_model *m, ms_device *d, int u) {
+ms_status ms_zero_grads_begin(ms_zero *z, ms_model *m, ms_device *d, int u) {
     ms_unit *un = &m->units[u];
-    if (un->split.own_grads) return;
-    un->grads = z->scratch;
+    if (un->split.own_grads) return MS_OK;
+    int s = z->next_scratch;
+    z->next_scratch = (s + 1) % z->scratches;
+    TRY(settle_scratch(z, s));
+    un->grads = z->scratch[s];
     d->zero(d, un->grads, un->padded * 4);
+    return MS_OK;
 }
 
-ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u) {
+ms_status ms_zero_grads_end(ms_zero *z, ms_model *m, ms_device *d, int u, int last) {
     ms_unit *un = &m->units[u];
-    if (!un->split.shard_grads) return MS_OK;
+    ms_comm_req *req;
+    if (!un->split.shard_grads) {
+        if (!last || z->comm->world == 1) return MS_OK;
+        TRY(z->comm->all_reduce(z->comm, un->grads_home, un->grads_home, un->padded, MS_F32, &req));
+        return keep_pending(z, req, -1);
+    }
     /* fold what the shard already holds into this rank's part, then sum the parts */
     int64_t owned = un->hi - un->lo;
     d->add(d, un->grads + un->lo, un->grads_owned, owned);
-    ms_comm_req *req;
+    int s = un->grads == z->scratch[0] ? 0 : un->grads == z->scratch[1] ? 1 : -1;
     TRY(z->comm->reduce_scatter(z->comm, un->grads, un->grads_owned, owned, MS_F32, &req));
-    TRY(z->comm->wait(z->comm, req));
+    TRY(keep_pending(z, req, s));
     if (!un->split.own_grads) un->grads = NULL;
-    return MS_OK;
+    /* the offload reads the owned shard on the compute stream straight away */
+    return last && un->split.offload ? settle_all(z) : MS_OK;
 }
 
 int ms_zero_grads_final_per_unit(const ms_zero *z, const ms_unit *un) {
     return un->split.shard_grads || z->comm->world == 1;
 }
 
-ms_status ms_zero_grads_step_end(ms_zero *z, ms_model *m, ms_device *d) {
-    (void)d;
-    if (z->comm->world == 1) return MS_OK;
-    for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
-        if (un->split.shard_grads) continue;
-        ms_comm_req *req;
-        TRY(z->comm->all_reduce(z->comm, un->grads_home, un->grads_home, un->padded, MS_F32, &req));
-        TRY(z->comm->wait(z->comm, req));
-    }
-    return MS_OK;
-}
+ms_status ms_zero_grads_step_end(ms_zero *z) { return settle_all(z); }
 
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out) {
     TRY(ms_comm_drain(z->comm));

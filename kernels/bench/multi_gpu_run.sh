@@ -1,0 +1,83 @@
+#!/bin/bash
+# kernels/bench/multi_gpu_run.sh — one device call on a machine with two or
+# more GPUs (issue 8's multi-GPU items): the GPU specs (the two-rank NCCL ones
+# run here), spec/gpu/zero_tracks.sh (every stage on two GPUs against one),
+# NCCL bus bandwidth, then the Llama-3.2-1B shape on the KJV in Llama 3
+# tokens: ZeRO-3 on two GPUs against one GPU running the same global batch
+# (loss at every step), and weak scaling (the same batch per GPU on one GPU
+# and on two, stages 0, 2 and 3); a table last. Logs go to $OUT.
+#
+# Build here first, then pack what the GPU machine lacks into .gpu (carried):
+#   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
+# Environment: PARTS (default "spec tracks comm 1b") picks the parts; STEPS the 1B steps (default 20).
+set -u
+OUT=${OUT:-/tmp}
+PARTS=${PARTS:-spec tracks comm 1b}
+STEPS=${STEPS:-20}
+[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
+nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
+nvidia-smi topo -m 2>/dev/null | head -4
+lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
+if ldd build/moonspeed | grep -q "not found"; then
+  lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
+  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
+fi
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+scratch=$(mktemp -d)
+: >$OUT/bench.log
+
+if has spec; then
+  echo "==== GPU specs (make test-gpu's list)"
+  p=0; f=0
+  for t in $(build/spec-gpu --list | grep -v ^bench_); do
+    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
+  done
+  echo "BENCH gpu-specs: $p passed, $f failed" | tee -a $OUT/bench.log
+  grep -iE "skipped|failed" $OUT/specs.log | head -8
+fi
+
+if has tracks; then
+  echo "==== spec/gpu/zero_tracks.sh"
+  timeout 400 spec/gpu/zero_tracks.sh build/moonspeed 2>&1 | tee $OUT/zero_tracks.log
+  echo "BENCH zero_tracks exit ${PIPESTATUS[0]}" | tee -a $OUT/bench.log
+fi
+
+if has comm; then
+  echo "==== NCCL bus bandwidth, 2 ranks"
+  timeout 120 build/moonspeed bench comm --provider nccl --world 2 --min-bytes 1048576 --max-bytes 268435456 2>&1 |
+    tee $OUT/comm.log | tail -12
+fi
+
+# tokens/s over steps 3..N from a run's metrics.jsonl (the first steps warm up)
+rate() { awk -F'[:,}]' '{ for (i = 1; i < NF; i++) { if ($i ~ /"tokens"$/) t = $(i+1); if ($i ~ /"elapsed"$/) e = $(i+1) }
+                          n++; if (n == 2) e1 = e; else if (n > 2) tok += t }
+                        END { if (n > 2) printf "%.0f", tok / (e - e1); else print 0 }' "$1/metrics.jsonl"; }
+loss_of() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
+
+if has 1b; then
+  echo "==== Llama-3.2-1B shape, bf16 + fp32 master, T=4096, KJV in Llama 3 tokens"
+  one() { # NAME RANKS BATCH ARGS...
+    local name=$1 ranks=$2 batch=$3; shift 3
+    timeout 240 build/moonspeed launch --nproc-per-node $ranks recipes/llama-3.2-1b.lua device=cuda train.batch=$batch \
+      train.micro_batch=2 train.steps=$STEPS train.warmup=5 train.lr=3e-4 train.checkpoint_activations=false \
+      train.eval_every=0 train.eval_batches=1 log.every=1 log.sample_tokens=0 checkpoint.every=0 \
+      data.tokenizer=data/llama3/tokenizer.model data.train=data/kjv-llama3/train-00000.bin \
+      data.val=data/kjv-llama3/val-00000.bin "$@" --run-dir $scratch/$name >$OUT/1b-$name.log 2>&1 ||
+      { echo "$name failed:"; tail -6 $OUT/1b-$name.log; }
+    grep -E "done:" $OUT/1b-$name.log | tail -1
+    echo "BENCH 1b $name: ranks $ranks, batch $batch, $(rate $scratch/$name) tokens/s" | tee -a $OUT/bench.log
+  }
+  one 1gpu-b4 1 4
+  one 1gpu-b8 1 8
+  for stage in 3 0 2; do one 2gpu-stage$stage 2 8 zero.stage=$stage; done
+  paste <(loss_of $scratch/1gpu-b8) <(loss_of $scratch/2gpu-stage3) | awk -v steps=$STEPS '
+    { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > worst) { worst = r; at = n }; if (n == 1) first = $1; last = $1 }
+    END { printf "BENCH 1b loss: 2 GPUs ZeRO-3 vs 1 GPU, same batch of 8: %d steps, loss %.4f -> %.4f, worst relative difference %.2e at step %d\n",
+                 n, first, last, worst, at }' | tee -a $OUT/bench.log
+fi
+
+echo "==== table"
+grep -E "^BENCH" $OUT/bench.log | sed 's/^BENCH //'
+grep -E "^[a-z0-9-]+: [0-9]+ steps" $OUT/zero_tracks.log 2>/dev/null
+awk '/^BENCH 1b 1gpu-b4/ { base = $(NF-1) }
+     /^BENCH 1b 2gpu/ { if (base) printf "weak scaling %s: %d tokens/s on 2 GPUs vs %d on 1 = %.1f%% efficiency\n", $3, $(NF-1), base, 100 * $(NF-1) / (2 * base) }' $OUT/bench.log
