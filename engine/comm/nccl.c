@@ -85,6 +85,7 @@ struct nc {
     /* the GPU */
     int gpu;
     cudaStream_t compute;   /* the device's stream (not ours) */
+    const ms_device *dev;   /* whose stream it is: a device that failed is not waited for at the end */
     cudaStream_t stream;    /* the collectives' */
     float *scratch;         /* (1) device float: the barrier's all-reduce */
     /* requests: a ring, slot = seq % N_REQS */
@@ -419,7 +420,9 @@ static void nc_destroy(ms_comm *c) {
     if (!c) return;
     nc *n = c->impl;
     cudaSetDevice(n->gpu);
-    if (!n->failed && n->comm && nc_drain(c) == MS_OK) {
+    /* a clean end waits for what is in flight; after a failure here or on the
+       device (the others may never match this rank's collectives) it aborts */
+    if (!n->failed && n->comm && (!n->dev || ms_cuda_status(n->dev) == MS_OK) && nc_drain(c) == MS_OK) {
         ncclResult_t r = settle(n, n->finalize(n->comm), ms_comm_now() + c->timeout_ms / 1000.0);
         if (r == ncclSuccess) {
             n->destroy(n->comm);
@@ -478,6 +481,7 @@ static ms_status use_device(nc *n, const ms_world *w, ms_device *d) {
     if (!d || d->kind != MS_DEVICE_CUDA)
         return ms_fail(MS_ERR_INVALID, "the NCCL communicator works on a CUDA device's buffers; got the %s device",
                        d && d->name ? d->name : "NULL");
+    n->dev = d;
     n->compute = (cudaStream_t)ms_cuda_compute_stream(d);
     if (!n->compute)
         return ms_fail(MS_ERR_STATE, "the NCCL communicator needs a started CUDA device; start() it first");

@@ -168,9 +168,13 @@ static void sync(ms_device *d) {
     cuda_bad(d, cudaStreamSynchronize(impl_of(d)->stream), "stream sync");
 }
 
+/* copy_async and ticket_wait serve other threads too (the offload's worker):
+ * each makes the device's GPU its thread's, so that no thread of a rank
+ * opens a context on another rank's GPU. */
 static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, int how) {
     cuda_impl *c = impl_of(d);
     if (!LIVE(d) || n == 0) return 0;
+    if (cuda_bad(d, cudaSetDevice(c->device), "set device (copy)")) return 0;
     pthread_mutex_lock(&c->mu);
     int64_t t = ++c->tickets;
     cudaStream_t s = how == MS_COPY_DOWN ? c->down : c->up;
@@ -183,7 +187,7 @@ static int64_t copy_async(ms_device *d, void *dst, const void *src, int64_t n, i
 }
 
 static void ticket_wait(ms_device *d, int64_t t) {
-    if (!LIVE(d) || t <= 0) return;
+    if (!LIVE(d) || t <= 0 || cuda_bad(d, cudaSetDevice(impl_of(d)->device), "set device (copy wait)")) return;
     cuda_bad(d, cudaEventSynchronize(impl_of(d)->ring[t % TICKETS]), "waiting for a copy");
 }
 
@@ -551,23 +555,41 @@ static ms_status gpu_count(int *count) {
     return MS_OK;
 }
 
-ms_status ms_cuda_query(ms_device_info *out) {
+/* One GPU's name and memory, asked on a thread of its own: making the GPU
+ * current there leaves the caller's current GPU as it was (the engine may be
+ * running on it), and opens no context on any other GPU. */
+typedef struct gpu_ask {
+    int gpu;
+    struct cudaDeviceProp prop;
+    size_t free_b, total_b;
+    cudaError_t e;
+} gpu_ask;
+
+static void *ask_gpu(void *arg) {
+    gpu_ask *a = arg;
+    a->e = cudaGetDeviceProperties(&a->prop, a->gpu);
+    if (a->e == cudaSuccess) a->e = cudaSetDevice(a->gpu);
+    if (a->e == cudaSuccess) a->e = cudaMemGetInfo(&a->free_b, &a->total_b);
+    if (a->e != cudaSuccess) cudaGetLastError();
+    return NULL;
+}
+
+ms_status ms_cuda_query(int32_t local_rank, ms_device_info *out) {
     int count;
     TRY(gpu_count(&count));
-    struct cudaDeviceProp prop;
-    size_t free_b = 0, total_b = 0;
-    cudaError_t e = cudaGetDeviceProperties(&prop, 0);
-    if (e == cudaSuccess) e = cudaSetDevice(0);
-    if (e == cudaSuccess) e = cudaMemGetInfo(&free_b, &total_b);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return ms_fail(MS_ERR_STATE, "device \"cuda\": GPU 0 does not answer (%s)", cudaGetErrorString(e));
-    }
+    gpu_ask a = {.gpu = local_rank % count};
+    pthread_t t;
+    if (pthread_create(&t, NULL, ask_gpu, &a) != 0)
+        return ms_fail(MS_ERR_STATE, "device \"cuda\": could not start a thread to ask GPU %d", a.gpu);
+    pthread_join(t, NULL);
+    if (a.e != cudaSuccess)
+        return ms_fail(MS_ERR_STATE, "device \"cuda\": GPU %d does not answer (%s)", a.gpu, cudaGetErrorString(a.e));
     out->count = count;
-    out->free_bytes = (int64_t)free_b;
-    out->total_bytes = (int64_t)total_b;
-    size_t len = strnlen(prop.name, sizeof out->name - 1);
-    memcpy(out->name, prop.name, len);
+    out->index = a.gpu;
+    out->free_bytes = (int64_t)a.free_b;
+    out->total_bytes = (int64_t)a.total_b;
+    size_t len = strnlen(a.prop.name, sizeof out->name - 1);
+    memcpy(out->name, a.prop.name, len);
     out->name[len] = 0;
     return MS_OK;
 }

@@ -14,8 +14,10 @@
 
 /* Describe the CUDA backend; fails with a clear message when no CUDA device is usable. */
 ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads);
-/* The GPUs of this machine (ms_device_query); fails saying why when there are none. */
-ms_status ms_cuda_query(ms_device_info *out);
+/* The GPUs of this machine and the one local rank local_rank takes (GPU
+ * local_rank % count; ms_device_query); fails saying why when there are none.
+ * The calling thread's current GPU stays as it was, and no other GPU is touched. */
+ms_status ms_cuda_query(int32_t local_rank, ms_device_info *out);
 /* The backend's scratch (scratch_bytes of the interface): cuBLASLt's
  * workspace, the fp64 partials and result of the fixed-order sums (sumsq, the
  * loss), then one region that the ops needing scratch for the length of a

@@ -1,6 +1,7 @@
 /* device/device.c — choosing a backend by kind, and asking what the machine has. */
 #include <string.h>
 
+#include "comm/comm.h"
 #include "core/status.h"
 #include "device/cuda.h"
 #include "device/device.h"
@@ -50,6 +51,15 @@ ms_status ms_device_describe(ms_device *d, int32_t kind, int32_t precision) {
     return unknown(kind);
 }
 
+#ifdef MS_HAVE_CUDA
+/* This process's GPU: its local rank's, as the engine takes it. */
+static ms_status query_cuda(ms_device_info *out) {
+    ms_world w = {0};
+    if (ms_world_from_env(&w) != MS_OK) return ms_fail_context(MS_ERR_INVALID, "which GPU is this process's");
+    return ms_cuda_query(w.local_rank, out);
+}
+#endif
+
 ms_status ms_device_query(int32_t kind, ms_device_info *out) {
     if (!out) return ms_fail(MS_ERR_INVALID, "ms_device_query: out is required");
     memset(out, 0, sizeof *out);
@@ -61,7 +71,7 @@ ms_status ms_device_query(int32_t kind, ms_device_info *out) {
         return MS_OK;
     case MS_DEVICE_CUDA:
 #ifdef MS_HAVE_CUDA
-        return ms_cuda_query(out);
+        return query_cuda(out);
 #else
         return no_cuda();
 #endif

@@ -208,13 +208,16 @@ typedef struct ms_shard_info {
     char tokenizer[33];      /* tokenizer id, NUL-terminated */
 } ms_shard_info;
 
-/* What this machine offers for a device kind (ms_device_query). */
+/* What this machine offers for a device kind (ms_device_query): how many,
+ * and the one this process takes (cuda: GPU local rank % count, the local
+ * rank from the launch environment, 0 without one). */
 typedef struct ms_device_info {
     int32_t kind;            /* ms_device_kind asked about */
     int32_t count;           /* devices of that kind here */
-    int64_t free_bytes;      /* the first device's free memory (cuda; 0 for cpu) */
-    int64_t total_bytes;     /* the first device's memory (cuda; 0 for cpu) */
-    char name[64];           /* the first device's name */
+    int32_t index;           /* this process's device */
+    int64_t free_bytes;      /* its free memory (cuda; 0 for cpu) */
+    int64_t total_bytes;     /* its memory (cuda; 0 for cpu) */
+    char name[64];           /* its name */
 } ms_device_info;
 
 typedef struct ms_engine ms_engine;

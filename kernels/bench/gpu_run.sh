@@ -6,7 +6,9 @@
 # Build here first (make all build/spec-gpu build/bench-attention build/bench-elementwise), then pack
 # what the GPU machine lacks into an ignored folder and carry it:
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/bench-elementwise build/lua data/kjv/*.bin
-# Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers;
+# Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers,
+# WORKBENCH=0 the attention and elementwise workbenches and the backend-only 1B model; BATCHES (default 1)
+# the batch sizes (sequences of 4096 tokens a step, in one micro-batch) of the 1B engine and peer runs.
 set -u
 OUT=${OUT:-/tmp}
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
@@ -17,11 +19,13 @@ if ldd build/spec-gpu | grep -q "not found"; then
   ldd build/spec-gpu | grep -E "not found"
 fi
 : >$OUT/bench.log
-echo "==== attention workbench"
-timeout 120 build/bench-attention 2>&1 | tee -a $OUT/bench.log
-PYTHONUNBUFFERED=1 timeout 120 python3 kernels/bench/attention_sdpa.py 2>&1 | tail -4 | tee -a $OUT/bench.log
-echo "==== elementwise workbench"
-timeout 120 build/bench-elementwise 2>&1 | tee -a $OUT/bench.log
+if [ "${WORKBENCH:-1}" = 1 ]; then
+  echo "==== attention workbench"
+  timeout 120 build/bench-attention 2>&1 | tee -a $OUT/bench.log
+  PYTHONUNBUFFERED=1 timeout 120 python3 kernels/bench/attention_sdpa.py 2>&1 | tail -4 | tee -a $OUT/bench.log
+  echo "==== elementwise workbench"
+  timeout 120 build/bench-elementwise 2>&1 | tee -a $OUT/bench.log
+fi
 if [ "${SPECS:-1}" = 1 ]; then
   echo "==== GPU specs"
   p=0; f=0
@@ -35,23 +39,26 @@ if [ "${SPECS:-1}" = 1 ]; then
   grep -B2 -A2 "relative error\|failed\|FAIL" $OUT/specs.log | head -30
 fi
 echo "==== 1B shape"
-for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
+[ "${WORKBENCH:-1}" = 1 ] && for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
 scratch=$(mktemp -d)
 python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
-for mode in plain selective; do
-  rm -rf $scratch/run
-  timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=1 train.micro_batch=1 train.steps=10 \
-    train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
-    train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
-    data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$mode.log 2>&1 || tail -5 $OUT/engine1b-$mode.log
-  grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
-    awk -v m=$mode '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=1 T=4096, %s, median of steps 4-10): %.0f tokens/s\n", m, $1 }' |
-    tee -a $OUT/bench.log
-  grep -E "^done" $OUT/engine1b-$mode.log
+for B in ${BATCHES:-1}; do
+  for mode in plain selective; do
+    [ $B != 1 ] && [ $mode = selective ] && continue
+    rm -rf $scratch/run
+    timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=$B train.micro_batch=$B train.steps=10 \
+      train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
+      train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
+      data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$mode-b$B.log 2>&1 || tail -5 $OUT/engine1b-$mode-b$B.log
+    grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
+      awk -v m=$mode -v b=$B '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=%d T=4096, %s, median of steps 4-10): %.0f tokens/s\n", b, m, $1 }' |
+      tee -a $OUT/bench.log
+    grep -E "^done" $OUT/engine1b-$mode-b$B.log
+  done
+  [ "${PEER:-1}" = 1 ] && PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --batch $B --steps 5 2>&1 | tail -1 | tee -a $OUT/bench.log
+  [ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --batch $B --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
 done
-[ "${PEER:-1}" = 1 ] && PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 2>&1 | tail -1 | tee -a $OUT/bench.log
-[ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
 echo "==== table"
 [ -f $OUT/summary.log ] && echo "specs: $(grep -c '^ok' $OUT/summary.log) passed, $(grep -c '^not ok' $OUT/summary.log) failed"
 grep -o "run_tracks.*\|^[a-z0-9]*: [0-9]* steps.*" $OUT/tracks.log 2>/dev/null
@@ -65,7 +72,8 @@ awk '
                                    else printf "%-36s %6s %18s\n", k, ff[k], fb[k] } }' $OUT/bench.log
 grep -E "^BENCH (matmul|attention|llama|torch|engine)" $OUT/bench.log | sed 's/^BENCH //'
 awk '/^BENCH llama/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") bk = $(i-1) }
-     /^BENCH engine.*plain/ { eng = $(NF-1) }
-     /^BENCH torch/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") { t = $(i-1); if (t > best) best = t } }
-     END { if (best) { if (eng) printf "1B step: moonspeed run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", eng, best, eng / best
-                       if (bk) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best } }' $OUT/bench.log
+     /^BENCH engine.*plain/ { for (i = 1; i <= NF; i++) if ($i ~ /^B=/) b = substr($i, 3); eng[b] = $(NF-1); order[++n] = b }
+     /^BENCH torch/ { for (i = 1; i <= NF; i++) { if ($i == "tokens/s") t = $(i-1); if ($i ~ /^B=|^batch=/) pb = $i }
+                      sub(/^(B|batch)=/, "", pb); sub(/,$/, "", pb); if (t > best[pb]) best[pb] = t }
+     END { for (j = 1; j <= n; j++) { b = order[j]; if (best[b]) printf "1B step, B=%s: moonspeed run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", b, eng[b], best[b], eng[b] / best[b] }
+           if (bk && best[1]) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best[1] }' $OUT/bench.log

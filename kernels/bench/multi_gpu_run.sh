@@ -58,9 +58,9 @@ if has 1b; then
   echo "==== Llama-3.2-1B shape, bf16 + fp32 master, T=4096, KJV in Llama 3 tokens"
   one() { # NAME RANKS BATCH ARGS...
     local name=$1 ranks=$2 batch=$3; shift 3
-    timeout 240 build/moonspeed launch --nproc-per-node $ranks recipes/llama-3.2-1b.lua device=cuda train.batch=$batch \
+    timeout 150 build/moonspeed launch --nproc-per-node $ranks recipes/llama-3.2-1b.lua device=cuda train.batch=$batch \
       train.micro_batch=2 train.steps=$STEPS train.warmup=5 train.lr=3e-4 train.checkpoint_activations=false \
-      train.eval_every=0 train.eval_batches=1 log.every=1 log.sample_tokens=0 checkpoint.every=0 \
+      train.eval_every=0 train.eval_batches=1 log.every=1 log.sample_tokens=0 checkpoint.every=0 comm.timeout_s=60 \
       data.tokenizer=data/llama3/tokenizer.model data.train=data/kjv-llama3/train-00000.bin \
       data.val=data/kjv-llama3/val-00000.bin "$@" --run-dir $scratch/$name >$OUT/1b-$name.log 2>&1 ||
       { echo "$name failed:"; tail -6 $OUT/1b-$name.log; }

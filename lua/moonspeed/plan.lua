@@ -92,7 +92,7 @@ local function auto_budget(r, budget, source, what)
     error(('%s needs to know the GPU\'s memory, and %s; run it on the GPU, name cluster.instance, or choose a value')
       :format(what, why), 0)
   end
-  return gpu.total, ("the %s of GPU 0 (%s)"):format(fmt.bytes(gpu.total), gpu.name)
+  return gpu.total, ("the %s of GPU %d (%s)"):format(fmt.bytes(gpu.total), gpu.index, gpu.name)
 end
 
 -- What a plan needs of the memory "auto" decides against (on a GPU less
@@ -158,13 +158,13 @@ function M.resolve_auto(r, world, budget, source)
   return notes
 end
 
--- The GPU this machine offers, or nil and the engine's sentence saying why not.
+-- The GPU this process takes (its local rank's), or nil and the engine's sentence saying why not.
 function M.gpu()
   local engine = require "moonspeed.engine"
   local info = ffi.new("ms_device_info")
   if engine.C.ms_device_query(1, info) ~= 0 then return nil, engine.last_error() end
-  return { name = ffi.string(info.name), count = tonumber(info.count), free = tonumber(info.free_bytes),
-           total = tonumber(info.total_bytes) }
+  return { name = ffi.string(info.name), count = tonumber(info.count), index = tonumber(info.index),
+           free = tonumber(info.free_bytes), total = tonumber(info.total_bytes) }
 end
 
 -- This machine for plan p: { available = bytes, total = bytes, source = "...",
@@ -177,7 +177,7 @@ function M.machine(p)
   if not p or p.device ~= "cuda" then return host end
   local gpu, why = M.gpu()
   if not gpu then error(why, 0) end
-  return { available = gpu.free, total = gpu.total, source = ("free memory of GPU 0, %s"):format(gpu.name),
+  return { available = gpu.free, total = gpu.total, source = ("free memory of GPU %d, %s"):format(gpu.index, gpu.name),
            host_available = host.available }
 end
 

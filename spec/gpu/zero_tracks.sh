@@ -21,8 +21,8 @@ fail=0
 loss_of() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
 run() { # NAME RANKS ARGS...
   local name=$1 ranks=$2; shift 2
-  if ! timeout 300 "$exe" launch --nproc-per-node "$ranks" recipes/default.lua device=cuda train.steps=$steps \
-      train.batch=16 train.micro_batch=8 train.eval_every=0 log.every=20 log.sample_tokens=0 "$@" \
+  if ! timeout 200 "$exe" launch --nproc-per-node "$ranks" recipes/default.lua device=cuda train.steps=$steps \
+      train.batch=16 train.micro_batch=8 train.eval_every=0 log.every=20 log.sample_tokens=0 comm.timeout_s=60 "$@" \
       --run-dir "$tmp/$name" >"$tmp/$name.log" 2>&1; then
     echo "zero_tracks: $name failed:"; tail -5 "$tmp/$name.log"; fail=1; return 1
   fi
