@@ -8,7 +8,8 @@
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-attention build/bench-elementwise build/lua data/kjv/*.bin
 # Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers,
 # WORKBENCH=0 the attention and elementwise workbenches and the backend-only 1B model; BATCHES (default 1)
-# the batch sizes (sequences of 4096 tokens a step, in one micro-batch) of the 1B engine and peer runs.
+# the batch sizes (sequences of 4096 tokens a step, in one micro-batch) of the 1B engine and peer runs;
+# ENGINES (default build/moonspeed) the binaries that run the 1B engine (builds of other kernel choices).
 set -u
 OUT=${OUT:-/tmp}
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
@@ -44,17 +45,20 @@ echo "==== 1B shape"
 scratch=$(mktemp -d)
 python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 for B in ${BATCHES:-1}; do
-  for mode in plain selective; do
-    [ $B != 1 ] && [ $mode = selective ] && continue
-    rm -rf $scratch/run
-    timeout 300 build/moonspeed run recipes/llama-3.2-1b.lua device=cuda train.batch=$B train.micro_batch=$B train.steps=10 \
-      train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
-      train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
-      data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$mode-b$B.log 2>&1 || tail -5 $OUT/engine1b-$mode-b$B.log
-    grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
-      awk -v m=$mode -v b=$B '{ printf "BENCH engine llama-3.2-1b (moonspeed run, bf16, B=%d T=4096, %s, median of steps 4-10): %.0f tokens/s\n", b, m, $1 }' |
-      tee -a $OUT/bench.log
-    grep -E "^done" $OUT/engine1b-$mode-b$B.log
+  for exe in ${ENGINES:-build/moonspeed}; do
+    for mode in plain selective; do
+      [ $B != 1 ] || [ $exe != ${ENGINES%% *} ] && [ $mode = selective ] && continue
+      name=$(basename $exe)-$mode-b$B
+      rm -rf $scratch/run
+      timeout 300 $exe run recipes/llama-3.2-1b.lua device=cuda train.batch=$B train.micro_batch=$B train.steps=10 \
+        train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
+        train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
+        data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$name.log 2>&1 || tail -5 $OUT/engine1b-$name.log
+      grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
+        awk -v m=$mode -v b=$B -v x=$(basename $exe) '{ printf "BENCH engine llama-3.2-1b (%s run, bf16, B=%d T=4096, %s, median of steps 4-10): %.0f tokens/s\n", x, b, m, $1 }' |
+        tee -a $OUT/bench.log
+      grep -E "^done" $OUT/engine1b-$name.log
+    done
   done
   [ "${PEER:-1}" = 1 ] && PYTHONUNBUFFERED=1 timeout 200 python3 spec/peers/torch_llama.py --seq 4096 --batch $B --steps 5 2>&1 | tail -1 | tee -a $OUT/bench.log
   [ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --batch $B --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
@@ -72,8 +76,10 @@ awk '
                                    else printf "%-36s %6s %18s\n", k, ff[k], fb[k] } }' $OUT/bench.log
 grep -E "^BENCH (matmul|attention|llama|torch|engine)" $OUT/bench.log | sed 's/^BENCH //'
 awk '/^BENCH llama/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") bk = $(i-1) }
-     /^BENCH engine.*plain/ { for (i = 1; i <= NF; i++) if ($i ~ /^B=/) b = substr($i, 3); eng[b] = $(NF-1); order[++n] = b }
+     /^BENCH engine.*plain/ { for (i = 1; i <= NF; i++) if ($i ~ /^B=/) b = substr($i, 3); x = substr($4, 2)
+                              k = b " " x; eng[k] = $(NF-1); order[++n] = k }
      /^BENCH torch/ { for (i = 1; i <= NF; i++) { if ($i == "tokens/s") t = $(i-1); if ($i ~ /^B=|^batch=/) pb = $i }
                       sub(/^(B|batch)=/, "", pb); sub(/,$/, "", pb); if (t > best[pb]) best[pb] = t }
-     END { for (j = 1; j <= n; j++) { b = order[j]; if (best[b]) printf "1B step, B=%s: moonspeed run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", b, eng[b], best[b], eng[b] / best[b] }
+     END { for (j = 1; j <= n; j++) { k = order[j]; split(k, kb, " "); b = kb[1]
+                                      if (best[b]) printf "1B step, B=%s: %s run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", b, kb[2], eng[k], best[b], eng[k] / best[b] }
            if (bk && best[1]) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best[1] }' $OUT/bench.log
