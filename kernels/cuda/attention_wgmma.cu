@@ -250,9 +250,9 @@ __global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, c
 /* 128 query rows of one (b, h) a block; key/value tiles of 64 rows. Tile i's
  * dQ += dS K is issued after tile i + 1's S and dP, so dS of tile i + 1 is
  * computed while the tensor cores work on tile i (a third K buffer keeps K_i
- * alive meanwhile). OCC blocks an SM (registers capped to fit). */
-template <int HD, int OCC>
-__global__ void __launch_bounds__(2 * WG, OCC) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
+ * alive meanwhile). */
+template <int HD>
+__global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
                                                     const bf16 *v, const float *lse, const float *delta,
                                                     const int32_t *doc, int T, int H, int KV, float scale,
                                                     float scale_log2) {
@@ -450,10 +450,9 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
 }
 
 /* parts: 1 the dq kernel, 2 the dk/dv kernel (the workbench times them apart).
- * DENSE, the same bits: kernels whose registers are capped for more blocks an
- * SM (dq 2; dk/dv 3 with one warpgroup, 2 with two), which only head dim 64
- * affords (ptxas -v says what each spills). */
-template <int HD, int NWG, int DENSE>
+ * KVOCC dk/dv blocks an SM: 3 (registers capped at 168) fits head dim 64 with
+ * one warpgroup without spilling. */
+template <int HD, int NWG, int KVOCC>
 int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
         const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV,
         int parts) {
@@ -461,7 +460,7 @@ int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const 
     int e;
     if (parts & 1) {
         int smem_dq = (2 * 128 + 5 * 64) * HD * 2 + 1024;
-        auto kq = wg_dq_k<HD, DENSE & 1 ? 2 : 1>;
+        auto kq = wg_dq_k<HD>;
         if ((e = launch_smem(kq, smem_dq))) return e;
         kq<<<dim3((T + 127) / 128, H, B), 2 * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
                                                                  sl);
@@ -470,7 +469,7 @@ int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const 
     if (parts & 2) {
         constexpr int BK = NWG * 64;
         int smem_kv = (2 * BK + 4 * 64) * HD * 2 + 1024;
-        auto kk = wg_dkdv_k<HD, NWG, DENSE & 2 ? (NWG == 1 ? 3 : 2) : 1>;
+        auto kk = wg_dkdv_k<HD, NWG, KVOCC>;
         if ((e = launch_smem(kk, smem_kv))) return e;
         kk<<<dim3((T + BK - 1) / BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H,
                                                                      KV, scale, sl);
@@ -506,17 +505,15 @@ extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, con
 
 extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                     const void *k, const void *v, const float *lse, const float *delta,
-                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv, int dense,
+                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv, int occ_kv,
                                     int parts) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_kv != 1 && nwg_kv != 2) || dense < 0 || dense > 3 ||
-        (dense && hd != 64))
+    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_kv != 1 && nwg_kv != 2) || (occ_kv != 1 && occ_kv != 3) ||
+        (occ_kv == 3 && (hd != 64 || nwg_kv != 1)))
         return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
              (const bf16 *)v, lse, delta, doc, B, T, H, KV, parts
-#define PICK(HD, D) (nwg_kv == 1 ? bwd<HD, 1, D>(ARGS) : bwd<HD, 2, D>(ARGS))
-    if (hd == 128) return PICK(128, 0);
-    return dense == 0 ? PICK(64, 0) : dense == 1 ? PICK(64, 1) : dense == 2 ? PICK(64, 2) : PICK(64, 3);
-#undef PICK
+    if (hd == 64) return occ_kv == 3 ? bwd<64, 1, 3>(ARGS) : nwg_kv == 1 ? bwd<64, 1, 1>(ARGS) : bwd<64, 2, 1>(ARGS);
+    return nwg_kv == 1 ? bwd<128, 1, 1>(ARGS) : bwd<128, 2, 1>(ARGS);
 #undef ARGS
 }
