@@ -12,13 +12,7 @@
 # ENGINES (default build/moonspeed) the binaries that run the 1B engine (builds of other kernel choices).
 set -u
 OUT=${OUT:-/tmp}
-[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
-if ldd build/spec-gpu | grep -q "not found"; then
-  lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
-  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
-  ldd build/spec-gpu | grep -E "not found"
-fi
+. kernels/bench/device_env.sh
 : >$OUT/bench.log
 if [ "${WORKBENCH:-1}" = 1 ]; then
   echo "==== attention workbench"
@@ -42,7 +36,6 @@ fi
 echo "==== 1B shape"
 [ "${WORKBENCH:-1}" = 1 ] && for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
-scratch=$(mktemp -d)
 python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 for B in ${BATCHES:-1}; do
   for exe in ${ENGINES:-build/moonspeed}; do

@@ -14,16 +14,8 @@ set -u
 OUT=${OUT:-/tmp}
 PARTS=${PARTS:-spec tracks comm 1b}
 STEPS=${STEPS:-20}
-[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
-nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
+. kernels/bench/device_env.sh
 nvidia-smi topo -m 2>/dev/null | head -4
-lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
-if ldd build/moonspeed | grep -q "not found"; then
-  lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
-  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
-fi
-has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
-scratch=$(mktemp -d)
 : >$OUT/bench.log
 
 if has spec; then

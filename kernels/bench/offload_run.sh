@@ -15,15 +15,7 @@
 set -u
 OUT=${OUT:-/tmp}
 PARTS=${PARTS:-spec adamw overhead 8b loss peer}
-[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-lscpu | grep -E "^Model name|^CPU\(s\)" ; grep MemTotal /proc/meminfo
-if ldd build/moonspeed | grep -q "not found"; then
-  lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
-  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
-fi
-has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
-scratch=$(mktemp -d)
+. kernels/bench/device_env.sh
 : >$OUT/bench.log
 
 # tokens/s over steps 2..N from a run's metrics.jsonl (steady state: the host's

@@ -14,20 +14,12 @@ exe=${1:-build/moonspeed}
 steps=${STEPS:-60}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-loss_of() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
+spec=offload_tracks
+. "$(dirname "$0")/tracks.sh"
 run() { # NAME ARGS...
   local name=$1; shift
-  if ! "$exe" run recipes/default.lua device=cuda train.steps=$steps train.eval_every=0 log.every=20 \
-      log.sample_tokens=16 "$@" --run-dir "$tmp/$name" >"$tmp/$name.log" 2>&1; then
-    echo "offload_tracks: $name failed:"; tail -5 "$tmp/$name.log"; fail=1; return 1
-  fi
-}
-compare() { # REF GOT LIMIT
-  paste <(loss_of "$tmp/$1") <(loss_of "$tmp/$2") | awk -v what="$2" -v lim=$3 -v steps=$steps '
-    { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > worst) { worst = r; at = n } }
-    END { printf "%s: %d steps, worst relative loss difference %.2e at step %d (limit %.0e)\n", what, n, worst, at, lim
-          exit !(n == steps && worst <= lim) }' || fail=1
+  ran "$name" "$exe" run recipes/default.lua device=cuda train.steps=$steps train.eval_every=0 log.every=20 \
+    log.sample_tokens=16 "$@"
 }
 for prec in fp32 bf16; do
   lim=$([ $prec = fp32 ] && echo 1e-4 || echo 1e-2)

@@ -1,0 +1,15 @@
+# kernels/bench/device_env.sh — sourced by the scripts of one device call
+# (gpu_run.sh, offload_run.sh, multi_gpu_run.sh): unpacks the binaries built
+# here and carried as .gpu/bin.tgz, says what the machine is, points the
+# loader at the CUDA libraries of the machine's torch when the system lacks
+# them, and gives `has PART` (whether $PARTS names it) and $scratch.
+[ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
+nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.sm --format=csv,noheader
+lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
+if ldd build/moonspeed | grep -q "not found"; then
+  lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
+  export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}
+  ldd build/moonspeed | grep -E "not found"
+fi
+has() { case " ${PARTS:-} " in *" $1 "*) return 0 ;; esac; return 1; }
+scratch=$(mktemp -d)
