@@ -2,7 +2,7 @@
 # (gpu_run.sh, offload_run.sh, multi_gpu_run.sh): unpacks the binaries built
 # here and carried as .gpu/bin.tgz, says what the machine is, points the
 # loader at the CUDA libraries of the machine's torch when the system lacks
-# them, and gives `has PART` (whether $PARTS names it) and $scratch.
+# them, and gives `has PART` (whether $PARTS names it), $scratch and gpu_specs.
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.sm --format=csv,noheader
 lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
@@ -13,3 +13,13 @@ if ldd build/moonspeed | grep -q "not found"; then
 fi
 has() { case " ${PARTS:-} " in *" $1 "*) return 0 ;; esac; return 1; }
 scratch=$(mktemp -d)
+# gpu_specs: every spec of build/spec-gpu but the benchmarks, logs in
+# $OUT/specs.log, a "BENCH gpu-specs" line in $OUT/bench.log, failures named
+gpu_specs() {
+  local p=0 f=0 t
+  for t in $(build/spec-gpu --list | grep -v ^bench_); do
+    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
+  done
+  echo "BENCH gpu-specs: $p passed, $f failed" | tee -a $OUT/bench.log
+  grep -iE "skipped|failed" $OUT/specs.log | head -8
+}

@@ -23,14 +23,10 @@ if [ "${WORKBENCH:-1}" = 1 ]; then
 fi
 if [ "${SPECS:-1}" = 1 ]; then
   echo "==== GPU specs"
-  p=0; f=0
-  for t in $(build/spec-gpu --list | grep -v ^bench_); do
-    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then echo "ok $t"; p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
-  done >$OUT/summary.log 2>&1
-  if timeout 300 spec/gpu/run_tracks_cpu.sh build/moonspeed >$OUT/tracks.log 2>&1; then echo "ok run_tracks_cpu" >>$OUT/summary.log
-  else echo "not ok run_tracks_cpu" >>$OUT/summary.log; fi
+  gpu_specs
+  timeout 300 spec/gpu/run_tracks_cpu.sh build/moonspeed >$OUT/tracks.log 2>&1
+  echo "BENCH run_tracks_cpu exit $?" | tee -a $OUT/bench.log
   cat $OUT/tracks.log
-  grep "not ok" $OUT/summary.log
   grep -B2 -A2 "relative error\|failed\|FAIL" $OUT/specs.log | head -30
 fi
 echo "==== 1B shape"
@@ -57,7 +53,7 @@ for B in ${BATCHES:-1}; do
   [ "${PEER_COMPILE:-0}" = 1 ] && PYTHONUNBUFFERED=1 timeout 300 python3 spec/peers/torch_llama.py --seq 4096 --batch $B --steps 5 --compile 2>&1 | tail -1 | tee -a $OUT/bench.log
 done
 echo "==== table"
-[ -f $OUT/summary.log ] && echo "specs: $(grep -c '^ok' $OUT/summary.log) passed, $(grep -c '^not ok' $OUT/summary.log) failed"
+grep -E "^BENCH (gpu-specs|run_tracks)" $OUT/bench.log | sed 's/^BENCH //'
 grep -o "run_tracks.*\|^[a-z0-9]*: [0-9]* steps.*" $OUT/tracks.log 2>/dev/null
 awk '
   /^BENCH (flash|sdpa)/ { k = $3 " " $4 " " $5 " " $6 " " $7; sub(/:$/, "", k)

@@ -20,12 +20,7 @@ nvidia-smi topo -m 2>/dev/null | head -4
 
 if has spec; then
   echo "==== GPU specs (make test-gpu's list)"
-  p=0; f=0
-  for t in $(build/spec-gpu --list | grep -v ^bench_); do
-    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
-  done
-  echo "BENCH gpu-specs: $p passed, $f failed" | tee -a $OUT/bench.log
-  grep -iE "skipped|failed" $OUT/specs.log | head -8
+  gpu_specs
 fi
 
 if has tracks; then

@@ -35,12 +35,7 @@ peak_gpu() { # LOG CMD...
 
 if has spec; then
   echo "==== GPU specs (make test-gpu's list: ops, model, NCCL)"
-  p=0; f=0
-  for t in $(build/spec-gpu --list | grep -v ^bench_); do
-    if timeout 120 build/spec-gpu $t >>$OUT/specs.log 2>&1; then p=$((p+1)); else echo "not ok $t"; f=$((f+1)); fi
-  done
-  echo "BENCH gpu-specs: $p passed, $f failed" | tee -a $OUT/bench.log
-  grep -iE "skipped|failed" $OUT/specs.log | head -8
+  gpu_specs
   echo "==== spec/gpu/offload_tracks.sh"
   timeout 240 spec/gpu/offload_tracks.sh build/moonspeed 2>&1 | tee $OUT/offload_tracks.log
   echo "offload_tracks exit ${PIPESTATUS[0]}" | tee -a $OUT/bench.log
