@@ -28,12 +28,14 @@ typedef struct shape { int B, T, H, KV, hd, docs; } shape;
 
 /* A kernel choice: the mma.sync kernels' warps per forward block (nw), keys per
  * forward tile, warps per dq and dk/dv block; or the wgmma kernels' keys per
- * forward tile, forward blocks an SM (occ), warpgroups per dk/dv block (kv) and
- * dk/dv blocks an SM (kv_occ: 1, or 3 at head dim 64 with one warpgroup). */
+ * forward tile, forward blocks an SM (occ), warpgroups per dq block (dq: 1 at
+ * head dim 64, or 2), warpgroups per dk/dv block (kv) and dk/dv blocks an SM
+ * (kv_occ: 1, or 3 at head dim 64 with one warpgroup). */
 typedef struct variant { int wgmma, nw, keys, dq, kv, occ, kv_occ; } variant;
 static const variant variants[] = {
     {0, 4, 64, 4, 4, 0, 0}, {0, 8, 64, 8, 4, 0, 0}, {0, 4, 128, 4, 8, 0, 0}, {0, 8, 128, 8, 8, 0, 0},
-    {1, 0, 64, 0, 1, 1, 1}, {1, 0, 128, 0, 1, 1, 1}, {1, 0, 64, 0, 2, 2, 1}, {1, 0, 64, 0, 1, 2, 3},
+    {1, 0, 64, 2, 1, 1, 1}, {1, 0, 128, 2, 1, 1, 1}, {1, 0, 64, 2, 2, 2, 1}, {1, 0, 64, 2, 1, 2, 3},
+    {1, 0, 64, 1, 1, 2, 3},
 };
 
 
@@ -60,7 +62,7 @@ static void launch(const variant *x, int what, cudaStream_t st, bufs *u, shape s
                               u->delta, u->doc, B, T, H, KV, hd));
     } else if (x->wgmma) {
         CK(cuda_flash_wgmma_bwd(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta,
-                                u->doc, B, T, H, KV, hd, x->kv, x->kv_occ, what == 1 ? 3 : what - 1));
+                                u->doc, B, T, H, KV, hd, x->dq, x->kv, x->kv_occ, what == 1 ? 3 : what - 1));
     } else {
         CK(cuda_flash_bwd_nw(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta, u->doc,
                              B, T, H, KV, hd, x->dq, x->kv));
@@ -153,17 +155,18 @@ static int run(shape s) {
     int nv = (int)(sizeof variants / sizeof variants[0]);
     for (int a = 0; a <= nv; a++) {
         const variant *x = a < nv ? &variants[a] : NULL;
-        if (x && x->wgmma && (!cuda_flash_wgmma_ready() || (x->kv_occ == 3 && hd != 64))) continue;
+        if (x && x->wgmma && (!cuda_flash_wgmma_ready() || ((x->kv_occ == 3 || x->dq == 1) && hd != 64))) continue;
         tf = timed(x, 0, st, u, s);
         tb = timed(x, 1, st, u, s);
         if (!x) break;
         double w = fmax(fmax(rel(u->o[1], u->o[0], nq, 1), rel(u->dq[1], u->dq[0], nq, 1)),
                         fmax(rel(u->dk[1], u->dk[0], nk, 1), rel(u->dv[1], u->dv[0], nk, 1)));
         bad |= !(w <= 1e-2);
-        char what[128];
+        char what[192];
         if (x->wgmma)
-            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd dk/dv %d "
-                     "warpgroups, %d block(s) an SM (dq %.3f ms, dk/dv %.3f ms)", x->keys, x->occ, x->kv, x->kv_occ,
+            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd dq %d "
+                     "warpgroup(s), dk/dv %d warpgroup(s), %d block(s) an SM (dq %.3f ms, dk/dv %.3f ms)", x->keys,
+                     x->occ, x->dq, x->kv, x->kv_occ,
                      timed(x, 2, st, u, s), timed(x, 3, st, u, s));
         else
             snprintf(what, sizeof what, "mma fwd %d warps x %d keys | bwd dq %d warps, dk/dv %d warps", x->nw,

@@ -247,17 +247,17 @@ __global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, c
 
 /* ---- backward: dq ------------------------------------------------------------ */
 
-/* 128 query rows of one (b, h) a block; key/value tiles of 64 rows. Tile i's
+/* 64 NWG query rows of one (b, h) a block; key/value tiles of 64 rows. Tile i's
  * dQ += dS K is issued after tile i + 1's S and dP, so dS of tile i + 1 is
  * computed while the tensor cores work on tile i (a third K buffer keeps K_i
  * alive meanwhile). */
-template <int HD>
-__global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
+template <int HD, int NWG>
+__global__ void __launch_bounds__(NWG * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k,
                                                     const bf16 *v, const float *lse, const float *delta,
                                                     const int32_t *doc, int T, int H, int KV, float scale,
                                                     float scale_log2) {
 #if WGMMA
-    constexpr int BM = 2 * 64, BN = 64, KB = 3;
+    constexpr int BM = NWG * 64, BN = 64, KB = 3;
     extern __shared__ unsigned char raw[];
     bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Gs = Qs + BM * HD,
          *Vs = Gs + BM * HD, *Ks = Vs + 2 * BN * HD;
@@ -276,10 +276,10 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout,
     int lo = block_first(doc, b, T, q0, BM, &first_sh);
     int kt_lo = lo / BN, n = (min(q0 + BM, T) - 1) / BN - kt_lo + 1; /* n key tiles from kt_lo */
 
-    load_tile<HD, BM, 2 * WG>(Qs, q + qoff, ldq, q0, T);
-    load_tile<HD, BM, 2 * WG>(Gs, dout + qoff, ldq, q0, T);
-    load_tile<HD, BN, 2 * WG>(Ks, kb, ldk, kt_lo * BN, T);
-    load_tile<HD, BN, 2 * WG>(Vs, vb, ldk, kt_lo * BN, T);
+    load_tile<HD, BM, NWG * WG>(Qs, q + qoff, ldq, q0, T);
+    load_tile<HD, BM, NWG * WG>(Gs, dout + qoff, ldq, q0, T);
+    load_tile<HD, BN, NWG * WG>(Ks, kb, ldk, kt_lo * BN, T);
+    load_tile<HD, BN, NWG * WG>(Vs, vb, ldk, kt_lo * BN, T);
     cp_commit();
     float acc[HD / 8][4];
 #pragma unroll
@@ -299,8 +299,8 @@ __global__ void __launch_bounds__(2 * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dout,
         cp_wait<0>();
         tiles_ready(); /* tile i is in; every warp is done with tile i - 1 (and i - 2) */
         if (i + 1 < n) {
-            load_tile<HD, BN, 2 * WG>(Ks + (i + 1) % KB * BN * HD, kb, ldk, (kt_lo + i + 1) * BN, T);
-            load_tile<HD, BN, 2 * WG>(Vs + (i + 1) % 2 * BN * HD, vb, ldk, (kt_lo + i + 1) * BN, T);
+            load_tile<HD, BN, NWG * WG>(Ks + (i + 1) % KB * BN * HD, kb, ldk, (kt_lo + i + 1) * BN, T);
+            load_tile<HD, BN, NWG * WG>(Vs + (i + 1) % 2 * BN * HD, vb, ldk, (kt_lo + i + 1) * BN, T);
             cp_commit();
         }
         uint64_t kd = desc_k(Ks + i % KB * BN * HD), vd = desc_k(Vs + i % 2 * BN * HD);
@@ -450,20 +450,22 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
 }
 
 /* parts: 1 the dq kernel, 2 the dk/dv kernel (the workbench times them apart).
- * KVOCC dk/dv blocks an SM: 3 (registers capped at 168) fits head dim 64 with
- * one warpgroup without spilling. */
-template <int HD, int NWG, int KVOCC>
+ * QWG warpgroups a dq block; NWG a dk/dv block, and KVOCC dk/dv blocks an SM:
+ * 3 (registers capped at 168) fits head dim 64 with one warpgroup without
+ * spilling. */
+template <int HD, int QWG, int NWG, int KVOCC>
 int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
         const bf16 *v, const float *lse, const float *delta, const int32_t *doc, int B, int T, int H, int KV,
         int parts) {
     float scale = 1.0f / sqrtf((float)HD), sl = scale * LOG2E;
     int e;
     if (parts & 1) {
-        int smem_dq = (2 * 128 + 5 * 64) * HD * 2 + 1024;
-        auto kq = wg_dq_k<HD>;
+        constexpr int BM = QWG * 64;
+        int smem_dq = (2 * BM + 5 * 64) * HD * 2 + 1024;
+        auto kq = wg_dq_k<HD, QWG>;
         if ((e = launch_smem(kq, smem_dq))) return e;
-        kq<<<dim3((T + 127) / 128, H, B), 2 * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV, scale,
-                                                                 sl);
+        kq<<<dim3((T + BM - 1) / BM, H, B), QWG * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV,
+                                                                     scale, sl);
         if ((e = launched())) return e;
     }
     if (parts & 2) {
@@ -505,15 +507,16 @@ extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, con
 
 extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                     const void *k, const void *v, const float *lse, const float *delta,
-                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_kv, int occ_kv,
-                                    int parts) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_kv != 1 && nwg_kv != 2) || (occ_kv != 1 && occ_kv != 3) ||
-        (occ_kv == 3 && (hd != 64 || nwg_kv != 1)))
+                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv,
+                                    int occ_kv, int parts) {
+    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_q != 1 && nwg_q != 2) || (nwg_kv != 1 && nwg_kv != 2) ||
+        (occ_kv != 1 && occ_kv != 3) || (occ_kv == 3 && (hd != 64 || nwg_kv != 1)) || (nwg_q == 1 && hd != 64))
         return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
              (const bf16 *)v, lse, delta, doc, B, T, H, KV, parts
-    if (hd == 64) return occ_kv == 3 ? bwd<64, 1, 3>(ARGS) : nwg_kv == 1 ? bwd<64, 1, 1>(ARGS) : bwd<64, 2, 1>(ARGS);
-    return nwg_kv == 1 ? bwd<128, 1, 1>(ARGS) : bwd<128, 2, 1>(ARGS);
+    if (hd == 128) return nwg_kv == 1 ? bwd<128, 2, 1, 1>(ARGS) : bwd<128, 2, 2, 1>(ARGS);
+    if (nwg_q == 1) return occ_kv == 3 ? bwd<64, 1, 1, 3>(ARGS) : bwd<64, 1, 1, 1>(ARGS);
+    return occ_kv == 3 ? bwd<64, 2, 1, 3>(ARGS) : nwg_kv == 1 ? bwd<64, 2, 1, 1>(ARGS) : bwd<64, 2, 2, 1>(ARGS);
 #undef ARGS
 }

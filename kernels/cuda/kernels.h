@@ -94,16 +94,17 @@ int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void
 /* attention_wgmma.cu — the same three kernels on warpgroup MMA, for sm_90
  * (H100, H200): cuda_flash_fwd / _bwd take them when cuda_flash_wgmma_ready()
  * says the current device can. Variants for the workbench: keys (64 or 128) per
- * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM, warpgroups (1 or
- * 2) per dk/dv block, occ_kv (1, or 3 at head dim 64 with one warpgroup)
- * dk/dv blocks an SM, parts (1 dq, 2 dk/dv, 3 both). */
+ * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM; warpgroups (1
+ * at head dim 64, or 2) per dq block, warpgroups (1 or 2) per dk/dv block,
+ * occ_kv (1, or 3 at head dim 64 with one warpgroup) dk/dv blocks an SM, parts
+ * (1 dq, 2 dk/dv, 3 both). */
 int cuda_flash_wgmma_ready(void);
 int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                          const int32_t *doc_start, int B, int T, int H, int KV, int hd, int keys, int occ);
 int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                          const void *k, const void *v, const float *lse, const float *delta,
-                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nwg_kv, int occ_kv,
-                         int parts);
+                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv,
+                         int occ_kv, int parts);
 /* The plain kernels of attention.cu whatever the inputs (the workbench compares). */
 int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k,
                              const void *v, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
