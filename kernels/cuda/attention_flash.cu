@@ -414,7 +414,7 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 #define DKDV_WARPS 4
 #define WGMMA_FWD_KEYS 64
 #define WGMMA_FWD_BLOCKS_PER_SM 2
-#define WGMMA_DQ_WARPGROUPS 2
+#define WGMMA_DQ_WARPGROUPS(hd) ((hd) == 64 ? 1 : 2)
 #define WGMMA_DKDV_WARPGROUPS 1
 #define WGMMA_DKDV_BLOCKS_PER_SM(hd) ((hd) == 64 ? 3 : 1)
 
@@ -460,7 +460,7 @@ extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, co
                               int B, int T, int H, int KV, int hd) {
     if (cuda_flash_wgmma_ready())
         return cuda_flash_wgmma_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd,
-                                    WGMMA_DQ_WARPGROUPS, WGMMA_DKDV_WARPGROUPS,
+                                    WGMMA_DQ_WARPGROUPS(hd), WGMMA_DKDV_WARPGROUPS,
                                     WGMMA_DKDV_BLOCKS_PER_SM(hd), 3);
     return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS(hd), DKDV_WARPS);
 }
