@@ -9,7 +9,8 @@
 # Environment: PEER_COMPILE=1 also times the torch.compile peer; SPECS=0 skips the specs, PEER=0 the peers,
 # WORKBENCH=0 the attention and elementwise workbenches and the backend-only 1B model; BATCHES (default 1)
 # the batch sizes (sequences of 4096 tokens a step, in one micro-batch) of the 1B engine and peer runs;
-# ENGINES (default build/moonspeed) the binaries that run the 1B engine (builds of other kernel choices).
+# ENGINES (default build/moonspeed) the 1B engine runs: each a binary (builds of other kernel choices),
+# optionally followed by :OVERRIDE,OVERRIDE... (recipe keys, e.g. build/moonspeed:train.loss_chunk=4096).
 set -u
 OUT=${OUT:-/tmp}
 . kernels/bench/device_env.sh
@@ -34,17 +35,19 @@ echo "==== 1B shape"
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
 python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 for B in ${BATCHES:-1}; do
-  for exe in ${ENGINES:-build/moonspeed}; do
+  for engine in ${ENGINES:-build/moonspeed}; do
+    exe=${engine%%:*}; extra=; [ "$engine" != "$exe" ] && extra=$(echo "${engine#*:}" | tr , ' ')
+    label=$(basename $exe)${extra:+ $extra}
     for mode in plain selective; do
-      [ $B != 1 ] || [ $exe != ${ENGINES%% *} ] && [ $mode = selective ] && continue
-      name=$(basename $exe)-$mode-b$B
+      [ $B != 1 ] || [ "$engine" != "${ENGINES%% *}" ] && [ $mode = selective ] && continue
+      name=$(echo "$(basename $exe)-$mode-b$B-$extra" | tr ' =' '_-')
       rm -rf $scratch/run
       timeout 300 $exe run recipes/llama-3.2-1b.lua device=cuda train.batch=$B train.micro_batch=$B train.steps=10 \
         train.warmup=2 train.checkpoint_activations=false train.selective_checkpoint=$([ $mode = selective ] && echo true || echo false) \
         train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 data.train=$scratch/train.bin \
-        data.val=$scratch/val.bin --run-dir $scratch/run >$OUT/engine1b-$name.log 2>&1 || tail -5 $OUT/engine1b-$name.log
+        data.val=$scratch/val.bin $extra --run-dir $scratch/run >$OUT/engine1b-$name.log 2>&1 || tail -5 $OUT/engine1b-$name.log
       grep -o '"tokens_per_s":[0-9.]*' $scratch/run/metrics.jsonl 2>/dev/null | cut -d: -f2 | tail -7 | sort -n | sed -n 4p |
-        awk -v m=$mode -v b=$B -v x=$(basename $exe) '{ printf "BENCH engine llama-3.2-1b (%s run, bf16, B=%d T=4096, %s, median of steps 4-10): %.0f tokens/s\n", x, b, m, $1 }' |
+        awk -v m=$mode -v b=$B -v x="$label" '{ printf "BENCH engine llama-3.2-1b (%s run, bf16, B=%d T=4096, %s, median of steps 4-10): %.0f tokens/s\n", x, b, m, $1 }' |
         tee -a $OUT/bench.log
       grep -E "^done" $OUT/engine1b-$name.log
     done
@@ -65,10 +68,11 @@ awk '
                                    else printf "%-36s %6s %18s\n", k, ff[k], fb[k] } }' $OUT/bench.log
 grep -E "^BENCH (matmul|attention|llama|torch|engine)" $OUT/bench.log | sed 's/^BENCH //'
 awk '/^BENCH llama/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") bk = $(i-1) }
-     /^BENCH engine.*plain/ { for (i = 1; i <= NF; i++) if ($i ~ /^B=/) b = substr($i, 3); x = substr($4, 2)
-                              k = b " " x; eng[k] = $(NF-1); order[++n] = k }
+     /^BENCH engine.*plain/ { for (i = 1; i <= NF; i++) if ($i ~ /^B=/) b = substr($i, 3)
+                              x = $0; sub(/^[^(]*\(/, "", x); sub(/ run,.*/, "", x)
+                              k = b "|" x; eng[k] = $(NF-1); order[++n] = k }
      /^BENCH torch/ { for (i = 1; i <= NF; i++) { if ($i == "tokens/s") t = $(i-1); if ($i ~ /^B=|^batch=/) pb = $i }
                       sub(/^(B|batch)=/, "", pb); sub(/,$/, "", pb); if (t > best[pb]) best[pb] = t }
-     END { for (j = 1; j <= n; j++) { k = order[j]; split(k, kb, " "); b = kb[1]
+     END { for (j = 1; j <= n; j++) { k = order[j]; split(k, kb, "|"); b = kb[1]
                                       if (best[b]) printf "1B step, B=%s: %s run %d tokens/s vs best PyTorch peer %d tokens/s = %.2fx\n", b, kb[2], eng[k], best[b], eng[k] / best[b] }
            if (bk && best[1]) printf "1B step: backend-only model %d tokens/s vs best PyTorch peer = %.2fx\n", bk, bk / best[1] }' $OUT/bench.log
