@@ -167,9 +167,13 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_
     m->doc_mask = cfg->doc_mask != 0;
     m->bos = cfg->bos_token;
     int64_t rows = (int64_t)m->B * m->T;
-    /* ~64 MiB of fp32 logits on the CPU; ~512 MiB on a GPU, whose LM-head
-       matmuls want many rows (a 128K vocabulary: 1046 rather than 130) */
-    int64_t budget = cfg->device == MS_DEVICE_CUDA ? (int64_t)1 << 27 : (int64_t)1 << 24;
+    /* ~64 MiB of fp32 logits on the CPU. On a GPU, whose LM-head matmuls want
+       many rows, a micro-batch's logits in one chunk when they fit in 2 GiB
+       (the head's fp32 weight gradient is then read and written once, not
+       once a chunk), else ~512 MiB chunks (1046 rows at a 128K vocabulary) */
+    int64_t budget = cfg->device != MS_DEVICE_CUDA        ? (int64_t)1 << 24
+                     : rows * c->vocab_size <= (int64_t)1 << 29 ? rows * c->vocab_size
+                                                                  : (int64_t)1 << 27;
     int64_t auto_chunk = budget / c->vocab_size;
     if (auto_chunk < 64) auto_chunk = 64;
     int64_t chunk = cfg->loss_chunk > 0 ? cfg->loss_chunk : auto_chunk;
