@@ -387,8 +387,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     ms_optimizer_step(m, d, t, lr, clip, e->step + 1);
     ms_offload_update(&e->offload, 1, clip);
     TRY(ms_zero_share_updated(&e->zero, m, d));
-    /* no wait for the update: the host's work between steps runs beside it
-       (the next batch waits for the device before it is staged) */
+    d->sync(d);
     TRY(device_status(e));
 
     if (out) {

@@ -34,8 +34,9 @@ echo "==== 1B shape"
 [ "${WORKBENCH:-1}" = 1 ] && for b in bench_ops_1b bench_llama_1b; do timeout 200 build/spec-gpu $b 2>&1 | tee -a $OUT/bench.log; done
 # the engine itself: `moonspeed run` of the 1B recipe on random tokens at the real vocabulary
 python3 kernels/bench/random_shard.py $scratch/train.bin 128256 1000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
+ENGINES=${ENGINES:-build/moonspeed}
 for B in ${BATCHES:-1}; do
-  for engine in ${ENGINES:-build/moonspeed}; do
+  for engine in $ENGINES; do
     exe=${engine%%:*}; extra=; [ "$engine" != "$exe" ] && extra=$(echo "${engine#*:}" | tr , ' ')
     label=$(basename $exe)${extra:+ $extra}
     for mode in plain selective; do
