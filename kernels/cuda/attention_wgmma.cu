@@ -510,7 +510,7 @@ extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *
                                     const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv,
                                     int occ_kv, int parts) {
     if (!cuda_flash_supported(1, hd, H, KV) || (nwg_q != 1 && nwg_q != 2) || (nwg_kv != 1 && nwg_kv != 2) ||
-        (occ_kv != 1 && occ_kv != 3) || (occ_kv == 3 && (hd != 64 || nwg_kv != 1)) || (nwg_q == 1 && hd != 64))
+        (occ_kv != 1 && occ_kv != 3) || ((occ_kv == 3 || nwg_q == 1) && (hd != 64 || nwg_kv != 1)))
         return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \

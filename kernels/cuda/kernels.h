@@ -95,9 +95,10 @@ int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void
  * (H100, H200): cuda_flash_fwd / _bwd take them when cuda_flash_wgmma_ready()
  * says the current device can. Variants for the workbench: keys (64 or 128) per
  * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM; warpgroups (1
- * at head dim 64, or 2) per dq block, warpgroups (1 or 2) per dk/dv block,
- * occ_kv (1, or 3 at head dim 64 with one warpgroup) dk/dv blocks an SM, parts
- * (1 dq, 2 dk/dv, 3 both). */
+ * or 2) per dq block, warpgroups (1 or 2) per dk/dv block, occ_kv (1 or 3)
+ * dk/dv blocks an SM, where one-warpgroup dq blocks and 3 dk/dv blocks an SM
+ * take head dim 64 and one-warpgroup dk/dv blocks; parts (1 dq, 2 dk/dv, 3
+ * both). */
 int cuda_flash_wgmma_ready(void);
 int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                          const int32_t *doc_start, int B, int T, int H, int KV, int hd, int keys, int occ);
