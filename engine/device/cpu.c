@@ -153,7 +153,12 @@ static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
     if (d->bf16) cpu_round_bf16(cs, (int64_t)T * hd);
 }
 
-static double sumsq(ms_device *d, const float *x, int64_t n) { (void)d; return cpu_sumsq(x, n); }
+static double sumsq(ms_device *d, const float *const *x, const int64_t *n, int count) {
+    (void)d;
+    double sum = 0;
+    for (int i = 0; i < count; i++) sum += cpu_sumsq(x[i], n[i]);
+    return sum;
+}
 
 static void cast_params(ms_device *d, void *params, const float *master, int64_t n) {
     if (d->bf16) cpu_copy_round_bf16(F(params), master, n);

@@ -515,10 +515,15 @@ static void rope_table(ms_device *d, float *cs, int T, int hd, float theta) {
     free(h);
 }
 
-static double sumsq(ms_device *d, const float *x, int64_t n) {
+/* Summed on the device in the arrays' order; one trip to the host. */
+static double sumsq(ms_device *d, const float *const *x, const int64_t *n, int count) {
     if (!LIVE(d) || !has_scratch(d, "sumsq")) return NAN;
     cuda_impl *c = impl_of(d);
-    if (cuda_bad(d, (cudaError_t)cuda_sumsq(S(d), c->sums, c->sums + SUM_BLOCKS, x, n), "sumsq kernel")) return NAN;
+    if (count == 0) return 0.0;
+    for (int i = 0; i < count; i++)
+        if (cuda_bad(d, (cudaError_t)cuda_sumsq(S(d), c->sums, c->sums + SUM_BLOCKS, x[i], n[i], i > 0),
+                     "sumsq kernel"))
+            return NAN;
     if (cuda_bad(d, cudaMemcpyAsync(c->host_sum, c->sums + SUM_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
                                     c->stream), "download of a sum") ||
         cuda_bad(d, cudaStreamSynchronize(c->stream), "stream sync"))

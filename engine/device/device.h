@@ -109,7 +109,9 @@ struct ms_device {
     void (*rope_table)(ms_device *d, float *cs, int T, int head_dim, float theta);
 
     /* optimizer */
-    double (*sumsq)(ms_device *d, const float *x, int64_t n);
+    /* the sum of squares of count fp32 arrays (x[i], n[i] elements), summed in
+       order in fp64: one wait for the device however many arrays */
+    double (*sumsq)(ms_device *d, const float *const *x, const int64_t *n, int count);
     /* compute (or NULL): the compute copy of these n parameters, written from the
      * updated param in the same pass, as cast_params would write it */
     void (*adamw)(ms_device *d, float *param, float *m, float *v, const float *g, int64_t n, float lr,

@@ -196,9 +196,16 @@ ms_status ms_zero_grads_step_end(ms_zero *z) { return settle_all(z); }
 ms_status ms_zero_grad_sumsq(ms_zero *z, ms_model *m, ms_device *d, double *out) {
     TRY(ms_comm_drain(z->comm));
     double sum = 0;
-    for (int u = 0; u < m->n_units; u++) {
-        ms_unit *un = &m->units[u];
-        sum += d->sumsq(d, un->grads_owned, un->hi - un->lo);
+    const float *x[32];
+    int64_t n[32];
+    for (int u0 = 0; u0 < m->n_units; u0 += 32) { /* 32 units a trip to the host */
+        int count = m->n_units - u0 < 32 ? m->n_units - u0 : 32;
+        for (int i = 0; i < count; i++) {
+            const ms_unit *un = &m->units[u0 + i];
+            x[i] = un->grads_owned;
+            n[i] = un->hi - un->lo;
+        }
+        sum += d->sumsq(d, x, n, count);
     }
     if (z->stage >= 1) TRY(ms_zero_sum(z, &sum, 1));
     *out = sum;

@@ -127,7 +127,9 @@ int cuda_xent_rows(ms_cuda_stream s, float *logits, double *loss, const int32_t 
 int cuda_sum_doubles(ms_cuda_stream s, double *out, const double *x, int64_t n);
 
 /* optim.cu */
-int cuda_sumsq(ms_cuda_stream s, double *partial /* (256) scratch */, double *out, const float *x, int64_t n);
+/* out[0] = (add ? out[0] : 0) + the sum of squares of x[0..n), in a fixed order */
+int cuda_sumsq(ms_cuda_stream s, double *partial /* (256) scratch */, double *out, const float *x, int64_t n,
+               int add);
 /* compute (or NULL): the updated param also written as act (bf16 when bf16), as cuda_cast_params would */
 int cuda_adamw(ms_cuda_stream s, float *param, float *m, float *v, const float *g, int64_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, float grad_scale, float step_size, float bc2_sqrt,

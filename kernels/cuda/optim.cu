@@ -31,8 +31,8 @@ __global__ void sumsq_k(double *partial, const float *x, int64_t n) {
     if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
 }
 
-/* one block of 256: fixed order, deterministic */
-__global__ void sum_doubles_k(double *out, const double *x, int64_t n) {
+/* one block of 256: fixed order, deterministic; with add, out[0] + the sum */
+__global__ void sum_doubles_k(double *out, const double *x, int64_t n, int add) {
     __shared__ double sh[256];
     double s = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
@@ -42,19 +42,20 @@ __global__ void sum_doubles_k(double *out, const double *x, int64_t n) {
         if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
         __syncthreads();
     }
-    if (threadIdx.x == 0) out[0] = sh[0];
+    if (threadIdx.x == 0) out[0] = add ? out[0] + sh[0] : sh[0];
 }
 
 extern "C" int cuda_sum_doubles(ms_cuda_stream s, double *out, const double *x, int64_t n) {
-    sum_doubles_k<<<1, 256, 0, s>>>(out, x, n);
+    sum_doubles_k<<<1, 256, 0, s>>>(out, x, n, 0);
     return launched();
 }
 
-extern "C" int cuda_sumsq(ms_cuda_stream s, double *partial, double *out, const float *x, int64_t n) {
+extern "C" int cuda_sumsq(ms_cuda_stream s, double *partial, double *out, const float *x, int64_t n, int add) {
     sumsq_k<<<SUM_BLOCKS, 256, 0, s>>>(partial, x, n);
     int e = launched();
     if (e) return e;
-    return cuda_sum_doubles(s, out, partial, SUM_BLOCKS);
+    sum_doubles_k<<<1, 256, 0, s>>>(out, partial, SUM_BLOCKS, add);
+    return launched();
 }
 
 /* Elementwise kernels over fp32 arrays that share their offset modulo 16

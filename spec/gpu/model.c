@@ -166,7 +166,8 @@ double gmodel_step(gmodel *m, float lr, int64_t step) {
     int64_t N = (int64_t)m->c.B * m->c.T;
     d->zero(d, m->grads, m->np * 4);
     double loss = forward_backward(m, 1.0f / (float)N);
-    double norm = sqrt(d->sumsq(d, m->grads, m->np));
+    const float *g = m->grads;
+    double norm = sqrt(d->sumsq(d, &g, &m->np, 1));
     float clip = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;
     d->adamw(d, m->master, m->m, m->v, m->grads, m->np, lr, 0.9f, 0.95f, 1e-8f, 0.1f, clip, step, m->params);
     d->sync(d);

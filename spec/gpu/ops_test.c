@@ -265,9 +265,15 @@ static int optim(int prec) {
     long n = 100003;
     float *x = rnd(n, 1, 3, 0);
     void *gx = up_f32(p, x, n);
-    double sc = C(p)->sumsq(C(p), x, n), sg = G(p)->sumsq(G(p), gx, n);
+    /* one array, then three pieces of it summed in one trip */
+    const float *cx[3] = {x, x + 1, x + 50000}, *gxs[3] = {gx, (const float *)gx + 1, (const float *)gx + 50000};
+    int64_t whole = n, parts[3] = {1, 49999, n - 50000};
+    double sc = C(p)->sumsq(C(p), cx, &whole, 1), sg = G(p)->sumsq(G(p), gxs, &whole, 1);
+    double pc = C(p)->sumsq(C(p), cx, parts, 3), pg = G(p)->sumsq(G(p), gxs, parts, 3);
     CHECK_GPU(p);
     CHECK_NEAR(sg, sc, 0, 1e-12);
+    CHECK_NEAR(pg, pc, 0, 1e-12);
+    CHECK_NEAR(pc, sc, 0, 1e-12);
     float *par = rnd(n, 2, 1, 0), *m = rnd(n, 3, 0.1f, 0), *v = rnd(n, 4, 0.01f, 0), *g = rnd(n, 5, 1, 0);
     for (long i = 0; i < n; i++) v[i] = fabsf(v[i]);
     void *gp = up_f32(p, par, n), *gm = up_f32(p, m, n), *gv = up_f32(p, v, n), *gg = up_f32(p, g, n);
