@@ -80,8 +80,14 @@ static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int6
     act_out(d, y, n * out);
 }
 
+/* The reference kernels add weight gradients; an overwrite zeroes dw first. */
+static void fresh(float *dw, int64_t n, int accumulate) {
+    if (dw && !accumulate) memset(dw, 0, (size_t)n * sizeof(float));
+}
+
 static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                       int64_t n, int in, int out, int acc) {
+                       int64_t n, int in, int out, int acc, int acc_dw) {
+    fresh(dw, (int64_t)out * in, acc_dw);
     cpu_matmul_bwd(F(dx), dw, CF(dy), CF(x), CF(w), n, in, out, acc);
     if (dx) act_out(d, dx, n * in);
 }
@@ -92,7 +98,8 @@ static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const
 }
 
 static void rmsnorm_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                        const float *rstd, int64_t n, int dim) {
+                        const float *rstd, int64_t n, int dim, int acc_dw) {
+    fresh(dw, dim, acc_dw);
     cpu_rmsnorm_bwd(F(dx), dw, CF(dy), CF(x), CF(w), rstd, n, dim);
     act_out(d, dx, n * dim);
 }
@@ -135,7 +142,9 @@ static void swiglu_bwd(ms_device *d, void *dgate, void *dup, const void *dh, con
 }
 
 static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
-                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale) {
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale,
+                          int acc_dw) {
+    if (dx) fresh(dw, (int64_t)vocab * dim, acc_dw);
     double loss = cpu_lmhead_xent(F(dx), dw, logits, CF(x), CF(w), targets, n, dim, vocab, chunk,
                                   grad_scale, d->bf16);
     if (dx) act_out(d, dx, n * dim);

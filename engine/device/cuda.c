@@ -376,16 +376,16 @@ static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int6
     linear(d, y, act_t(d), x, w, n, in, out, acc ? 1.0f : 0.0f);
 }
 
-/* dx (n, in) = or += dy (n, out) W; dW (out, in) += dy^T x. dy of type gt with row stride ldg. */
+/* dx (n, in) = or += dy (n, out) W; dW (out, in) = or += dy^T x. dy of type gt with row stride ldg. */
 static void linear_bwd(ms_device *d, void *dx, float *dw, const void *dy, cudaDataType_t gt, int64_t ldg, const void *x,
-                       const void *w, int64_t n, int in, int out, float beta_dx) {
+                       const void *w, int64_t n, int in, int out, float beta_dx, float beta_dw) {
     if (dx) gemm(d, 0, 0, in, n, out, w, act_t(d), in, dy, gt, ldg, dx, act_t(d), in, beta_dx);
-    if (dw) gemm(d, 0, 1, in, out, n, x, act_t(d), in, dy, gt, ldg, dw, CUDA_R_32F, in, 1.0f);
+    if (dw) gemm(d, 0, 1, in, out, n, x, act_t(d), in, dy, gt, ldg, dw, CUDA_R_32F, in, beta_dw);
 }
 
 static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w, int64_t n,
-                       int in, int out, int acc) {
-    linear_bwd(d, dx, dw, dy, act_t(d), out, x, w, n, in, out, acc ? 1.0f : 0.0f);
+                       int in, int out, int acc, int acc_dw) {
+    linear_bwd(d, dx, dw, dy, act_t(d), out, x, w, n, in, out, acc ? 1.0f : 0.0f, acc_dw ? 1.0f : 0.0f);
 }
 
 /* ---- kernels ------------------------------------------------------------------ */
@@ -413,8 +413,9 @@ static void rmsnorm_fwd(ms_device *d, void *y, float *rstd, const void *x, const
 }
 
 static void rmsnorm_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                        const float *rstd, int64_t n, int dim) {
+                        const float *rstd, int64_t n, int dim, int acc_dw) {
     if (!LIVE(d) || n == 0) return;
+    if (!acc_dw && dw) zero(d, dw, (int64_t)dim * 4); /* the kernel adds; dim floats */
     void *scr = scratch(d, "rmsnorm_bwd", cuda_rmsnorm_bwd_scratch(n, dim));
     if (!scr) return;
     RUN(d, "rmsnorm_bwd", cuda_rmsnorm_bwd(S(d), d->bf16, dx, dw, dy, x, w, rstd, n, dim, scr));
@@ -469,9 +470,11 @@ static double sum_to_host(ms_device *d, const double *x, int64_t n) {
 
 /* Chunk by chunk: fp32 logits = x_c W^T (cuBLASLt), per-row loss and, with dx,
  * dlogits in place (bf16 under bf16, as the CPU rounds them), then
- * dx_c = dlogits W and dW += dlogits^T x_c. */
+ * dx_c = dlogits W and dW += dlogits^T x_c (the first chunk overwrites dW
+ * unless accumulate_dw). */
 static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
-                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale) {
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale,
+                          int acc_dw) {
     if (!LIVE(d)) return NAN;
     if (n == 0) return 0.0;
     double *loss = scratch(d, "lmhead_xent", n * (int64_t)sizeof(double));
@@ -488,7 +491,7 @@ static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, cons
             return NAN;
         if (grad)
             linear_bwd(d, (char *)dx + r0 * dim * ab, dw, logits, bfg ? CUDA_R_16BF : CUDA_R_32F,
-                       bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0.0f);
+                       bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0.0f, acc_dw || r0 ? 1.0f : 0.0f);
     }
     if (!LIVE(d)) return NAN;
     return sum_to_host(d, loss, n);

@@ -82,15 +82,17 @@ struct ms_device {
     int64_t (*scratch_bytes)(const ms_device *d, const ms_device_shape *s);
     ms_status (*scratch_use)(ms_device *d, void *base, int64_t bytes);
 
-    /* parameters and activations: shapes as in kernels/cpu/kernels.h */
+    /* parameters and activations: shapes as in kernels/cpu/kernels.h. A
+       weight gradient dw adds to what dw holds, or with accumulate_dw = 0
+       overwrites it (the first write of a step needs no zeroed buffer). */
     void (*embedding_fwd)(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
     void (*embedding_bwd)(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim);
     void (*matmul_fwd)(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int accumulate);
     void (*matmul_bwd)(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                       int64_t n, int in, int out, int accumulate_dx);
+                       int64_t n, int in, int out, int accumulate_dx, int accumulate_dw);
     void (*rmsnorm_fwd)(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps);
     void (*rmsnorm_bwd)(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
-                        const float *rstd, int64_t n, int dim);
+                        const float *rstd, int64_t n, int dim, int accumulate_dw);
     void (*rope_fwd)(ms_device *d, void *x, const float *cs, int64_t B, int T, int heads, int head_dim);
     void (*rope_bwd)(ms_device *d, void *dx, const float *cs, int64_t B, int T, int heads, int head_dim);
     /* doc_start (B, T): the first position of each token's document (NULL: plain causal) */
@@ -103,7 +105,8 @@ struct ms_device {
     void (*swiglu_bwd)(ms_device *d, void *dgate, void *dup, const void *dh, const void *gate, const void *up, int64_t n);
     /* LM head + cross-entropy, fused and chunked; returns the summed loss (host value). */
     double (*lmhead_xent)(ms_device *d, void *dx, float *dw, float *logits, const void *x, const void *w,
-                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale);
+                          const int32_t *targets, int64_t n, int dim, int vocab, int chunk, float grad_scale,
+                          int accumulate_dw);
     /* fp32 logits of n rows, for sampling. */
     void (*logits)(ms_device *d, float *y, const void *x, const void *w, int64_t n, int dim, int vocab);
     void (*rope_table)(ms_device *d, float *cs, int T, int head_dim, float theta);

@@ -325,6 +325,18 @@ float *ms_tensor_grad(const ms_model *m, int t) {
     return m->units[tt->unit].grads + tt->offset;
 }
 
+void ms_model_grads_fresh(ms_model *m, int u) {
+    const ms_unit *un = &m->units[u];
+    for (int i = un->first; i < un->first + un->count; i++) m->tensors[i].grad_fresh = 1;
+}
+
+/* Whether this write to tensor t's gradient adds (else it overwrites, once). */
+static int grad_adds(ms_model *m, int t) {
+    int adds = !m->tensors[t].grad_fresh;
+    m->tensors[t].grad_fresh = 0;
+    return adds;
+}
+
 float ms_tensor_init_value(const ms_tensor *t, uint64_t seed, int64_t index) {
     if (t->init_std == 0) return t->init_value;
     return t->init_std * ms_rng_normal(ms_rng_key(seed, MS_STREAM_INIT), (uint64_t)index, t->id);
@@ -351,6 +363,7 @@ static int head_weight(const ms_model *m) { return m->c.tie_embeddings ? 0 : hea
 
 #define P(t) ms_tensor_param(m, d, (t))
 #define G(t) ms_tensor_grad(m, (t))
+#define ADDS(t) grad_adds(m, (t))
 
 static void *block_out(ms_model *m, int l) {
     return l + 1 < m->c.n_layers ? m->acts[l + 1].x : m->x_final;
@@ -427,22 +440,24 @@ static void block_backward(ms_model *m, ms_device *d, int l, int B, int T) {
         d->swiglu_fwd(d, a->h, a->gate, a->up, N * F);
     }
     /* out = x1 + Wdown·h */
-    d->matmul_bwd(d, m->dh, G(bt(l, B_DOWN)), m->dres, a->h, P(bt(l, B_DOWN)), N, F, D, 0);
+    d->matmul_bwd(d, m->dh, G(bt(l, B_DOWN)), m->dres, a->h, P(bt(l, B_DOWN)), N, F, D, 0, ADDS(bt(l, B_DOWN)));
     d->swiglu_bwd(d, m->dgate, m->dup, m->dh, a->gate, a->up, N * F);
-    d->matmul_bwd(d, m->dxn, G(bt(l, B_GATE)), m->dgate, a->xn2, P(bt(l, B_GATE)), N, D, F, 0);
-    d->matmul_bwd(d, m->dxn, G(bt(l, B_UP)), m->dup, a->xn2, P(bt(l, B_UP)), N, D, F, 1);
-    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_MLP_NORM)), m->dxn, a->x1, P(bt(l, B_MLP_NORM)), a->rstd2, N, D);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_GATE)), m->dgate, a->xn2, P(bt(l, B_GATE)), N, D, F, 0, ADDS(bt(l, B_GATE)));
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_UP)), m->dup, a->xn2, P(bt(l, B_UP)), N, D, F, 1, ADDS(bt(l, B_UP)));
+    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_MLP_NORM)), m->dxn, a->x1, P(bt(l, B_MLP_NORM)), a->rstd2, N, D,
+                   ADDS(bt(l, B_MLP_NORM)));
 
     /* x1 = x + Wo·attention */
-    d->matmul_bwd(d, m->datt, G(bt(l, B_WO)), m->dres, a->att, P(bt(l, B_WO)), N, H * hd, D, 0);
+    d->matmul_bwd(d, m->datt, G(bt(l, B_WO)), m->dres, a->att, P(bt(l, B_WO)), N, H * hd, D, 0, ADDS(bt(l, B_WO)));
     d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->q, a->k, a->v, a->att, a->lse, m->doc_start, B, T, H, KV,
                      hd);
     d->rope_bwd(d, m->dq, m->rope_cs, B, T, H, hd);
     d->rope_bwd(d, m->dk, m->rope_cs, B, T, KV, hd);
-    d->matmul_bwd(d, m->dxn, G(bt(l, B_WQ)), m->dq, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0);
-    d->matmul_bwd(d, m->dxn, G(bt(l, B_WK)), m->dk, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, 1);
-    d->matmul_bwd(d, m->dxn, G(bt(l, B_WV)), m->dv, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 1);
-    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_ATTN_NORM)), m->dxn, a->x, P(bt(l, B_ATTN_NORM)), a->rstd1, N, D);
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WQ)), m->dq, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0, ADDS(bt(l, B_WQ)));
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WK)), m->dk, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, 1, ADDS(bt(l, B_WK)));
+    d->matmul_bwd(d, m->dxn, G(bt(l, B_WV)), m->dv, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 1, ADDS(bt(l, B_WV)));
+    d->rmsnorm_bwd(d, m->dres, G(bt(l, B_ATTN_NORM)), m->dxn, a->x, P(bt(l, B_ATTN_NORM)), a->rstd1, N, D,
+                   ADDS(bt(l, B_ATTN_NORM)));
 }
 
 static int loss_chunk(const ms_model *m, int64_t N) { return m->chunk < N ? m->chunk : (int)N; }
@@ -450,7 +465,7 @@ static int loss_chunk(const ms_model *m, int64_t N) { return m->chunk < N ? m->c
 double ms_model_loss(ms_model *m, ms_device *d, int B, int T) {
     int64_t N = (int64_t)B * T;
     return d->lmhead_xent(d, NULL, NULL, m->logits, m->xnf, P(head_weight(m)), m->targets, N, m->c.dim,
-                          m->c.vocab_size, loss_chunk(m, N), 0.0f);
+                          m->c.vocab_size, loss_chunk(m, N), 0.0f, 1);
 }
 
 double ms_model_unit_backward(ms_model *m, ms_device *d, int u, int B, int T, float grad_scale) {
@@ -460,16 +475,18 @@ double ms_model_unit_backward(ms_model *m, ms_device *d, int u, int B, int T, fl
     case UNIT_HEAD: {
         int hw = head_weight(m);
         double loss = d->lmhead_xent(d, m->dxn, G(hw), m->logits, m->xnf, P(hw), m->targets, N, c->dim,
-                                     c->vocab_size, loss_chunk(m, N), grad_scale);
+                                     c->vocab_size, loss_chunk(m, N), grad_scale, ADDS(hw));
         d->zero(d, m->dres, N * c->dim * ms_act_bytes(d));
-        d->rmsnorm_bwd(d, m->dres, G(head_norm(m)), m->dxn, m->x_final, P(head_norm(m)), m->rstdf, N, c->dim);
+        d->rmsnorm_bwd(d, m->dres, G(head_norm(m)), m->dxn, m->x_final, P(head_norm(m)), m->rstdf, N, c->dim,
+                       ADDS(head_norm(m)));
         return loss;
     }
     case UNIT_BLOCK:
         if (m->checkpoint) block_forward(m, d, m->units[u].layer, B, T);
         block_backward(m, d, m->units[u].layer, B, T);
         return 0;
-    case UNIT_EMBED:
+    case UNIT_EMBED: /* a scatter that adds: a fresh table (untied) is zeroed first */
+        if (!ADDS(0)) d->zero(d, G(0), (int64_t)c->vocab_size * c->dim * 4);
         d->embedding_bwd(d, G(0), m->dres, m->tokens, N, c->dim);
         return 0;
     }

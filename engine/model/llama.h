@@ -38,6 +38,7 @@ typedef struct ms_tensor {
     int64_t numel;
     int64_t offset;      /* elements from the start of the unit's flat buffer */
     int32_t decay;       /* weight decay applies */
+    int32_t grad_fresh;  /* its gradient is overwritten by the next write, not added to (ms_model_grads_fresh) */
     uint32_t id;         /* stable across world sizes: the meta-init counter */
     float init_std;      /* normal(0, init_std), or the constant init_value when 0 */
     float init_value;
@@ -177,6 +178,11 @@ int ms_model_head_extra_unit(const ms_model *m);
 int64_t ms_model_matmul_params(const ms_model_config *c);
 /* Model FLOPs for one trained token, 6N + attn_factor*L*T*d with N the above. */
 double ms_model_flops_per_token(const ms_model_config *c, int T, int attn_factor);
+
+/* Unit u's gradient buffer holds nothing of use: the next write to each of
+ * its tensors' gradients overwrites instead of adding (no zeroing pass). The
+ * padding after its tensors is the caller's to keep zero. */
+void ms_model_grads_fresh(ms_model *m, int u);
 
 /* Pointers into a unit's compute buffers for tensor t (the unit must be resident). */
 void *ms_tensor_param(const ms_model *m, const ms_device *d, int t);

@@ -139,20 +139,24 @@ static ms_status keep_pending(ms_zero *z, ms_comm_req *req, int scratch) {
     return MS_OK;
 }
 
+/* Whole-unit gradient buffers are declared fresh rather than zeroed: each
+ * tensor's first write overwrites (ms_model_grads_fresh). Their padding is
+ * never written, so it stays as zero as init left it. */
 void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d) {
     (void)z;
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
         if (un->split.shard_grads) d->zero(d, un->grads_owned, (un->hi - un->lo) * 4);
-        else d->zero(d, un->grads_home, un->padded * 4);
+        else ms_model_grads_fresh(m, u);
     }
 }
 
 ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d) {
+    (void)d;
     TRY(settle_all(z));
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
-        if (un->split.shard_grads && un->split.own_grads) d->zero(d, un->grads_home, un->padded * 4);
+        if (un->split.shard_grads && un->split.own_grads) ms_model_grads_fresh(m, u);
     }
     return MS_OK;
 }
@@ -164,7 +168,8 @@ ms_status ms_zero_grads_begin(ms_zero *z, ms_model *m, ms_device *d, int u) {
     z->next_scratch = (s + 1) % z->scratches;
     TRY(settle_scratch(z, s));
     un->grads = z->scratch[s];
-    d->zero(d, un->grads, un->padded * 4);
+    ms_model_grads_fresh(m, u);
+    d->zero(d, un->grads + un->numel, (un->padded - un->numel) * 4); /* another unit's gradients were there */
     return MS_OK;
 }
 

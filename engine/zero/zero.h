@@ -55,9 +55,12 @@ void ms_zero_layout(ms_zero *z, const ms_model *m, const ms_device *d, ms_layout
 ms_status ms_zero_acquire(ms_zero *z, ms_model *m, ms_device *d, const int32_t *order, int n, int i);
 void ms_zero_release(ms_zero *z, ms_model *m, int u);
 
-/* Zero the gradient buffers a step accumulates into (call before its first micro-batch). */
+/* Make the gradient buffers a step accumulates into start from nothing: the
+ * whole-unit ones fresh (their first write overwrites), the shards zeroed
+ * (call before the step's first micro-batch). */
 void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d);
-/* Before a micro-batch's backward: zero the whole-unit buffers that are reduced per micro-batch. */
+/* Before a micro-batch's backward: wait for the last one's gradient
+ * collectives; the whole-unit buffers reduced per micro-batch start fresh. */
 ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d);
 /* Around unit u's backward: point its gradients at a scratch; then start
  * reducing them: reduce-scattered into the owned shard (stages 2 and 3), or,

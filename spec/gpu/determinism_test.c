@@ -110,8 +110,8 @@ static int rmsnorm_case(gpair *p, long n, long D, unsigned seed) {
     void *gx = up_act(p, x, n * D), *gw = up_act(p, w, D), *gr = up_f32(p, rstd, n), *gdy = up_act(p, dy, n * D);
     void *gdx[2], *gdw[2];
     for (int k = 0; k < 2; k++) gdx[k] = up_act(p, dx0, n * D), gdw[k] = up_f32(p, dw0, D);
-    C(p)->rmsnorm_bwd(C(p), dx, dw, dy, x, w, rstd, n, (int)D);
-    for (int k = 0; k < 2; k++) G(p)->rmsnorm_bwd(G(p), gdx[k], gdw[k], gdy, gx, gw, gr, n, (int)D);
+    C(p)->rmsnorm_bwd(C(p), dx, dw, dy, x, w, rstd, n, (int)D, 1);
+    for (int k = 0; k < 2; k++) G(p)->rmsnorm_bwd(G(p), gdx[k], gdw[k], gdy, gx, gw, gr, n, (int)D, 1);
     CHECK_GPU(p);
     float *dw1 = down_f32(p, gdw[0], D), *dw2 = down_f32(p, gdw[1], D);
     float *dx1 = down_act(p, gdx[0], n * D), *dx2 = down_act(p, gdx[1], n * D);
@@ -232,14 +232,14 @@ TEST(bench_backward_reductions) {
     for (int s = 0; s < 5; s++) {
         long n = shapes[s][0], D = shapes[s][1];
         d.embedding_bwd(&d, dt, dy, tok, n, (int)D);
-        d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D);
+        d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D, 1);
         d.sync(&d);
         double t0 = now();
         for (int i = 0; i < 10; i++) d.embedding_bwd(&d, dt, dy, tok, n, (int)D);
         d.sync(&d);
         double te = (now() - t0) / 10;
         t0 = now();
-        for (int i = 0; i < 10; i++) d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D);
+        for (int i = 0; i < 10; i++) d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D, 1);
         d.sync(&d);
         double tr = (now() - t0) / 10;
         CHECK_OK(ms_cuda_status(&d));

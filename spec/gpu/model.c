@@ -136,26 +136,26 @@ static double forward_backward(gmodel *m, float grad_scale) {
     }
     d->rmsnorm_fwd(d, m->xnf, m->rstdf, m->xs[c->L], PA(m, m->fnorm), N, D, c->eps);
     double loss = d->lmhead_xent(d, m->dxnf, GR(m, m->head), m->logits, m->xnf, PA(m, m->head), m->targets, N, D,
-                                 c->V, c->chunk, grad_scale);
+                                 c->V, c->chunk, grad_scale, 1);
     d->zero(d, m->dx, N * D * m->ab);
-    d->rmsnorm_bwd(d, m->dx, GR(m, m->fnorm), m->dxnf, m->xs[c->L], PA(m, m->fnorm), m->rstdf, N, D);
+    d->rmsnorm_bwd(d, m->dx, GR(m, m->fnorm), m->dxnf, m->xs[c->L], PA(m, m->fnorm), m->rstdf, N, D, 1);
     for (int l = c->L - 1; l >= 0; l--) {
         int64_t *w = m->lw[l];
-        d->matmul_bwd(d, m->dh, GR(m, w[W_D]), m->dx, m->h[l], PA(m, w[W_D]), N, F, D, 0);
+        d->matmul_bwd(d, m->dh, GR(m, w[W_D]), m->dx, m->h[l], PA(m, w[W_D]), N, F, D, 0, 1);
         d->swiglu_bwd(d, m->dgate, m->dup, m->dh, m->gate[l], m->up[l], N * F);
-        d->matmul_bwd(d, m->dxn, GR(m, w[W_G]), m->dgate, m->xn2[l], PA(m, w[W_G]), N, D, F, 0);
-        d->matmul_bwd(d, m->dxn, GR(m, w[W_U]), m->dup, m->xn2[l], PA(m, w[W_U]), N, D, F, 1);
-        d->rmsnorm_bwd(d, m->dx, GR(m, w[W_FNORM]), m->dxn, m->mid[l], PA(m, w[W_FNORM]), m->rstd2[l], N, D);
-        d->matmul_bwd(d, m->datt, GR(m, w[W_O]), m->dx, m->att[l], PA(m, w[W_O]), N, QD, D, 0);
+        d->matmul_bwd(d, m->dxn, GR(m, w[W_G]), m->dgate, m->xn2[l], PA(m, w[W_G]), N, D, F, 0, 1);
+        d->matmul_bwd(d, m->dxn, GR(m, w[W_U]), m->dup, m->xn2[l], PA(m, w[W_U]), N, D, F, 1, 1);
+        d->rmsnorm_bwd(d, m->dx, GR(m, w[W_FNORM]), m->dxn, m->mid[l], PA(m, w[W_FNORM]), m->rstd2[l], N, D, 1);
+        d->matmul_bwd(d, m->datt, GR(m, w[W_O]), m->dx, m->att[l], PA(m, w[W_O]), N, QD, D, 0, 1);
         /* datt's buffer is reused for dq */
         d->attention_bwd(d, m->dh, m->dk, m->dv, m->datt, m->q[l], m->k[l], m->vv[l], m->att[l], m->lse[l], NULL,
                          B, T, H, KV, hd);
         d->rope_bwd(d, m->dh, m->cs, B, T, H, hd);
         d->rope_bwd(d, m->dk, m->cs, B, T, KV, hd);
-        d->matmul_bwd(d, m->dxn, GR(m, w[W_Q]), m->dh, m->xn1[l], PA(m, w[W_Q]), N, D, QD, 0);
-        d->matmul_bwd(d, m->dxn, GR(m, w[W_K]), m->dk, m->xn1[l], PA(m, w[W_K]), N, D, KD, 1);
-        d->matmul_bwd(d, m->dxn, GR(m, w[W_V]), m->dv, m->xn1[l], PA(m, w[W_V]), N, D, KD, 1);
-        d->rmsnorm_bwd(d, m->dx, GR(m, w[W_ANORM]), m->dxn, m->xs[l], PA(m, w[W_ANORM]), m->rstd1[l], N, D);
+        d->matmul_bwd(d, m->dxn, GR(m, w[W_Q]), m->dh, m->xn1[l], PA(m, w[W_Q]), N, D, QD, 0, 1);
+        d->matmul_bwd(d, m->dxn, GR(m, w[W_K]), m->dk, m->xn1[l], PA(m, w[W_K]), N, D, KD, 1, 1);
+        d->matmul_bwd(d, m->dxn, GR(m, w[W_V]), m->dv, m->xn1[l], PA(m, w[W_V]), N, D, KD, 1, 1);
+        d->rmsnorm_bwd(d, m->dx, GR(m, w[W_ANORM]), m->dxn, m->xs[l], PA(m, w[W_ANORM]), m->rstd1[l], N, D, 1);
     }
     d->embedding_bwd(d, GR(m, m->emb), m->dx, m->tokens, N, D);
     return loss;

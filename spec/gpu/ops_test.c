@@ -42,8 +42,9 @@ static int matmul(int prec) {
         float *dy = rnd(n * out, 4, 1, b), *dx0 = rnd(n * in, 5, 1, b), *dw0 = rnd(out * in, 6, 1, 0);
         float *dxc = host_copy(dx0, n * in), *dwc = host_copy(dw0, out * in);
         void *gdy = up_act(p, dy, n * out), *gdx = up_act(p, dx0, n * in), *gdw = up_f32(p, dw0, out * in);
-        C(p)->matmul_bwd(C(p), dxc, dwc, dy, x, w, n, in, out, acc);
-        G(p)->matmul_bwd(G(p), gdx, gdw, gdy, gx, gw, n, in, out, acc);
+        /* acc 0: dx and dw overwritten (dw0 holds garbage), acc 1: added to */
+        C(p)->matmul_bwd(C(p), dxc, dwc, dy, x, w, n, in, out, acc, acc);
+        G(p)->matmul_bwd(G(p), gdx, gdw, gdy, gx, gw, n, in, out, acc, acc);
         CHECK_GPU(p);
         CHECK_REL("matmul_bwd dx", down_act(p, gdx, n * in), dxc, n * in, p->tol);
         CHECK_REL("matmul_bwd dw", down_f32(p, gdw, out * in), dwc, out * in, p->tol);
@@ -115,11 +116,13 @@ static int rmsnorm(int prec) {
     CHECK_REL("rmsnorm_fwd rstd", down_f32(p, gr, n), rstd, n, TOL_F32);
     float *dy = rnd(n * D, 4, 1, b), *dx = rnd(n * D, 5, 1, b), *dw = rnd(D, 6, 1, 0);
     void *gdy = up_act(p, dy, n * D), *gdx = up_act(p, dx, n * D), *gdw = up_f32(p, dw, D);
-    C(p)->rmsnorm_bwd(C(p), dx, dw, dy, x, w, rstd, n, (int)D);
-    G(p)->rmsnorm_bwd(G(p), gdx, gdw, gdy, gx, gw, gr, n, (int)D);
-    CHECK_GPU(p);
-    CHECK_REL("rmsnorm_bwd dx", down_act(p, gdx, n * D), dx, n * D, p->tol);
-    CHECK_REL("rmsnorm_bwd dw", down_f32(p, gdw, D), dw, D, p->tol);
+    for (int acc = 0; acc <= 1; acc++) { /* dw overwritten (it held garbage), then added to */
+        C(p)->rmsnorm_bwd(C(p), dx, dw, dy, x, w, rstd, n, (int)D, acc);
+        G(p)->rmsnorm_bwd(G(p), gdx, gdw, gdy, gx, gw, gr, n, (int)D, acc);
+        CHECK_GPU(p);
+        CHECK_REL("rmsnorm_bwd dx", down_act(p, gdx, n * D), dx, n * D, p->tol);
+        CHECK_REL("rmsnorm_bwd dw", down_f32(p, gdw, D), dw, D, p->tol);
+    }
     gpair_close(p);
     return 0;
 }
@@ -236,18 +239,20 @@ static int lmhead(int prec) {
     tg[5] = -1;
     void *gx = up_act(p, x, n * D), *gw = up_act(p, w, V * D), *gws = up_f32(p, ws, chunk * V);
     void *gtg = up_i32(p, tg, n);
-    double lc = C(p)->lmhead_xent(C(p), NULL, NULL, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f);
-    double lg = G(p)->lmhead_xent(G(p), NULL, NULL, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f);
+    double lc = C(p)->lmhead_xent(C(p), NULL, NULL, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
+    double lg = G(p)->lmhead_xent(G(p), NULL, NULL, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
     CHECK_GPU(p);
     CHECK_NEAR(lg, lc, 0, 1e-5);
     float *dx = rnd(n * D, 5, 1, b), *dw = rnd(V * D, 6, 1, 0);
     void *gdx = up_act(p, dx, n * D), *gdw = up_f32(p, dw, V * D);
-    lc = C(p)->lmhead_xent(C(p), dx, dw, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f / 36);
-    lg = G(p)->lmhead_xent(G(p), gdx, gdw, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f / 36);
-    CHECK_GPU(p);
-    CHECK_NEAR(lg, lc, 0, 1e-5);
-    CHECK_REL("lmhead dx", down_act(p, gdx, n * D), dx, n * D, p->tol);
-    CHECK_REL("lmhead dw", down_f32(p, gdw, V * D), dw, V * D, p->tol);
+    for (int acc = 0; acc <= 1; acc++) { /* dw overwritten by the first chunk (it held garbage), then added to */
+        lc = C(p)->lmhead_xent(C(p), dx, dw, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f / 36, acc);
+        lg = G(p)->lmhead_xent(G(p), gdx, gdw, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f / 36, acc);
+        CHECK_GPU(p);
+        CHECK_NEAR(lg, lc, 0, 1e-5);
+        CHECK_REL("lmhead dx", down_act(p, gdx, n * D), dx, n * D, p->tol);
+        CHECK_REL("lmhead dw", down_f32(p, gdw, V * D), dw, V * D, p->tol);
+    }
     float *y = rnd(n * V, 7, 1, 0);
     void *gy = up_f32(p, y, n * V);
     C(p)->logits(C(p), y, x, w, n, (int)D, (int)V);
