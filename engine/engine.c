@@ -310,7 +310,7 @@ ms_status ms_engine_forward_backward(ms_engine *e, int B, int T, float grad_scal
     ms_device *d = &e->dev;
     TRY(forward(e, B, T, NULL, 0, 0, NULL));
     if (last) ms_offload_step_begin(&e->offload, &e->cfg.train, ms_schedule_lr(&e->cfg.train, e->step), e->step + 1);
-    TRY(ms_zero_grads_micro_begin(&e->zero, m, d));
+    TRY(ms_zero_grads_micro_begin(&e->zero, m));
     *loss = 0;
     for (int i = 0; i < m->n_units; i++) {
         int u = e->order_bwd[i];

@@ -151,8 +151,7 @@ void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d) {
     }
 }
 
-ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d) {
-    (void)d;
+ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m) {
     TRY(settle_all(z));
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];

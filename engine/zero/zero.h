@@ -61,7 +61,7 @@ void ms_zero_release(ms_zero *z, ms_model *m, int u);
 void ms_zero_grads_step_begin(ms_zero *z, ms_model *m, ms_device *d);
 /* Before a micro-batch's backward: wait for the last one's gradient
  * collectives; the whole-unit buffers reduced per micro-batch start fresh. */
-ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m, ms_device *d);
+ms_status ms_zero_grads_micro_begin(ms_zero *z, ms_model *m);
 /* Around unit u's backward: point its gradients at a scratch; then start
  * reducing them: reduce-scattered into the owned shard (stages 2 and 3), or,
  * in the step's last micro-batch, all-reduced whole (stages 0 and 1). */

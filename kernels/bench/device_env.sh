@@ -2,7 +2,8 @@
 # (gpu_run.sh, offload_run.sh, multi_gpu_run.sh): unpacks the binaries built
 # here and carried as .gpu/bin.tgz, says what the machine is, points the
 # loader at the CUDA libraries of the machine's torch when the system lacks
-# them, and gives `has PART` (whether $PARTS names it), $scratch and gpu_specs.
+# them, and gives `has PART` (whether $PARTS names it), $scratch, gpu_specs
+# and rate.
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.sm --format=csv,noheader
 lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
@@ -23,3 +24,8 @@ gpu_specs() {
   echo "BENCH gpu-specs: $p passed, $f failed" | tee -a $OUT/bench.log
   grep -iE "skipped|failed" $OUT/specs.log | head -8
 }
+# rate DIR [WARM]: tokens/s of a run's metrics.jsonl over its steps after the
+# first WARM (default 1: the host's updates of one step overlap the next)
+rate() { awk -F'[:,}]' -v warm=${2:-1} '{ for (i = 1; i < NF; i++) { if ($i ~ /"tokens"$/) t = $(i+1); if ($i ~ /"elapsed"$/) e = $(i+1) }
+                                          n++; if (n == warm) e1 = e; else if (n > warm) tok += t }
+                                        END { if (n > warm) printf "%.0f", tok / (e - e1); else print 0 }' "$1/metrics.jsonl"; }

@@ -35,10 +35,6 @@ if has comm; then
     tee $OUT/comm.log | tail -12
 fi
 
-# tokens/s over steps 3..N from a run's metrics.jsonl (the first steps warm up)
-rate() { awk -F'[:,}]' '{ for (i = 1; i < NF; i++) { if ($i ~ /"tokens"$/) t = $(i+1); if ($i ~ /"elapsed"$/) e = $(i+1) }
-                          n++; if (n == 2) e1 = e; else if (n > 2) tok += t }
-                        END { if (n > 2) printf "%.0f", tok / (e - e1); else print 0 }' "$1/metrics.jsonl"; }
 loss_of() { grep -o '"loss":[-0-9.e+]*' "$1/metrics.jsonl" | cut -d: -f2; }
 
 if has 1b; then
@@ -52,7 +48,7 @@ if has 1b; then
       data.val=data/kjv-llama3/val-00000.bin "$@" --run-dir $scratch/$name >$OUT/1b-$name.log 2>&1 ||
       { echo "$name failed:"; tail -6 $OUT/1b-$name.log; }
     grep -E "done:" $OUT/1b-$name.log | tail -1
-    echo "BENCH 1b $name: ranks $ranks, batch $batch, $(rate $scratch/$name) tokens/s" | tee -a $OUT/bench.log
+    echo "BENCH 1b $name: ranks $ranks, batch $batch, $(rate $scratch/$name 2) tokens/s" | tee -a $OUT/bench.log
   }
   one 1gpu-b4 1 4
   one 1gpu-b8 1 8

@@ -18,11 +18,6 @@ PARTS=${PARTS:-spec adamw overhead 8b loss peer}
 . kernels/bench/device_env.sh
 : >$OUT/bench.log
 
-# tokens/s over steps 2..N from a run's metrics.jsonl (steady state: the host's
-# updates of one step overlap the next, so the first step is left out)
-rate() { awk -F'[:,}]' '{ for (i = 1; i < NF; i++) { if ($i ~ /"tokens"$/) t = $(i+1); if ($i ~ /"elapsed"$/) e = $(i+1) }
-                          n++; if (n == 1) e1 = e; else tok += t; last = e }
-                        END { if (n > 1) printf "%.0f", tok / (last - e1); else print 0 }' "$1/metrics.jsonl"; }
 # peak GPU memory (MiB) while a command runs, sampled by nvidia-smi
 peak_gpu() { # LOG CMD...
   local log=$1; shift
