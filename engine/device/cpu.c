@@ -75,8 +75,10 @@ static void embedding_bwd(ms_device *d, float *dtable, const void *dy, const int
     cpu_embedding_bwd(dtable, CF(dy), tokens, n, dim);
 }
 
-static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int acc) {
-    cpu_matmul_fwd(F(y), CF(x), CF(w), n, in, out, acc);
+static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out,
+                       const void *add) {
+    if (add && add != y) memcpy(y, add, (size_t)(n * out) * sizeof(float));
+    cpu_matmul_fwd(F(y), CF(x), CF(w), n, in, out, add != NULL);
     act_out(d, y, n * out);
 }
 

@@ -347,45 +347,48 @@ done:
     return g;
 }
 
-/* Column-major D (m, n) = op(A) op(B) + beta C, C = D; fp32 accumulation. */
+/* Column-major D (m, n) = op(A) op(B), plus C (D's layout; may be D itself) unless C is NULL; fp32 accumulation. */
 static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, cudaDataType_t at,
-                 int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *cm, cudaDataType_t ct, int64_t ldc,
-                 float beta) {
+                 int64_t lda, const void *b, cudaDataType_t bt, int64_t ldb, void *dm, const void *cm, cudaDataType_t ct,
+                 int64_t ldc) {
     if (!LIVE(d) || m == 0 || n == 0 || !has_scratch(d, "matmul")) return;
     cuda_impl *c = impl_of(d);
-    float alpha = 1.0f;
-    if (k == 0) { /* D = beta C */
-        if (beta == 0.0f) cuda_bad(d, cudaMemsetAsync(cm, 0, (size_t)(ldc * n * (ct == CUDA_R_32F ? 4 : 2)), c->stream), "zero");
+    float alpha = 1.0f, beta = cm ? 1.0f : 0.0f;
+    if (k == 0) { /* D = C */
+        size_t bytes = (size_t)(ldc * n * (ct == CUDA_R_32F ? 4 : 2));
+        if (!cm) cuda_bad(d, cudaMemsetAsync(dm, 0, bytes, c->stream), "zero");
+        else if (cm != dm) cuda_bad(d, cudaMemcpyAsync(dm, cm, bytes, cudaMemcpyDeviceToDevice, c->stream), "copy");
         return;
     }
     gemm_plan *g = gemm_plan_for(d, ta, tb, m, n, k, at, lda, bt, ldb, ct, ldc);
     if (!g) return;
-    lt_bad(d, cublasLtMatmul(c->lt, g->op, &alpha, a, g->la, b, g->lb, &beta, cm, g->lc, cm, g->lc, &g->algo,
-                             c->workspace, WORKSPACE_BYTES, c->stream), "Matmul");
+    lt_bad(d, cublasLtMatmul(c->lt, g->op, &alpha, a, g->la, b, g->lb, &beta, cm ? cm : dm, g->lc, dm, g->lc,
+                             &g->algo, c->workspace, WORKSPACE_BYTES, c->stream), "Matmul");
 }
 
 static cudaDataType_t act_t(const ms_device *d) { return d->bf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-/* Row-major y (n, out) = x (n, in) W^T, W (out, in); y of type yt. */
+/* Row-major y (n, out) = x (n, in) W^T (+ add), W (out, in); y of type yt. */
 static void linear(ms_device *d, void *y, cudaDataType_t yt, const void *x, const void *w, int64_t n, int in, int out,
-                   float beta) {
-    gemm(d, 1, 0, out, n, in, w, act_t(d), in, x, act_t(d), in, y, yt, out, beta);
+                   const void *add) {
+    gemm(d, 1, 0, out, n, in, w, act_t(d), in, x, act_t(d), in, y, add, yt, out);
 }
 
-static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int acc) {
-    linear(d, y, act_t(d), x, w, n, in, out, acc ? 1.0f : 0.0f);
+static void matmul_fwd(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out,
+                       const void *add) {
+    linear(d, y, act_t(d), x, w, n, in, out, add);
 }
 
 /* dx (n, in) = or += dy (n, out) W; dW (out, in) = or += dy^T x. dy of type gt with row stride ldg. */
 static void linear_bwd(ms_device *d, void *dx, float *dw, const void *dy, cudaDataType_t gt, int64_t ldg, const void *x,
-                       const void *w, int64_t n, int in, int out, float beta_dx, float beta_dw) {
-    if (dx) gemm(d, 0, 0, in, n, out, w, act_t(d), in, dy, gt, ldg, dx, act_t(d), in, beta_dx);
-    if (dw) gemm(d, 0, 1, in, out, n, x, act_t(d), in, dy, gt, ldg, dw, CUDA_R_32F, in, beta_dw);
+                       const void *w, int64_t n, int in, int out, int acc_dx, int acc_dw) {
+    if (dx) gemm(d, 0, 0, in, n, out, w, act_t(d), in, dy, gt, ldg, dx, acc_dx ? dx : NULL, act_t(d), in);
+    if (dw) gemm(d, 0, 1, in, out, n, x, act_t(d), in, dy, gt, ldg, dw, acc_dw ? dw : NULL, CUDA_R_32F, in);
 }
 
 static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w, int64_t n,
                        int in, int out, int acc, int acc_dw) {
-    linear_bwd(d, dx, dw, dy, act_t(d), out, x, w, n, in, out, acc ? 1.0f : 0.0f, acc_dw ? 1.0f : 0.0f);
+    linear_bwd(d, dx, dw, dy, act_t(d), out, x, w, n, in, out, acc, acc_dw);
 }
 
 /* ---- kernels ------------------------------------------------------------------ */
@@ -484,21 +487,21 @@ static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, cons
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         int rows = (int)(n - r0 < chunk ? n - r0 : chunk);
         const char *xc = (const char *)x + r0 * dim * ab;
-        linear(d, logits, CUDA_R_32F, xc, w, rows, dim, vocab, 0.0f);
+        linear(d, logits, CUDA_R_32F, xc, w, rows, dim, vocab, NULL);
         if (!LIVE(d)) return NAN;
         if (cuda_bad(d, (cudaError_t)cuda_xent_rows(S(d), logits, loss + r0, targets + r0, rows, vocab, grad, bfg,
                                                     grad_scale), "cross-entropy kernel"))
             return NAN;
         if (grad)
             linear_bwd(d, (char *)dx + r0 * dim * ab, dw, logits, bfg ? CUDA_R_16BF : CUDA_R_32F,
-                       bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0.0f, acc_dw || r0 ? 1.0f : 0.0f);
+                       bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0, acc_dw || r0);
     }
     if (!LIVE(d)) return NAN;
     return sum_to_host(d, loss, n);
 }
 
 static void logits(ms_device *d, float *y, const void *x, const void *w, int64_t n, int dim, int vocab) {
-    linear(d, y, CUDA_R_32F, x, w, n, dim, vocab, 0.0f);
+    linear(d, y, CUDA_R_32F, x, w, n, dim, vocab, NULL);
 }
 
 /* The CPU formula on the host (fp32 as Hugging Face computes it), then uploaded. */

@@ -87,7 +87,8 @@ struct ms_device {
        overwrites it (the first write of a step needs no zeroed buffer). */
     void (*embedding_fwd)(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim);
     void (*embedding_bwd)(ms_device *d, float *dtable, const void *dy, const int32_t *tokens, int64_t n, int dim);
-    void (*matmul_fwd)(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, int accumulate);
+    /* y (n, out) = x W^T, plus add (n, out) unless NULL; add may be y itself */
+    void (*matmul_fwd)(ms_device *d, void *y, const void *x, const void *w, int64_t n, int in, int out, const void *add);
     void (*matmul_bwd)(ms_device *d, void *dx, float *dw, const void *dy, const void *x, const void *w,
                        int64_t n, int in, int out, int accumulate_dx, int accumulate_dw);
     void (*rmsnorm_fwd)(ms_device *d, void *y, float *rstd, const void *x, const void *w, int64_t n, int dim, float eps);

@@ -168,12 +168,15 @@ ms_status ms_model_build(ms_model *m, const ms_config *cfg, int32_t rank, int32_
     m->bos = cfg->bos_token;
     int64_t rows = (int64_t)m->B * m->T;
     /* ~64 MiB of fp32 logits on the CPU. On a GPU, whose LM-head matmuls want
-       many rows, a micro-batch's logits in one chunk when they fit in 2 GiB
-       (the head's fp32 weight gradient is then read and written once, not
-       once a chunk), else ~512 MiB chunks (1046 rows at a 128K vocabulary) */
-    int64_t budget = cfg->device != MS_DEVICE_CUDA        ? (int64_t)1 << 24
-                     : rows * c->vocab_size <= (int64_t)1 << 29 ? rows * c->vocab_size
-                                                                  : (int64_t)1 << 27;
+       many rows, a micro-batch's logits in one chunk (the head's fp32 weight
+       gradient is then read and written once, not once a chunk) when they fit
+       in 2 GiB, or in 8 GiB unless the recipe saves memory elsewhere
+       (offloading the optimizer or checkpointing every activation); else
+       ~512 MiB chunks (1046 rows at a 128K vocabulary) */
+    int64_t logits = rows * c->vocab_size;
+    int lean = cfg->offload_optimizer || m->checkpoint;
+    int one = logits <= (int64_t)1 << 29 || (!lean && logits <= (int64_t)1 << 31);
+    int64_t budget = cfg->device != MS_DEVICE_CUDA ? (int64_t)1 << 24 : one ? logits : (int64_t)1 << 27;
     int64_t auto_chunk = budget / c->vocab_size;
     if (auto_chunk < 64) auto_chunk = 64;
     int64_t chunk = cfg->loss_chunk > 0 ? cfg->loss_chunk : auto_chunk;
@@ -377,21 +380,19 @@ static void block_forward(ms_model *m, ms_device *d, int l, int B, int T) {
     void *out = block_out(m, l);
 
     d->rmsnorm_fwd(d, a->xn1, a->rstd1, a->x, P(bt(l, B_ATTN_NORM)), N, D, c->norm_eps);
-    d->matmul_fwd(d, a->q, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, 0);
-    d->matmul_fwd(d, a->k, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, 0);
-    d->matmul_fwd(d, a->v, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, 0);
+    d->matmul_fwd(d, a->q, a->xn1, P(bt(l, B_WQ)), N, D, H * hd, NULL);
+    d->matmul_fwd(d, a->k, a->xn1, P(bt(l, B_WK)), N, D, KV * hd, NULL);
+    d->matmul_fwd(d, a->v, a->xn1, P(bt(l, B_WV)), N, D, KV * hd, NULL);
     d->rope_fwd(d, a->q, m->rope_cs, B, T, H, hd);
     d->rope_fwd(d, a->k, m->rope_cs, B, T, KV, hd);
     d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, m->doc_start, B, T, H, KV, hd);
-    d->copy(d, a->x1, a->x, N * D * ms_act_bytes(d));
-    d->matmul_fwd(d, a->x1, a->att, P(bt(l, B_WO)), N, H * hd, D, 1);
+    d->matmul_fwd(d, a->x1, a->att, P(bt(l, B_WO)), N, H * hd, D, a->x);
 
     d->rmsnorm_fwd(d, a->xn2, a->rstd2, a->x1, P(bt(l, B_MLP_NORM)), N, D, c->norm_eps);
-    d->matmul_fwd(d, a->gate, a->xn2, P(bt(l, B_GATE)), N, D, F, 0);
-    d->matmul_fwd(d, a->up, a->xn2, P(bt(l, B_UP)), N, D, F, 0);
+    d->matmul_fwd(d, a->gate, a->xn2, P(bt(l, B_GATE)), N, D, F, NULL);
+    d->matmul_fwd(d, a->up, a->xn2, P(bt(l, B_UP)), N, D, F, NULL);
     d->swiglu_fwd(d, a->h, a->gate, a->up, N * F);
-    d->copy(d, out, a->x1, N * D * ms_act_bytes(d));
-    d->matmul_fwd(d, out, a->h, P(bt(l, B_DOWN)), N, F, D, 1);
+    d->matmul_fwd(d, out, a->h, P(bt(l, B_DOWN)), N, F, D, a->x1);
 }
 
 int ms_model_head_extra_unit(const ms_model *m) { return m->c.tie_embeddings ? 0 : -1; }

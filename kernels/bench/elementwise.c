@@ -1,7 +1,8 @@
 /*
  * kernels/bench/elementwise.c — the elementwise workbench: swiglu fwd/bwd,
- * rope, rmsnorm fwd/bwd (kernels/cuda/swiglu.cu, rope.cu, rmsnorm.cu) and
- * attention's D = rowsum(dout * out) (attention.cu), against plain scalar
+ * rope, rmsnorm fwd/bwd (kernels/cuda/swiglu.cu, rope.cu, rmsnorm.cu),
+ * attention's D = rowsum(dout * out) (attention.cu) and the LM head's
+ * cross-entropy with its logit gradient (xent.cu), against plain scalar
  * reference kernels kept here (the one-element-a-thread grid-stride kernels
  * the vectorized ones replaced), on fresh random inputs, then timed with CUDA
  * events (median of 10 after 3 warm-ups).
@@ -19,7 +20,9 @@
  * reduction feeds them). Prints one "BENCH elementwise ..." line per kernel and
  * shape: time, GB/s over the bytes each kernel must move, and the check; exits
  * 1 on any failure. rmsnorm bwd is timed as the engine runs it: dx, then dw's
- * two kernels.
+ * two kernels. The cross-entropy (rows of a 128K vocabulary, the gradient in
+ * bf16 in place as the engine asks under bf16) is timed beside its reference;
+ * losses within 1e-6, gradients within one bf16 rounding step (fp32: 8 steps of 2^-22).
  */
 #include <math.h>
 #include <stdio.h>
@@ -117,9 +120,58 @@ __global__ void ref_delta(float *delta, const A *dout, const A *out, int B, int 
     if (lane == 0) delta[(b * H + h) * T + t] = acc;
 }
 
+/* the cross-entropy of one row a block in three reads: the maximum, the sum, the gradient */
+__global__ void ref_xent(float *logits, double *loss, const int32_t *targets, int vocab, int64_t ld_f, int grad,
+                            int bf16_grad, float grad_scale) {
+    __shared__ float sh[32];
+    __shared__ float shm;
+    int row = blockIdx.x, target = targets[row];
+    float *z = logits + (int64_t)row * ld_f;
+    if (target < 0) {
+        if (threadIdx.x == 0) loss[row] = 0.0;
+        if (grad) {
+            if (bf16_grad) for (int j = threadIdx.x; j < vocab; j += blockDim.x) ((bf16 *)z)[j] = __float2bfloat16_rn(0.0f);
+            else for (int j = threadIdx.x; j < vocab; j += blockDim.x) z[j] = 0.0f;
+        }
+        return;
+    }
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, z[j]);
+    m = warp_max(m);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float x = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : -INFINITY;
+        x = warp_max(x);
+        if (threadIdx.x == 0) shm = x;
+    }
+    __syncthreads();
+    m = shm;
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(z[j] - m);
+    sum = block_sum(sum, sh);
+    float zt = z[target];
+    if (threadIdx.x == 0) loss[row] = (double)m + log((double)sum) - (double)zt;
+    if (!grad) return;
+    float inv = 1.0f / sum;
+    /* in increasing chunks of blockDim: read a chunk, then write it; a bf16 write of
+     * element j lands on fp32 element j/2, already read */
+    for (int c0 = 0; c0 < vocab; c0 += blockDim.x) {
+        int j = c0 + threadIdx.x;
+        float g = 0.0f;
+        if (j < vocab) g = (expf(z[j] - m) * inv - (j == target ? 1.0f : 0.0f)) * grad_scale;
+        __syncthreads();
+        if (j < vocab) {
+            if (bf16_grad) ((bf16 *)z)[j] = __float2bfloat16_rn(g);
+            else z[j] = g;
+        }
+        __syncthreads();
+    }
+}
+
 /* ---- host side ---- */
 
-typedef struct shape { const char *name; int T, dim, ffn, H, hd, bf16, off, timed; } shape;
+typedef struct shape { const char *name; int T, dim, ffn, H, hd, vocab, bf16, off, timed; } shape;
 
 
 /* Buffers are allocated with a 16-byte margin and used from base + off elements (off 1: misaligned). */
@@ -192,12 +244,35 @@ static double worst_steps(const buf *a, const buf *b) {
     return w;
 }
 
+/* Worst |a - b| over the first `vocab` gradients of each of `rows` rows of logits (row stride vocab floats; bf16
+ * gradients fill a row's first half), in units of b's rounding step (2^-7 |b| in bf16, else 2^-22 |b|). */
+static double xent_grad_steps(const buf *a, const buf *b, long rows, int vocab, int bf16) {
+    size_t bytes = (size_t)rows * vocab * 4;
+    char *x = (char *)malloc(bytes), *y = (char *)malloc(bytes);
+    CK(cudaMemcpy(x, a->p, bytes, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(y, b->p, bytes, cudaMemcpyDeviceToHost));
+    double w = 0, step = bf16 ? 1.0 / 128 : 1.0 / (1 << 22);
+    for (long r = 0; r < rows; r++)
+        for (int j = 0; j < vocab; j++) {
+            size_t at = (size_t)r * vocab * 4 + (size_t)j * (bf16 ? 2 : 4);
+            double p, q;
+            if (bf16) p = bf16_value(*(uint16_t *)(x + at)), q = bf16_value(*(uint16_t *)(y + at));
+            else p = *(float *)(x + at), q = *(float *)(y + at);
+            double d = fabs(p - q), s = d == 0 ? 0 : d / (step * fabs(q) + 1e-30);
+            if (!(s <= w)) w = isnan(s) ? INFINITY : s;
+        }
+    free(x);
+    free(y);
+    return w;
+}
+
 /* The call being timed, as a tagged closure over the shape's buffers. */
 typedef struct bufs {
     buf gate, up, h[2], dh, dg[2], du[2], x, y[2], w, rstd[2], dy, dx[2], dx0, dw[2], q[2], q0, cs, dout, out, d[2];
+    buf logits[2], loss[2], targets;
     void *scratch;
 } bufs;
-enum { SWIGLU_FWD, SWIGLU_BWD, ROPE, RMS_FWD, RMS_BWD, DELTA };
+enum { SWIGLU_FWD, SWIGLU_BWD, ROPE, RMS_FWD, RMS_BWD, DELTA, XENT, XENT_REF };
 
 static void launch(int what, cudaStream_t st, bufs *u, const shape *s) {
     ms_cuda_stream ms = (ms_cuda_stream)st;
@@ -215,6 +290,15 @@ static void launch(int what, cudaStream_t st, bufs *u, const shape *s) {
                             (const float *)u->rstd[0].p, s->T, s->dim, u->scratch));
         break;
     case DELTA: CK(cuda_attention_delta(ms, b, (float *)u->d[1].p, u->dout.p, u->out.p, 1, s->T, s->H, s->hd)); break;
+    case XENT:
+        CK(cuda_xent_rows(ms, (float *)u->logits[1].p, (double *)u->loss[1].p, (const int32_t *)u->targets.p, s->T,
+                          s->vocab, 1, b, 1.0f / s->T));
+        break;
+    case XENT_REF:
+        ref_xent<<<s->T, 1024, 0, st>>>((float *)u->logits[0].p, (double *)u->loss[0].p, (const int32_t *)u->targets.p,
+                                        s->vocab, s->vocab, 1, b, 1.0f / s->T);
+        CK(cudaGetLastError());
+        break;
     }
 }
 
@@ -345,6 +429,39 @@ static int run(const shape *s) {
         if (s->timed) t = timed(DELTA, st, u, s);
         bad |= report("attn_delta", s, t, 2.0 * eb * nq + 4.0 * nr, ed <= 1e-6, msg);
         free_buf(&u->dout), free_buf(&u->out), free_buf(&u->d[0]), free_buf(&u->d[1]);
+
+        /* cross-entropy over (T, vocab) fp32 logits, one row in 16 ignored (target -1) */
+        {
+            int V = s->vocab;
+            long nl = (long)T * V;
+            int32_t *ht = (int32_t *)malloc(sizeof(int32_t) * (size_t)T);
+            for (int r = 0; r < T; r++) ht[r] = r % 16 == 5 ? -1 : (int)((uniform() + 1.0f) * 0.5f * (V - 1));
+            u->targets = alloc_buf(T, 4, 0);
+            CK(cudaMemcpy(u->targets.p, ht, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice));
+            free(ht);
+            u->logits[0] = rand_buf(nl, 4, off, 8.0f), u->logits[1] = alloc_buf(nl, 4, off);
+            copy_buf(&u->logits[1], &u->logits[0]);
+            u->loss[0] = alloc_buf(T, 8, 0), u->loss[1] = alloc_buf(T, 8, 0);
+            launch(XENT_REF, st, u, s);
+            launch(XENT, st, u, s);
+            CK(cudaStreamSynchronize(st));
+            double *l0 = (double *)malloc(sizeof(double) * (size_t)T), *l1 = (double *)malloc(sizeof(double) * (size_t)T);
+            CK(cudaMemcpy(l0, u->loss[0].p, sizeof(double) * (size_t)T, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(l1, u->loss[1].p, sizeof(double) * (size_t)T, cudaMemcpyDeviceToHost));
+            double num = 0, den = 0;
+            for (int r = 0; r < T; r++) num += (l1[r] - l0[r]) * (l1[r] - l0[r]), den += l0[r] * l0[r];
+            double el = den > 0 ? sqrt(num / den) : INFINITY, wg = xent_grad_steps(&u->logits[1], &u->logits[0], T, V, s->bf16);
+            free(l0), free(l1);
+            snprintf(msg, sizeof msg, "vocab=%d, loss rel err %.1e, gradient worst %.2f rounding steps", V, el, wg);
+            /* two reads of the fp32 logits, the gradient written in place */
+            double bytes = (double)nl * (8 + (s->bf16 ? 2 : 4));
+            if (s->timed) t = timed(XENT_REF, st, u, s);
+            bad |= report("xent (ref)", s, t, bytes + 4.0 * nl, 1, "three reads");
+            if (s->timed) t = timed(XENT, st, u, s);
+            bad |= report("xent", s, t, bytes, el <= 1e-6 && wg <= (s->bf16 ? 1 : 8), msg);
+            free_buf(&u->targets), free_buf(&u->logits[0]), free_buf(&u->logits[1]);
+            free_buf(&u->loss[0]), free_buf(&u->loss[1]);
+        }
     });
     cudaStreamDestroy(st);
     return bad;
@@ -352,12 +469,12 @@ static int run(const shape *s) {
 
 int main(void) {
     static const shape shapes[] = {
-        {"1B bf16 T=4096 dim=2048 ffn=8192", 4096, 2048, 8192, 32, 64, 1, 0, 1},
-        {"8B bf16 T=8192 dim=4096 ffn=14336", 8192, 4096, 14336, 32, 128, 1, 0, 1},
-        {"ragged bf16 misaligned", 333, 1000, 2731, 5, 36, 1, 1, 0},
-        {"ragged bf16 aligned", 333, 1000, 2731, 3, 48, 1, 0, 0},
-        {"ragged fp32 misaligned", 333, 1000, 2731, 5, 36, 0, 1, 0},
-        {"ragged fp32 aligned", 333, 1004, 2731, 3, 48, 0, 0, 0},
+        {"1B bf16 T=4096 dim=2048 ffn=8192", 4096, 2048, 8192, 32, 64, 128256, 1, 0, 1},
+        {"8B bf16 T=8192 dim=4096 ffn=14336", 8192, 4096, 14336, 32, 128, 128256, 1, 0, 1},
+        {"ragged bf16 misaligned", 333, 1000, 2731, 5, 36, 1000, 1, 1, 0},
+        {"ragged bf16 aligned", 333, 1000, 2731, 3, 48, 1000, 1, 0, 0},
+        {"ragged fp32 misaligned", 333, 1000, 2731, 5, 36, 1001, 0, 1, 0},
+        {"ragged fp32 aligned", 333, 1004, 2731, 3, 48, 1004, 0, 0, 0},
     };
     int bad = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bad |= run(&shapes[i]);

@@ -18,13 +18,25 @@ PARTS=${PARTS:-spec adamw overhead 8b loss peer}
 . kernels/bench/device_env.sh
 : >$OUT/bench.log
 
-# peak GPU memory (MiB) while a command runs, sampled by nvidia-smi
+# peak GPU memory (MiB) while a command runs, sampled by nvidia-smi; and what
+# the moonspeed process's resident memory was made of when it was highest
+# (/proc/PID/status every 0.5 s: anonymous, file-backed, shared)
 peak_gpu() { # LOG CMD...
   local log=$1; shift
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$scratch/smi" 2>/dev/null & local smi=$!
-  /usr/bin/time -f "host peak RSS %M KiB" "$@" >"$log" 2>&1; local rc=$?
+  /usr/bin/time -f "host peak RSS %M KiB" "$@" >"$log" 2>&1 & local run=$!
+  : >"$scratch/rss"
+  while kill -0 $run 2>/dev/null; do
+    local pid=$(pgrep -x moonspeed | head -1)
+    [ -n "$pid" ] && awk '/^(VmRSS|RssAnon|RssFile|RssShmem):/ { v[$1] = $2 }
+      END { if (v["VmRSS:"] > 0) print v["VmRSS:"], v["RssAnon:"], v["RssFile:"], v["RssShmem:"] }' /proc/$pid/status \
+      2>/dev/null >>"$scratch/rss"
+    sleep 0.5
+  done
+  wait $run; local rc=$?
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
   echo "gpu peak $(sort -n "$scratch/smi" | tail -1) MiB" >>"$log"
+  sort -n "$scratch/rss" | tail -1 | awk '{ printf "host RSS at its highest sample: %.2f GiB = anonymous %.2f + file-backed %.2f + shared %.2f GiB\n", $1 / 2^20, $2 / 2^20, $3 / 2^20, $4 / 2^20 }' >>"$log"
   return $rc
 }
 
@@ -71,7 +83,7 @@ if has 8b; then
   build/moonspeed plan recipes/llama-3-8b-h200.lua train.batch=8 $RANDOM_DATA 2>&1 | tee $OUT/plan-8b.log | head -16
   peak_gpu $OUT/run-8b.log timeout 280 build/moonspeed run recipes/llama-3-8b-h200.lua train.batch=8 train.steps=4 \
     train.warmup=1 $RANDOM_DATA --run-dir $scratch/r8b || tail -8 $OUT/run-8b.log
-  grep -E "offload|^done|peak" $OUT/run-8b.log
+  grep -E "offload|^done|peak|highest" $OUT/run-8b.log
   echo "BENCH engine 8b (moonspeed run, bf16 + fp32 master, B=8 T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
 fi
 

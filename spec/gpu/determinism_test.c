@@ -149,7 +149,7 @@ TEST(cuda_scratch_is_planned) {
     void *buf = NULL;
     CHECK_OK(d.reserve(&d, 1 << 20, &buf));
     d.zero(&d, buf, 1 << 20);
-    d.matmul_fwd(&d, buf, buf, buf, 4, 4, 4, 0);
+    d.matmul_fwd(&d, buf, buf, buf, 4, 4, 4, NULL);
     d.sync(&d);
     CHECK_FAILS(ms_cuda_status(&d), MS_ERR_STATE, "matmul needs the backend's scratch");
     d.release(&d, buf);

@@ -119,20 +119,18 @@ static double forward_backward(gmodel *m, float grad_scale) {
     for (int l = 0; l < c->L; l++) {
         int64_t *w = m->lw[l];
         d->rmsnorm_fwd(d, m->xn1[l], m->rstd1[l], m->xs[l], PA(m, w[W_ANORM]), N, D, c->eps);
-        d->matmul_fwd(d, m->q[l], m->xn1[l], PA(m, w[W_Q]), N, D, QD, 0);
-        d->matmul_fwd(d, m->k[l], m->xn1[l], PA(m, w[W_K]), N, D, KD, 0);
-        d->matmul_fwd(d, m->vv[l], m->xn1[l], PA(m, w[W_V]), N, D, KD, 0);
+        d->matmul_fwd(d, m->q[l], m->xn1[l], PA(m, w[W_Q]), N, D, QD, NULL);
+        d->matmul_fwd(d, m->k[l], m->xn1[l], PA(m, w[W_K]), N, D, KD, NULL);
+        d->matmul_fwd(d, m->vv[l], m->xn1[l], PA(m, w[W_V]), N, D, KD, NULL);
         d->rope_fwd(d, m->q[l], m->cs, B, T, H, hd);
         d->rope_fwd(d, m->k[l], m->cs, B, T, KV, hd);
         d->attention_fwd(d, m->att[l], m->lse[l], m->q[l], m->k[l], m->vv[l], NULL, B, T, H, KV, hd);
-        d->copy(d, m->mid[l], m->xs[l], N * D * m->ab);
-        d->matmul_fwd(d, m->mid[l], m->att[l], PA(m, w[W_O]), N, QD, D, 1);
+        d->matmul_fwd(d, m->mid[l], m->att[l], PA(m, w[W_O]), N, QD, D, m->xs[l]);
         d->rmsnorm_fwd(d, m->xn2[l], m->rstd2[l], m->mid[l], PA(m, w[W_FNORM]), N, D, c->eps);
-        d->matmul_fwd(d, m->gate[l], m->xn2[l], PA(m, w[W_G]), N, D, F, 0);
-        d->matmul_fwd(d, m->up[l], m->xn2[l], PA(m, w[W_U]), N, D, F, 0);
+        d->matmul_fwd(d, m->gate[l], m->xn2[l], PA(m, w[W_G]), N, D, F, NULL);
+        d->matmul_fwd(d, m->up[l], m->xn2[l], PA(m, w[W_U]), N, D, F, NULL);
         d->swiglu_fwd(d, m->h[l], m->gate[l], m->up[l], N * F);
-        d->copy(d, m->xs[l + 1], m->mid[l], N * D * m->ab);
-        d->matmul_fwd(d, m->xs[l + 1], m->h[l], PA(m, w[W_D]), N, F, D, 1);
+        d->matmul_fwd(d, m->xs[l + 1], m->h[l], PA(m, w[W_D]), N, F, D, m->mid[l]);
     }
     d->rmsnorm_fwd(d, m->xnf, m->rstdf, m->xs[c->L], PA(m, m->fnorm), N, D, c->eps);
     double loss = d->lmhead_xent(d, m->dxnf, GR(m, m->head), m->logits, m->xnf, PA(m, m->head), m->targets, N, D,

@@ -159,10 +159,10 @@ TEST(bench_ops_1b) {
     CHECK_OK(d.reserve(&d, (long)n * in * 2, &x)); CHECK_OK(d.reserve(&d, (long)out * in * 2, &w));
     CHECK_OK(d.reserve(&d, (long)n * out * 2, &y));
     d.cast_params(&d, x, mq, (long)n * in); d.cast_params(&d, w, mq, (long)out * in);
-    d.matmul_fwd(&d, y, x, w, n, in, out, 0);
+    d.matmul_fwd(&d, y, x, w, n, in, out, NULL);
     d.sync(&d);
     t0 = now();
-    for (int i = 0; i < 20; i++) d.matmul_fwd(&d, y, x, w, n, in, out, 0);
+    for (int i = 0; i < 20; i++) d.matmul_fwd(&d, y, x, w, n, in, out, NULL);
     d.sync(&d);
     double tm = (now() - t0) / 20;
     CHECK_OK(ms_cuda_status(&d));

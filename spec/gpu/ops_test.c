@@ -29,13 +29,16 @@ static int matmul(int prec) {
     gpair P, *p = &P;
     if (gpair_open(p, prec)) return 1;
     int b = p->bf16;
-    for (int acc = 0; acc <= 1; acc++) {
-        long n = 67 + acc * 200, in = 96, out = 80;
-        float *x = rnd(n * in, 1 + acc, 1, b), *w = rnd(out * in, 2, 0.5f, b), *y0 = rnd(n * out, 3, 1, b);
-        float *yc = host_copy(y0, n * out);
+    /* add: 0 none, 1 y itself, 2 another tensor (y0 holds garbage then) */
+    for (int add = 0; add <= 2; add++) {
+        int acc = add > 0;
+        long n = 67 + add * 100, in = 96, out = 80;
+        float *x = rnd(n * in, 1 + add, 1, b), *w = rnd(out * in, 2, 0.5f, b), *y0 = rnd(n * out, 3, 1, b);
+        float *r = rnd(n * out, 7, 1, b), *yc = host_copy(y0, n * out);
         void *gx = up_act(p, x, n * in), *gw = up_act(p, w, out * in), *gy = up_act(p, y0, n * out);
-        C(p)->matmul_fwd(C(p), yc, x, w, n, in, out, acc);
-        G(p)->matmul_fwd(G(p), gy, gx, gw, n, in, out, acc);
+        void *gr = up_act(p, r, n * out);
+        C(p)->matmul_fwd(C(p), yc, x, w, n, in, out, add == 0 ? NULL : add == 1 ? (void *)yc : r);
+        G(p)->matmul_fwd(G(p), gy, gx, gw, n, in, out, add == 0 ? NULL : add == 1 ? gy : gr);
         CHECK_GPU(p);
         CHECK_REL("matmul_fwd y", down_act(p, gy, n * out), yc, n * out, p->tol);
 
@@ -67,8 +70,8 @@ static int matmul_shapes(int prec) {
         for (long n = 1; n <= 130; n += 1 + pass * 6) {
             float *x = rnd(n * in, (unsigned)n, 1, b), *y = rnd(n * out, 3, 1, b);
             void *gx = up_act(p, x, n * in), *gy = up_act(p, y, n * out);
-            C(p)->matmul_fwd(C(p), y, x, w, n, (int)in, (int)out, 0);
-            G(p)->matmul_fwd(G(p), gy, gx, gw, n, (int)in, (int)out, 0);
+            C(p)->matmul_fwd(C(p), y, x, w, n, (int)in, (int)out, NULL);
+            G(p)->matmul_fwd(G(p), gy, gx, gw, n, (int)in, (int)out, NULL);
             CHECK_GPU(p);
             CHECK_REL("matmul_fwd over many shapes", down_act(p, gy, n * out), y, n * out, p->tol);
             free(x), free(y);
@@ -236,13 +239,17 @@ static int lmhead(int prec) {
     long n = 37, D = 64, V = 300, chunk = 16;
     float *x = rnd(n * D, 1, 1, b), *w = rnd(V * D, 2, 0.3f, b), *ws = rnd(chunk * V, 3, 1, 0);
     int32_t *tg = rnd_tokens(n, 4, (int)V);
-    tg[5] = -1;
     void *gx = up_act(p, x, n * D), *gw = up_act(p, w, V * D), *gws = up_f32(p, ws, chunk * V);
+    double lc = 0, lg = 0;
+    for (int ignore = 0; ignore <= 1; ignore++) { /* then row 5 ignored: its loss is 0, whatever a row held before */
+        if (ignore) tg[5] = -1;
+        void *gtg = up_i32(p, tg, n);
+        lc = C(p)->lmhead_xent(C(p), NULL, NULL, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
+        lg = G(p)->lmhead_xent(G(p), NULL, NULL, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
+        CHECK_GPU(p);
+        CHECK_NEAR(lg, lc, 0, 1e-5);
+    }
     void *gtg = up_i32(p, tg, n);
-    double lc = C(p)->lmhead_xent(C(p), NULL, NULL, ws, x, w, tg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
-    double lg = G(p)->lmhead_xent(G(p), NULL, NULL, gws, gx, gw, gtg, n, (int)D, (int)V, (int)chunk, 1.0f, 1);
-    CHECK_GPU(p);
-    CHECK_NEAR(lg, lc, 0, 1e-5);
     float *dx = rnd(n * D, 5, 1, b), *dw = rnd(V * D, 6, 1, 0);
     void *gdx = up_act(p, dx, n * D), *gdw = up_f32(p, dw, V * D);
     for (int acc = 0; acc <= 1; acc++) { /* dw overwritten by the first chunk (it held garbage), then added to */
