@@ -39,7 +39,7 @@ ENGINE_SRC := $(wildcard engine/*.c engine/core/*.c engine/device/*.c engine/mod
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 SPEC_C_SRC := $(wildcard spec/c/*.c)
 SPEC_C_OBJ := $(SPEC_C_SRC:%.c=$(BUILD)/obj/%.o)
-HEADERS    := $(wildcard engine/include/*.h engine/*/*.h kernels/cpu/*.h spec/c/*.h)
+HEADERS    := $(wildcard engine/include/*.h engine/*.h engine/*/*.h kernels/cpu/*.h spec/c/*.h)
 
 # With nvcc the CUDA backend (engine/device/cuda.c over kernels/cuda/*.cu) is
 # built into the library and the binary: a fat binary for sm_80, sm_89 (L40S)

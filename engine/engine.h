@@ -25,6 +25,8 @@ typedef struct ms_staging {
     float *logits;             /* (V) one row of logits down, for sampling */
     float *block;              /* (block_elems) init values up, weights both ways, chunk by chunk */
     int64_t block_elems;
+    float *gather;             /* (the largest unit) a sharded unit's master weights gathered to be
+                                  saved; NULL when no unit is sharded */
 } ms_staging;
 
 /* The device backend's own scratch (device.h, scratch_bytes): carved from

@@ -45,22 +45,22 @@ void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, ms_
 }
 
 /* The chunk of init values and weights: up to MS_STAGE_BLOCK floats, never
- * more than the largest unit holds. */
-static int64_t stage_block(const ms_model *m) {
-    int64_t largest = 0;
-    for (int u = 0; u < m->n_units; u++)
-        if (m->units[u].padded > largest) largest = m->units[u].padded;
-    return largest < MS_STAGE_BLOCK ? largest : MS_STAGE_BLOCK;
-}
-
+ * more than the largest unit holds. A whole unit only where saving weights
+ * must gather one from its shards' owners. */
 void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l) {
-    int64_t N = (int64_t)m->B * m->T;
+    int64_t N = (int64_t)m->B * m->T, largest = 0;
+    int sharded = 0;
+    for (int u = 0; u < m->n_units; u++) {
+        if (m->units[u].padded > largest) largest = m->units[u].padded;
+        sharded |= m->units[u].split.shard_optim && m->units[u].split.world > 1;
+    }
     s->tokens = ms_layout_take(l, MS_MEM_DATA, N, 4);
     s->targets = ms_layout_take(l, MS_MEM_DATA, N, 4);
     s->doc_start = m->doc_mask ? ms_layout_take(l, MS_MEM_DATA, N, 4) : NULL;
     s->logits = ms_layout_take(l, MS_MEM_WORKSPACE, m->c.vocab_size, 4);
-    s->block_elems = stage_block(m);
+    s->block_elems = largest < MS_STAGE_BLOCK ? largest : MS_STAGE_BLOCK;
     s->block = ms_layout_take(l, MS_MEM_WORKSPACE, s->block_elems, 4);
+    s->gather = sharded ? ms_layout_take(l, MS_MEM_WORKSPACE, largest, 4) : NULL;
 }
 
 void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, const ms_layout *host,

@@ -6,8 +6,10 @@
  *   then per unit: char[48] name (NUL-padded), uint64 element count,
  *   float32[count] values (the unit's flat buffer without its padding).
  * Values cross between host and device through the engine's staging block.
- * Saving is collective: each unit's master shards are all-gathered and rank 0
- * streams them into the file, written atomically (core/file.h). Loading is
+ * Saving is collective: a unit whose master weights are sharded over ranks
+ * is all-gathered into the plan's gather buffer, and rank 0 writes it; a
+ * whole unit streams into the file chunk by chunk. The file is written
+ * atomically (core/file.h). Loading is
  * per rank: each reads only the range it owns, after checking every name and
  * size against its model.
  */
@@ -31,19 +33,31 @@ typedef struct unit_header {
     uint64_t numel;
 } unit_header;
 
-/* The whole unit's master weights, gathered from their owners into full
- * (padded, host memory): each rank's part brought down into its place, then
- * gathered in place over the host communicator. */
-static ms_status gather_master(ms_engine *e, ms_unit *u, float *full) {
-    int64_t owned = u->hi - u->lo;
-    ms_stage_down(e, full + u->lo, u->master, owned * 4);
-    if (!u->split.shard_optim) return MS_OK;
-    ms_comm_req *req;
-    TRY(e->comm->all_gather(e->comm, full + u->lo, full, owned, MS_F32, &req));
-    return e->comm->wait(e->comm, req);
+static int sharded(const ms_unit *u) { return u->split.shard_optim && u->split.world > 1; }
+
+/* A unit's master weights into the file (rank 0's): a sharded unit gathered
+ * whole from its owners (each rank's part brought down into its place, then
+ * gathered in place over the host communicator), else chunk by chunk. */
+static ms_status write_master(ms_engine *e, ms_file_out *f, ms_unit *u, int writer) {
+    if (sharded(u)) {
+        float *full = e->stage.gather;
+        int64_t owned = u->hi - u->lo;
+        ms_stage_down(e, full + u->lo, u->master, owned * 4);
+        ms_comm_req *req;
+        TRY(e->comm->all_gather(e->comm, full + u->lo, full, owned, MS_F32, &req));
+        TRY(e->comm->wait(e->comm, req));
+        return writer ? ms_file_write(f, full, u->numel * 4) : MS_OK;
+    }
+    if (!writer) return MS_OK;
+    for (int64_t at = 0; at < u->numel; at += e->stage.block_elems) {
+        int64_t n = u->numel - at < e->stage.block_elems ? u->numel - at : e->stage.block_elems;
+        e->dev.download(&e->dev, e->stage.block, u->master + at, n * 4);
+        TRY(ms_file_write(f, e->stage.block, n * 4));
+    }
+    return MS_OK;
 }
 
-static ms_status save(ms_engine *e, ms_file_out *f, float *full) {
+static ms_status save(ms_engine *e, ms_file_out *f) {
     const ms_model *m = &e->model;
     int writer = e->world.rank == 0;
     uint8_t head[HEAD_BYTES] = {0};
@@ -54,12 +68,10 @@ static ms_status save(ms_engine *e, ms_file_out *f, float *full) {
     if (writer) TRY(ms_file_write(f, head, sizeof head));
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &e->model.units[u];
-        TRY(gather_master(e, un, full));
-        if (!writer) continue;
         unit_header uh = {.numel = (uint64_t)un->numel};
         memcpy(uh.name, un->name, MS_NAME_LEN);
-        TRY(ms_file_write(f, &uh, sizeof uh));
-        TRY(ms_file_write(f, full, un->numel * 4));
+        if (writer) TRY(ms_file_write(f, &uh, sizeof uh));
+        TRY(write_master(e, f, un, writer));
     }
     return MS_OK;
 }
@@ -67,18 +79,11 @@ static ms_status save(ms_engine *e, ms_file_out *f, float *full) {
 ms_status ms_engine_save_weights(ms_engine *e, const char *path) {
     if (!e || !path) return ms_fail(MS_ERR_INVALID, "ms_engine_save_weights: engine and path are required");
     TRY(ms_offload_wait(&e->offload));
-    int64_t largest = 0;
-    for (int u = 0; u < e->model.n_units; u++)
-        if (e->model.units[u].padded > largest) largest = e->model.units[u].padded;
-    float *full = malloc((size_t)largest * 4);
-    if (!full) return ms_fail(MS_ERR_NOMEM, "weights %s: out of host memory for a unit of %lld values", path,
-                              (long long)largest);
     ms_file_out f = {.fd = -1};
     ms_status st = e->world.rank == 0 ? ms_file_begin(&f, "weights", path) : MS_OK;
-    if (st == MS_OK) st = save(e, &f, full);
+    if (st == MS_OK) st = save(e, &f);
     if (st == MS_OK && e->world.rank == 0) st = ms_file_commit(&f);
     if (st != MS_OK && f.fd >= 0) ms_file_abort(&f);
-    free(full);
     return st;
 }
 

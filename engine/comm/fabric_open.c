@@ -237,17 +237,20 @@ static ms_status exchange_names(fab *f) {
     ms_status st = ms_boot_allgather(f->boot, mine, REC, all);
     for (int32_t r = 0; r < w && st == MS_OK; r++) {
         uint8_t *rec = all + (size_t)r * REC;
+        /* names may differ in length (a provider's text names carry a process id): each is
+           NUL-padded in its record, and the provider reads what it wrote */
         uint32_t n;
         memcpy(&n, rec, 4);
-        if (n != l32) {
-            st = ms_fail(MS_ERR_IO, "fabric: rank %d's endpoint name has %u bytes, this rank's %u: the ranks do not "
-                         "use the same provider (%s here)", r, n, l32, f->provider);
+        if (n == 0 || n > NAME_MAX_LEN) {
+            st = ms_fail(MS_ERR_IO, "fabric: rank %d sent an endpoint name of %u bytes; expected 1 to %d", r, n,
+                         NAME_MAX_LEN);
             break;
         }
         rc = fi_av_insert(f->av, rec + 4, 1, &f->addr[r], 0, NULL);
         if (rc != 1)
-            st = ms_fail(MS_ERR_IO, "fabric: adding rank %d's endpoint (host %s) to the address vector failed: %s", r,
-                         ms_boot_host(f->boot, r), rc < 0 ? f->strerror(-rc) : "not inserted");
+            st = ms_fail(MS_ERR_IO, "fabric: adding rank %d's endpoint (host %s, a name of %u bytes; this rank's has "
+                         "%u) to the address vector of provider %s failed: %s; do the ranks use the same provider?",
+                         r, ms_boot_host(f->boot, r), n, l32, f->provider, rc < 0 ? f->strerror(-rc) : "not inserted");
     }
     f->names = all;
     return st;

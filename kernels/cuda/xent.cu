@@ -32,15 +32,19 @@ template <int V> __device__ __forceinline__ msum row_msum(const float *z, int vo
     return t;
 }
 
+__device__ __forceinline__ msum warp_msum(msum t) {
+    for (int o = 16; o > 0; o >>= 1)
+        t = merge(t, {__shfl_xor_sync(0xffffffffu, t.m, o), __shfl_xor_sync(0xffffffffu, t.s, o)});
+    return t;
+}
+
 /* over the block (up to 1024 threads), the result in every thread */
 __device__ __forceinline__ msum block_msum(msum t, msum *sh /* 32 */) {
-    for (int o = 16; o > 0; o >>= 1) t = merge(t, {__shfl_xor_sync(0xffffffffu, t.m, o), __shfl_xor_sync(0xffffffffu, t.s, o)});
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    t = warp_msum(t);
     if (lane == 0) sh[w] = t;
     __syncthreads();
-    t = lane < nw ? sh[lane] : msum{-INFINITY, 0.0f};
-    for (int o = 16; o > 0; o >>= 1) t = merge(t, {__shfl_xor_sync(0xffffffffu, t.m, o), __shfl_xor_sync(0xffffffffu, t.s, o)});
-    return t;
+    return warp_msum(lane < nw ? sh[lane] : msum{-INFINITY, 0.0f});
 }
 
 template <int V>

@@ -107,7 +107,7 @@ M.sections = {
     { key = "checkpoint_activations", type = "bool", default = false,
       doc = "keep only each block's input and recompute its forward in backward (less memory, ~1/3 more compute)" },
     { key = "loss_chunk", type = "int", min = 0, max = 16777216, default = 0,
-      doc = "rows of logits per LM-head chunk; 0 = automatic" },
+      doc = "rows of logits per LM-head chunk; 0 = automatic: on a GPU a micro-batch in one chunk up to 2 GiB of fp32 logits (8 GiB unless the recipe offloads the optimizer or checkpoints every activation), else ~512 MiB chunks; ~64 MiB on the CPU" },
   }),
   section("data", "Where the tokens come from", {
     { key = "tokenizer", type = "string", nonempty = true, default = "bytes",
