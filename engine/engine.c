@@ -223,6 +223,7 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
     TRY(ms_offload_setup(&e->offload, m, &e->dev, &e->zero, e->order_fwd, cfg->offload_overlap));
 
     ms_layout sizing = {0}, host = {0};
+    e->stage.async_checkpoints = cfg->checkpoint_async != 0;
     ms_engine_layout(m, &e->zero, &e->offload, &e->stage, &e->backend, &e->dev, &sizing, &host);
     ms_plan_from_layout(cfg, m, &sizing, &host, &e->plan);
     TRY(start_device(e));

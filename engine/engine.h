@@ -27,6 +27,10 @@ typedef struct ms_staging {
     int64_t block_elems;
     float *gather;             /* (the largest unit) a sharded unit's master weights gathered to be
                                   saved; NULL when no unit is sharded */
+    int32_t async_checkpoints; /* set before the layout: reserve the snapshot */
+    float *snapshot;           /* (snapshot_floats) master, m and v of every element this rank's
+                                  checkpoint holds, for an asynchronous save; else NULL */
+    int64_t snapshot_floats;
 } ms_staging;
 
 /* The device backend's own scratch (device.h, scratch_bytes): carved from

@@ -46,7 +46,8 @@ void ms_engine_layout(ms_model *m, ms_zero *z, ms_offload *o, ms_staging *s, ms_
 
 /* The chunk of init values and weights: up to MS_STAGE_BLOCK floats, never
  * more than the largest unit holds. A whole unit only where saving weights
- * must gather one from its shards' owners. */
+ * must gather one from its shards' owners. The state an asynchronous
+ * checkpoint writes, when the recipe asks for those. */
 void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l) {
     int64_t N = (int64_t)m->B * m->T, largest = 0;
     int sharded = 0;
@@ -61,6 +62,13 @@ void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l) {
     s->block_elems = largest < MS_STAGE_BLOCK ? largest : MS_STAGE_BLOCK;
     s->block = ms_layout_take(l, MS_MEM_WORKSPACE, s->block_elems, 4);
     s->gather = sharded ? ms_layout_take(l, MS_MEM_WORKSPACE, largest, 4) : NULL;
+    s->snapshot_floats = 0;
+    for (int u = 0; u < m->n_units && s->async_checkpoints; u++) {
+        int64_t lo, hi;
+        ms_unit_held(&m->units[u], &lo, &hi);
+        s->snapshot_floats += 3 * (hi - lo);
+    }
+    s->snapshot = s->snapshot_floats ? ms_layout_take(l, MS_MEM_CHECKPOINT, s->snapshot_floats, 4) : NULL;
 }
 
 void ms_plan_from_layout(const ms_config *cfg, const ms_model *m, const ms_layout *l, const ms_layout *host,
@@ -97,7 +105,7 @@ ms_status ms_plan_compute(const ms_config *cfg, ms_plan *out) {
     ms_zero z;
     ms_zero_setup(&z, cfg->zero_stage, cfg->zero_prefetch, NULL, NULL);
     ms_layout sizing = {0}, host = {0};
-    ms_staging stage;
+    ms_staging stage = {.async_checkpoints = cfg->checkpoint_async};
     ms_offload o = {.overlap = cfg->offload_overlap};
     ms_backend_scratch b;
     ms_engine_layout(&m, &z, &o, &stage, &b, &dev, &sizing, &host);

@@ -63,7 +63,7 @@ struct ms_state_job {
     char path[4096];
     state_header head;
     state_record *records;    /* (units) */
-    float *snapshot;          /* async: every held element's master, m, v in file order */
+    float *snapshot;          /* async: every held element's master, m, v in file order (the plan's) */
     int64_t snapshot_floats;
     int async;
     pthread_t thread;
@@ -73,17 +73,6 @@ struct ms_state_job {
 
 void ms_state_name(char *out, size_t n, int32_t rank, int32_t world) {
     snprintf(out, n, "rank-%05d-of-%05d.state", rank, world);
-}
-
-/* The elements of unit u this rank writes: its owned range without padding,
- * or, for a replicated unit, everything on rank 0 and nothing elsewhere. */
-static void held_range(const ms_engine *e, const ms_unit *u, int64_t *lo, int64_t *hi) {
-    if (!u->split.shard_optim && e->world.rank != 0) {
-        *lo = *hi = 0;
-        return;
-    }
-    *lo = u->lo < u->numel ? u->lo : u->numel;
-    *hi = u->hi < u->numel ? u->hi : u->numel;
 }
 
 /* ---- saving ---------------------------------------------------------------- */
@@ -161,7 +150,6 @@ static void *writer_thread(void *arg) {
 static void job_free(ms_state_job *job) {
     if (!job) return;
     free(job->records);
-    free(job->snapshot);
     free(job);
 }
 
@@ -198,7 +186,7 @@ static ms_status plan_job(ms_engine *e, const char *dir, int async, ms_state_job
     for (int u = 0; u < m->n_units; u++) {
         ms_unit *un = &m->units[u];
         int64_t lo, hi;
-        held_range(e, un, &lo, &hi);
+        ms_unit_held(un, &lo, &hi);
         state_record *r = &job->records[u];
         memcpy(r->name, un->name, MS_NAME_LEN);
         r->numel = (uint64_t)un->numel, r->lo = (uint64_t)lo, r->hi = (uint64_t)hi;
@@ -209,12 +197,12 @@ static ms_status plan_job(ms_engine *e, const char *dir, int async, ms_state_job
     return MS_OK;
 }
 
-/* Copy every held element's state to host memory, in file order. */
+/* Copy every held element's state into the planned snapshot, in file order. */
 static ms_status take_snapshot(ms_engine *e, ms_state_job *job) {
-    job->snapshot = malloc((size_t)(job->snapshot_floats > 0 ? job->snapshot_floats : 1) * 4);
-    if (!job->snapshot)
-        return ms_fail(MS_ERR_NOMEM, "out of host memory for an asynchronous checkpoint snapshot of %lld bytes; "
-                       "set checkpoint.async = false", (long long)job->snapshot_floats * 4);
+    if (job->snapshot_floats != e->stage.snapshot_floats)
+        return ms_fail(MS_ERR_INTERNAL, "checkpoint: the snapshot holds %lld values, the plan reserved %lld",
+                       (long long)job->snapshot_floats, (long long)e->stage.snapshot_floats);
+    job->snapshot = e->stage.snapshot;
     ms_device *d = &e->dev;
     float *at = job->snapshot;
     for (int u = 0; u < e->model.n_units; u++) {
@@ -233,6 +221,10 @@ ms_status ms_engine_state_save(ms_engine *e, const char *dir, int32_t async) {
     if (e->save)
         return ms_fail(MS_ERR_STATE, "checkpoint %s: the previous save is still being written; "
                        "ms_engine_state_wait for it first", dir);
+    if (async && !e->stage.async_checkpoints)
+        return ms_fail(MS_ERR_STATE, "checkpoint %s: asynchronous, but the engine was created without "
+                       "checkpoint_async, so its plan holds no snapshot to write from; set checkpoint.async = true "
+                       "in the recipe, or save synchronously", dir);
     TRY(ms_offload_wait(&e->offload));
     ms_state_job *job = NULL;
     TRY(plan_job(e, dir, async != 0, &job));

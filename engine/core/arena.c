@@ -25,6 +25,7 @@ void ms_memory_from_bytes(ms_memory *out, const int64_t b[MS_MEM_COUNT]) {
     out->workspace = b[MS_MEM_WORKSPACE];
     out->data = b[MS_MEM_DATA];
     out->backend = b[MS_MEM_BACKEND];
+    out->checkpoint = b[MS_MEM_CHECKPOINT];
     out->total = 0;
     for (int i = 0; i < MS_MEM_COUNT; i++) out->total += b[i];
 }

@@ -122,6 +122,8 @@ typedef struct ms_config {
     const char *init_from;   /* initial weights instead of meta init (NULL: none): a Hugging Face
                                 Llama directory, a weights file or a run directory holding model.bin;
                                 each rank reads only the elements it owns */
+    int32_t checkpoint_async; /* 1: checkpoints may be saved asynchronously, from a host snapshot of
+                                 this rank's state that the plan reserves */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */
@@ -135,6 +137,7 @@ typedef struct ms_memory {
     int64_t data;            /* token batches */
     int64_t backend;         /* the device backend's own scratch: a GPU's cuBLASLt workspace and the
                                 temporaries of its kernels (0 on the CPU) */
+    int64_t checkpoint;      /* the host snapshot asynchronous checkpoints are written from */
     int64_t total;
 } ms_memory;
 
@@ -275,8 +278,8 @@ ms_status ms_engine_load_weights(ms_engine *e, const char *path);        /* shap
  * A checkpoint directory holds one state file per rank ("rank-00000-of-00002.state":
  * the fp32 master weights and Adam moments of the elements the rank owns, and
  * the step). ms_engine_state_save starts writing this rank's file into dir (an
- * existing directory) — here, or with async from a host snapshot on a
- * background thread; ms_engine_state_wait then gathers every rank's outcome
+ * existing directory) — here, or with async (an engine created with
+ * checkpoint_async) from its host snapshot on a background thread; ms_engine_state_wait then gathers every rank's outcome
  * into files (world entries). With block = 0 it only checks: *done = 0 while
  * any rank is still writing. Both are collective. ms_engine_state_load reads a
  * checkpoint of any world size and ZeRO stage (files: the records the save

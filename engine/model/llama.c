@@ -328,6 +328,15 @@ float *ms_tensor_grad(const ms_model *m, int t) {
     return m->units[tt->unit].grads + tt->offset;
 }
 
+void ms_unit_held(const ms_unit *u, int64_t *lo, int64_t *hi) {
+    if (!u->split.shard_optim && u->split.rank != 0) {
+        *lo = *hi = 0;
+        return;
+    }
+    *lo = u->lo < u->numel ? u->lo : u->numel;
+    *hi = u->hi < u->numel ? u->hi : u->numel;
+}
+
 void ms_model_grads_fresh(ms_model *m, int u) {
     const ms_unit *un = &m->units[u];
     for (int i = un->first; i < un->first + un->count; i++) m->tensors[i].grad_fresh = 1;

@@ -179,6 +179,11 @@ int64_t ms_model_matmul_params(const ms_model_config *c);
 /* Model FLOPs for one trained token, 6N + attn_factor*L*T*d with N the above. */
 double ms_model_flops_per_token(const ms_model_config *c, int T, int attn_factor);
 
+/* The elements of unit u this rank's checkpoint holds: its owned range
+ * without padding, or, for a replicated unit, everything on rank 0 and
+ * nothing elsewhere. */
+void ms_unit_held(const ms_unit *u, int64_t *lo, int64_t *hi);
+
 /* Unit u's gradient buffer holds nothing of use: the next write to each of
  * its tensors' gradients overwrites instead of adding (no zeroing pass). The
  * padding after its tensors is the caller's to keep zero. */

@@ -106,6 +106,7 @@ function M.config(r, opts)
   cfg.offload_optimizer, cfg.offload_ratio = r.offload.optimizer == "cpu" and 1 or 0, r.offload.ratio
   cfg.offload_overlap = r.offload.overlap and 1 or 0
   cfg.offload_params = r.offload.params == "cpu" and 1 or 0
+  cfg.checkpoint_async = r.checkpoint.async and 1 or 0
   cfg.comm_timeout_ms = math.floor(r.comm.timeout_s * 1000 + 0.5)
   cfg.world_size = opts.world or 0
   local anchors = { r.data.tokenizer, nil, nil, r.comm.provider, r.init.from }
@@ -160,7 +161,7 @@ end
 M.Stats = Stats
 
 local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "backend",
-  "total" }
+  "checkpoint", "total" }
 M.MEM_FIELDS = MEM_FIELDS
 
 local function memory_table(m)

@@ -10,13 +10,13 @@
 -- here, against the device the plan is for (resolve_auto).
 
 local ffi = require "ffi"
+local engine = require "moonspeed.engine"
 local fmt = require "moonspeed.fmt"
 local sys = require "moonspeed.sys"
 
 local M = {}
 
-local MEM_FIELDS = { "params", "grads", "master", "optimizer", "activations", "workspace", "data", "backend",
-  "total" }
+local MEM_FIELDS = engine.MEM_FIELDS
 M.MEM_FIELDS = MEM_FIELDS
 
 local WHAT = {
@@ -28,17 +28,14 @@ local WHAT = {
   workspace = "scratch for one op or block at a time",
   data = "token batches",
   backend = "the backend's own scratch: cuBLASLt workspace, kernels' temporaries",
+  checkpoint = "this rank's state, copied for asynchronous checkpoints (checkpoint.async)",
 }
 
 local Plan = {}
 Plan.__index = Plan
 M.Plan = Plan
 
-local function memory_table(m)
-  local t = {}
-  for _, k in ipairs(MEM_FIELDS) do t[k] = tonumber(m[k]) end
-  return t
-end
+local memory_table = engine.memory_table
 
 -- A Lua table from an ms_plan struct; r (the recipe) adds context for printing.
 function M.from_struct(p, r)
@@ -63,7 +60,6 @@ end
 -- The plan of a resolved recipe (allocates nothing).
 -- world: plan for that many ranks (nil: the environment's world, else 1).
 function M.compute(r, world)
-  local engine = require "moonspeed.engine"
   local cfg, anchors = engine.config(r, { data = false, world = world })
   local p = ffi.new("ms_plan")
   if engine.C.ms_plan_compute(cfg, p) ~= 0 then
@@ -160,7 +156,6 @@ end
 
 -- The GPU this process takes (its local rank's), or nil and the engine's sentence saying why not.
 function M.gpu()
-  local engine = require "moonspeed.engine"
   local info = ffi.new("ms_device_info")
   if engine.C.ms_device_query(1, info) ~= 0 then return nil, engine.last_error() end
   return { name = ffi.string(info.name), count = tonumber(info.count), index = tonumber(info.index),

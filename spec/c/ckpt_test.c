@@ -1,4 +1,5 @@
 /* spec/c/ckpt_test.c — CRC-32C, and a checkpoint state round trip through the C API. */
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -68,6 +69,48 @@ TEST(ckpt_state_round_trip_and_damage) {
     ms_engine_free(a);
     ms_engine_free(b);
     ms_engine_free(fresh);
+    fixture_remove(dir);
+    return 0;
+}
+
+/* An asynchronous save writes from the snapshot the plan reserves (the
+ * checkpoint line of the host column: master weights and moments of every
+ * element held) the same bytes a synchronous save writes; an engine whose
+ * config did not ask for it refuses an asynchronous save. */
+TEST(ckpt_async_from_the_planned_snapshot) {
+    char dir[] = "/tmp/ms-ckpt-XXXXXX";
+    CHECK(fixture_shards(dir, sizeof dir) == 0);
+    char sync_dir[300], async_dir[300];
+    snprintf(sync_dir, sizeof sync_dir, "%s/sync", dir);
+    snprintf(async_dir, sizeof async_dir, "%s/async", dir);
+    CHECK(mkdir(sync_dir, 0755) == 0 && mkdir(async_dir, 0755) == 0);
+    ms_config c = fixture_tiny(dir);
+    ms_engine *a, *b;
+    CHECK_OK(ms_engine_create(&c, &a));
+    CHECK(a->plan.host_bytes.checkpoint == 0);
+    for (int i = 0; i < 2; i++) CHECK_OK(ms_engine_step(a, NULL));
+    CHECK_FAILS(ms_engine_state_save(a, async_dir, 1), MS_ERR_STATE, "created without checkpoint_async");
+    ms_state_file ra, rb;
+    int32_t done = 0;
+    CHECK_OK(ms_engine_state_save(a, sync_dir, 0));
+    CHECK_OK(ms_engine_state_wait(a, 1, &done, &ra));
+
+    c.checkpoint_async = 1;
+    CHECK_OK(ms_engine_create(&c, &b));
+    int64_t params = b->plan.n_params;
+    CHECK_MSG(b->plan.host_bytes.checkpoint >= 3 * 4 * params && b->plan.host_bytes.checkpoint < 3 * 4 * params + 64,
+              "checkpoint line %lld bytes for %lld parameters", (long long)b->plan.host_bytes.checkpoint,
+              (long long)params);
+    for (int i = 0; i < 2; i++) CHECK_OK(ms_engine_step(b, NULL));
+    CHECK_OK(ms_engine_state_save(b, async_dir, 1));
+    CHECK_OK(ms_engine_state_wait(b, 1, &done, &rb));
+    CHECK(done == 1 && rb.status == MS_OK);
+    CHECK_MSG(rb.bytes == ra.bytes && rb.crc32c == ra.crc32c, "async %llu bytes crc %08x, sync %llu bytes crc %08x",
+              (unsigned long long)rb.bytes, rb.crc32c, (unsigned long long)ra.bytes, ra.crc32c);
+    ms_engine_free(a);
+    ms_engine_free(b);
+    fixture_remove(sync_dir);
+    fixture_remove(async_dir);
     fixture_remove(dir);
     return 0;
 }
