@@ -53,7 +53,7 @@ void ms_staging_layout(ms_staging *s, const ms_model *m, ms_layout *l) {
     int sharded = 0;
     for (int u = 0; u < m->n_units; u++) {
         if (m->units[u].padded > largest) largest = m->units[u].padded;
-        sharded |= m->units[u].split.shard_optim && m->units[u].split.world > 1;
+        sharded |= ms_unit_sharded(&m->units[u]);
     }
     s->tokens = ms_layout_take(l, MS_MEM_DATA, N, 4);
     s->targets = ms_layout_take(l, MS_MEM_DATA, N, 4);

@@ -190,7 +190,6 @@ static ms_status plan_job(ms_engine *e, const char *dir, int async, ms_state_job
         state_record *r = &job->records[u];
         memcpy(r->name, un->name, MS_NAME_LEN);
         r->numel = (uint64_t)un->numel, r->lo = (uint64_t)lo, r->hi = (uint64_t)hi;
-        job->snapshot_floats += 3 * (hi - lo);
     }
     job->async = async;
     *out = job;
@@ -198,11 +197,9 @@ static ms_status plan_job(ms_engine *e, const char *dir, int async, ms_state_job
 }
 
 /* Copy every held element's state into the planned snapshot, in file order. */
-static ms_status take_snapshot(ms_engine *e, ms_state_job *job) {
-    if (job->snapshot_floats != e->stage.snapshot_floats)
-        return ms_fail(MS_ERR_INTERNAL, "checkpoint: the snapshot holds %lld values, the plan reserved %lld",
-                       (long long)job->snapshot_floats, (long long)e->stage.snapshot_floats);
+static void take_snapshot(ms_engine *e, ms_state_job *job) {
     job->snapshot = e->stage.snapshot;
+    job->snapshot_floats = e->stage.snapshot_floats;
     ms_device *d = &e->dev;
     float *at = job->snapshot;
     for (int u = 0; u < e->model.n_units; u++) {
@@ -213,7 +210,6 @@ static ms_status take_snapshot(ms_engine *e, ms_state_job *job) {
         for (int k = 0; k < 3; k++, at += n) d->download(d, at, src[k] + off, n * 4);
     }
     d->sync(d);
-    return MS_OK;
 }
 
 ms_status ms_engine_state_save(ms_engine *e, const char *dir, int32_t async) {
@@ -233,14 +229,11 @@ ms_status ms_engine_state_save(ms_engine *e, const char *dir, int32_t async) {
         run_job(e, job);
         return MS_OK;
     }
-    ms_status st = take_snapshot(e, job);
-    if (st == MS_OK && pthread_create(&job->thread, NULL, writer_thread, job) != 0) {
+    take_snapshot(e, job);
+    if (pthread_create(&job->thread, NULL, writer_thread, job) != 0) { /* every rank learns of it at the wait */
         job->async = 0;
-        st = ms_fail(MS_ERR_INTERNAL, "checkpoint %s: cannot start the writer thread: %s", dir, strerror(errno));
-    }
-    if (st != MS_OK) { /* record it: every rank learns of it at the wait */
-        job->async = 0;
-        job->result.status = st;
+        job->result.status = ms_fail(MS_ERR_INTERNAL, "checkpoint %s: cannot start the writer thread: %s", dir,
+                                     strerror(errno));
         snprintf(job->result.error, sizeof job->result.error, "%s", ms_last_error());
         atomic_store(&job->finished, 1);
     }

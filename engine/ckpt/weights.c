@@ -33,13 +33,11 @@ typedef struct unit_header {
     uint64_t numel;
 } unit_header;
 
-static int sharded(const ms_unit *u) { return u->split.shard_optim && u->split.world > 1; }
-
 /* A unit's master weights into the file (rank 0's): a sharded unit gathered
  * whole from its owners (each rank's part brought down into its place, then
  * gathered in place over the host communicator), else chunk by chunk. */
 static ms_status write_master(ms_engine *e, ms_file_out *f, ms_unit *u, int writer) {
-    if (sharded(u)) {
+    if (ms_unit_sharded(u)) {
         float *full = e->stage.gather;
         int64_t owned = u->hi - u->lo;
         ms_stage_down(e, full + u->lo, u->master, owned * 4);

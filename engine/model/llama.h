@@ -179,6 +179,10 @@ int64_t ms_model_matmul_params(const ms_model_config *c);
 /* Model FLOPs for one trained token, 6N + attn_factor*L*T*d with N the above. */
 double ms_model_flops_per_token(const ms_model_config *c, int T, int attn_factor);
 
+/* Whether unit u's master weights are split over several ranks (a whole unit
+ * exists on none of them). */
+static inline int ms_unit_sharded(const ms_unit *u) { return u->split.shard_optim && u->split.world > 1; }
+
 /* The elements of unit u this rank's checkpoint holds: its owned range
  * without padding, or, for a replicated unit, everything on rank 0 and
  * nothing elsewhere. */
