@@ -134,6 +134,10 @@ $(BUILD)/obj/kernels/bench/elementwise.o: kernels/bench/elementwise.c $(HEADERS)
 
 $(BUILD)/bench-elementwise: $(BUILD)/obj/kernels/bench/elementwise.o $(BUILD)/libmoonspeed.a
 	$(CC) -fopenmp -o $@ $< $(BUILD)/libmoonspeed.a $(LDLIBS)
+
+# The matmul workbench (kernels/bench/matmul.c): cuBLASLt's algorithms at the 8B step's shapes.
+$(BUILD)/bench-matmul: $(BUILD)/obj/kernels/bench/matmul.o
+	$(CC) -o $@ $< $(LDLIBS)
 endif
 
 ifeq ($(NVCC),)

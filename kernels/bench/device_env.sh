@@ -5,8 +5,10 @@
 # them, and gives `has PART` (whether $PARTS names it), $scratch, gpu_specs
 # and rate.
 [ -f .gpu/bin.tgz ] && tar xzf .gpu/bin.tgz
+# NVLink multicast stays off on shared machines (NCCL, and torch in the peers)
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.sm --format=csv,noheader
-lscpu | grep -E "^Model name|^CPU\(s\)"; grep MemTotal /proc/meminfo
+lscpu | grep -E "^Model name|^CPU\(s\)"; grep -E "MemTotal|MemAvailable" /proc/meminfo; df -h / /dev/shm | tail -2
 if ldd build/moonspeed | grep -q "not found"; then
   lib=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(os.path.dirname(nvidia.cu13.__file__), "lib"))' 2>/dev/null)
   export LD_LIBRARY_PATH=${lib:-}:${LD_LIBRARY_PATH:-}

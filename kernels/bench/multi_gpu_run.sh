@@ -9,6 +9,7 @@
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
+# About 310 s on two H200s.
 # Environment: PARTS (default "spec tracks comm 1b") picks the parts; STEPS the 1B steps (default 20).
 set -u
 OUT=${OUT:-/tmp}
@@ -63,4 +64,5 @@ echo "==== table"
 grep -E "^BENCH" $OUT/bench.log | sed 's/^BENCH //'
 grep -E "^[a-z0-9-]+: [0-9]+ steps" $OUT/zero_tracks.log 2>/dev/null
 awk '/^BENCH 1b 1gpu-b4/ { base = $(NF-1) }
-     /^BENCH 1b 2gpu/ { if (base) printf "weak scaling %s: %d tokens/s on 2 GPUs vs %d on 1 = %.1f%% efficiency\n", $3, $(NF-1), base, 100 * $(NF-1) / (2 * base) }' $OUT/bench.log
+     /^BENCH 1b 2gpu/ { name = $3; sub(/:$/, "", name)
+                        if (base) printf "weak scaling %s: %d tokens/s on 2 GPUs vs %d on 1 = %.1f%% efficiency\n", name, $(NF-1), base, 100 * $(NF-1) / (2 * base) }' $OUT/bench.log

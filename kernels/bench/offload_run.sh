@@ -1,20 +1,28 @@
 #!/bin/bash
-# kernels/bench/offload_run.sh — one device call for optimizer offload (issue 8):
-# the offload GPU spec, the host AdamW next to torch's fused CPU AdamW, the
+# kernels/bench/offload_run.sh — device calls for optimizer offload: the
+# offload GPU spec, the host AdamW next to torch's fused CPU AdamW, the
 # offload overhead on a model that fits both ways (1B shape, 131 K tokens a
 # step in two micro-batches of 16 sequences, optimizer on the GPU vs all of it
-# on the CPU), Llama-3-8B on one H200 (throughput on random tokens, then 50 steps
-# on Llama-3-tokenized text), the PyTorch 8B peer (pure bf16), peak GPU and
-# host memory against the plan, and a table last. Logs go to $OUT.
+# on the CPU), the same at the 8B's width (24 layers, B=8: the optimizer on the
+# GPU vs its last 8 units on the CPU), Llama-3-8B on one H200 (throughput on
+# random tokens), 52 steps of it on Llama-3-tokenized text straight and
+# stopped at 50 + resumed from the checkpoint, the PyTorch 8B peer (pure
+# bf16), peak GPU and host memory against the plan, and a table last. Logs go
+# to $OUT.
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-adamw build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
-# Environment: PARTS (default "spec adamw overhead 8b loss peer") picks the parts;
-# KNOBS (e.g. "threads=8 OMP_WAIT_POLICY=passive") adds an offloaded overhead run
-# per item: recipe overrides (key=value with a dot or "threads") or environment.
+# Environment: PARTS (default "spec adamw overhead 8b peer") picks the parts
+# (also: layers, loss); KNOBS (e.g. "threads=8 OMP_WAIT_POLICY=passive") adds
+# an offloaded overhead run per item: recipe overrides (key=value with a dot
+# or "threads") or environment. "loss" wants a call of its own (about 420 s
+# on an H200) and room for a 90 GiB checkpoint in CKPT_ROOT (default: under
+# $TMPDIR) plus 30 GiB of weights: a machine whose memory holds them can point
+# TMPDIR at a tmpfs, which also spares the disk's time. GROW_GIB touches that
+# much memory before each 8B run, for machines whose memory grows as it is used.
 set -u
 OUT=${OUT:-/tmp}
-PARTS=${PARTS:-spec adamw overhead 8b loss peer}
+PARTS=${PARTS:-spec adamw overhead 8b peer}
 . kernels/bench/device_env.sh
 : >$OUT/bench.log
 
@@ -40,6 +48,10 @@ peak_gpu() { # LOG CMD...
   return $rc
 }
 
+# a machine whose memory grows as it is used reports too little MemAvailable
+# at first (KINDS.md): touch GROW_GIB (default 0) so the plan sees the host
+grow_host() { [ "${GROW_GIB:-0}" -gt 0 ] && python3 -c "import numpy; numpy.ones(${GROW_GIB} << 30, numpy.uint8)"; grep MemAvailable /proc/meminfo; }
+
 if has spec; then
   echo "==== GPU specs (make test-gpu's list: ops, model, NCCL)"
   gpu_specs
@@ -53,7 +65,7 @@ if has adamw; then
   OUT=$OUT timeout 150 bash kernels/bench/adamw_run.sh 218112000 16 2>&1 | tail -8 | tee -a $OUT/bench.log
 fi
 
-if has overhead || has 8b; then
+if has overhead || has 8b || has layers; then
   python3 kernels/bench/random_shard.py $scratch/train.bin 128256 4000000 && python3 kernels/bench/random_shard.py $scratch/val.bin 128256 50000 1
 fi
 RANDOM_DATA="data.tokenizer=bytes data.train=$scratch/train.bin data.val=$scratch/val.bin train.eval_every=0 train.eval_batches=1 log.sample_tokens=0 log.every=1 checkpoint.every=0"
@@ -87,12 +99,46 @@ if has 8b; then
   echo "BENCH engine 8b (moonspeed run, bf16 + fp32 master, B=8 T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
 fi
 
+if has layers; then
+  echo "==== 8B width, 24 layers (fits either way), B=8: the optimizer on the GPU vs its last 8 of 26 units on the CPU"
+  for off in none cpu; do
+    rm -rf $scratch/w-$off
+    timeout 200 build/moonspeed run recipes/llama-3-8b-h200.lua model.n_layers=24 train.batch=8 train.steps=4 \
+      train.warmup=1 offload.optimizer=$off offload.ratio=0.31 $RANDOM_DATA --run-dir $scratch/w-$off \
+      >$OUT/layers-$off.log 2>&1 || tail -5 $OUT/layers-$off.log
+    grep -E "offload" $OUT/layers-$off.log | head -2
+    echo "BENCH 8b-width 24 layers offload $off: $(rate $scratch/w-$off) tokens/s" | tee -a $OUT/bench.log
+  done
+fi
+
 if has loss; then
-  echo "==== Llama-3-8B: 50 steps on Llama-3-tokenized text from a seeded init"
-  timeout 300 build/moonspeed run recipes/llama-3-8b-h200.lua train.batch=1 train.steps=50 train.warmup=5 train.lr=3e-4 \
-    train.eval_every=25 train.eval_batches=2 log.every=5 log.sample_tokens=0 checkpoint.every=0 --run-dir $scratch/l8b \
-    >$OUT/loss-8b.log 2>&1 || tail -8 $OUT/loss-8b.log
-  grep -E "^step|^done|offload" $OUT/loss-8b.log | tail -14
+  # the checkpoint (fp32 master weights and both Adam moments: 96 GB) goes to
+  # CKPT_ROOT; the straight run's weights are removed before the split run's
+  # are written, so that at most one model.bin (32 GB) is on the disk
+  ckroot=${CKPT_ROOT:-$scratch/ck}
+  echo "==== Llama-3-8B: 52 steps on Llama-3-tokenized text from a seeded init, straight and stopped at 50 + resumed"
+  loss8b() { # NAME ARGS...
+    local name=$1 t0=$SECONDS; shift
+    grow_host
+    timeout 400 build/moonspeed run recipes/llama-3-8b-h200.lua train.batch=1 train.steps=52 train.warmup=5 train.lr=3e-4 \
+      train.eval_every=25 train.eval_batches=2 log.every=5 log.sample_tokens=0 checkpoint.dir=$ckroot "$@" \
+      --run-dir $scratch/l8b >>$OUT/loss-8b-$name.log 2>&1 || { echo "$name failed:"; tail -8 $OUT/loss-8b-$name.log; }
+    echo "($name: $((SECONDS - t0)) s)"
+  }
+  loss8b straight checkpoint.resume=none
+  grep -E "^step|^done|offload" $OUT/loss-8b-straight.log | tail -14
+  cp $scratch/l8b/metrics.jsonl $scratch/straight.jsonl; rm -rf $scratch/l8b
+  loss8b split --stop-at 50
+  grep -E "checkpoint|stopped|^done" $OUT/loss-8b-split.log | tail -4; du -sh $ckroot
+  loss8b split
+  grep -E "resumed|^done" $OUT/loss-8b-split.log | tail -3
+  paste <(grep -o '"loss":[-0-9.e+]*' $scratch/straight.jsonl | cut -d: -f2) \
+        <(grep -o '"loss":[-0-9.e+]*' $scratch/l8b/metrics.jsonl | cut -d: -f2) | awk '
+    { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (n <= 50 && r > before) before = r; if (n > 50 && r > after) after = r
+      if (n == 1) first = $1; if (n == 50) at50 = $1; if (n > 50) tail = tail sprintf(" %.4f/%.4f", $1, $2) }
+    END { printf "BENCH 8b loss: %.4f at step 1 -> %.4f at step 50; resumed at 50: steps 51-52 straight/resumed%s, worst relative difference %.2e (steps 1-50 of the two runs: %.2e)\n",
+                 first, at50, tail, after, before }' | tee -a $OUT/bench.log
+  rm -rf $ckroot $scratch/l8b
 fi
 
 if has peer; then
