@@ -1,19 +1,21 @@
 #!/bin/bash
 # kernels/bench/multi_gpu_run.sh — one device call on a machine with two or
-# more GPUs (issue 8's multi-GPU items): the GPU specs (the two-rank NCCL ones
-# run here), spec/gpu/zero_tracks.sh (every stage on two GPUs against one),
-# NCCL bus bandwidth, then the Llama-3.2-1B shape on the KJV in Llama 3
-# tokens: ZeRO-3 on two GPUs against one GPU running the same global batch
-# (loss at every step), and weak scaling (the same batch per GPU on one GPU
-# and on two, stages 0, 2 and 3); a table last. Logs go to $OUT.
+# more GPUs: the GPU specs (the two-rank NCCL ones run here),
+# spec/gpu/zero_tracks.sh (every stage on two GPUs against one), NCCL bus
+# bandwidth, two "nodes" on the host (a launcher each, one GPU each: NCCL's
+# unique id through the rendezvous) against one launcher, then the
+# Llama-3.2-1B shape on the KJV in Llama 3 tokens: ZeRO-3 on two GPUs against
+# one GPU running the same global batch (loss at every step), and weak
+# scaling (the same batch per GPU on one GPU and on two, stages 0, 2 and 3);
+# a table last. Logs go to $OUT.
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
 # About 310 s on two H200s.
-# Environment: PARTS (default "spec tracks comm 1b") picks the parts; STEPS the 1B steps (default 20).
+# Environment: PARTS (default "spec tracks comm nodes 1b") picks the parts; STEPS the 1B steps (default 20).
 set -u
 OUT=${OUT:-/tmp}
-PARTS=${PARTS:-spec tracks comm 1b}
+PARTS=${PARTS:-spec tracks comm nodes 1b}
 STEPS=${STEPS:-20}
 . kernels/bench/device_env.sh
 nvidia-smi topo -m 2>/dev/null | head -4
@@ -58,6 +60,24 @@ if has 1b; then
     { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > worst) { worst = r; at = n }; if (n == 1) first = $1; last = $1 }
     END { printf "BENCH 1b loss: 2 GPUs ZeRO-3 vs 1 GPU, same batch of 8: %d steps, loss %.4f -> %.4f, worst relative difference %.2e at step %d\n",
                  n, first, last, worst, at }' | tee -a $OUT/bench.log
+fi
+
+if has nodes; then
+  echo "==== two nodes on one host: a launcher each (--nnodes 2), one GPU each, NCCL's id through the rendezvous"
+  node() { # RANK
+    CUDA_VISIBLE_DEVICES=$1 timeout 150 build/moonspeed launch --nnodes 2 --node-rank $1 --nproc-per-node 1 \
+      --master 127.0.0.1:29653 recipes/default.lua device=cuda train.steps=60 train.batch=16 train.micro_batch=8 \
+      train.eval_every=0 log.every=20 log.sample_tokens=0 zero.stage=3 comm.timeout_s=60 --run-dir $scratch/node$1 \
+      >$OUT/node$1.log 2>&1
+  }
+  node 1 & node 0; a=$?; wait $!; b=$?
+  timeout 150 build/moonspeed launch --nproc-per-node 2 recipes/default.lua device=cuda train.steps=60 train.batch=16 \
+    train.micro_batch=8 train.eval_every=0 log.every=20 log.sample_tokens=0 zero.stage=3 comm.timeout_s=60 \
+    --run-dir $scratch/one-node >$OUT/one-node.log 2>&1
+  paste <(loss_of $scratch/one-node) <(loss_of $scratch/node0) | awk -v a=$a -v b=$b '
+    { n++; if ($1 != $2) differ++ }
+    END { printf "BENCH two nodes: exit %d %d, %d steps, %d losses differ from one launcher with two ranks\n", a, b, n, differ }' |
+    tee -a $OUT/bench.log
 fi
 
 echo "==== table"

@@ -13,9 +13,11 @@
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/bench-adamw build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
 # Environment: PARTS (default "spec adamw overhead 8b peer") picks the parts
-# (also: layers, loss); KNOBS (e.g. "threads=8 OMP_WAIT_POLICY=passive") adds
-# an offloaded overhead run per item: recipe overrides (key=value with a dot
-# or "threads") or environment. "loss" wants a call of its own (about 420 s
+# (also: layers, loss); RUNS_8B (default "train.steps=3": the recipe as it
+# is, 16 sequences a step) the 8B runs, each a comma-separated list of recipe
+# overrides; KNOBS (e.g. "threads=8 OMP_WAIT_POLICY=passive") adds an
+# offloaded overhead run per item: recipe overrides (key=value with a dot or
+# "threads") or environment. "loss" wants a call of its own (about 420 s
 # on an H200) and room for a 90 GiB checkpoint in CKPT_ROOT (default: under
 # $TMPDIR) plus 30 GiB of weights: a machine whose memory holds them can point
 # TMPDIR at a tmpfs, which also spares the disk's time. GROW_GIB touches that
@@ -92,11 +94,16 @@ fi
 
 if has 8b; then
   echo "==== Llama-3-8B on one H200: throughput on random tokens"
-  build/moonspeed plan recipes/llama-3-8b-h200.lua train.batch=8 $RANDOM_DATA 2>&1 | tee $OUT/plan-8b.log | head -16
-  peak_gpu $OUT/run-8b.log timeout 280 build/moonspeed run recipes/llama-3-8b-h200.lua train.batch=8 train.steps=4 \
-    train.warmup=1 $RANDOM_DATA --run-dir $scratch/r8b || tail -8 $OUT/run-8b.log
-  grep -E "offload|^done|peak|highest" $OUT/run-8b.log
-  echo "BENCH engine 8b (moonspeed run, bf16 + fp32 master, B=8 T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
+  n8b=0
+  for run in ${RUNS_8B:-train.steps=3}; do
+    args=${run//,/ } n8b=$((n8b + 1))
+    build/moonspeed plan recipes/llama-3-8b-h200.lua $args $RANDOM_DATA 2>&1 | tee $OUT/plan-8b.log | head -4
+    rm -rf $scratch/r8b
+    peak_gpu $OUT/run-8b-$n8b.log timeout 280 build/moonspeed run recipes/llama-3-8b-h200.lua train.steps=4 \
+      train.warmup=1 $args $RANDOM_DATA --run-dir $scratch/r8b || tail -8 $OUT/run-8b-$n8b.log
+    grep -E "offload|^done|peak|highest" $OUT/run-8b-$n8b.log
+    echo "BENCH engine 8b $run (bf16 + fp32 master, T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
+  done
 fi
 
 if has layers; then
@@ -149,6 +156,8 @@ fi
 echo "==== table"
 grep -E "^BENCH" $OUT/bench.log | sed 's/^BENCH //'
 awk '/^BENCH offload-overhead none/ { a = $(NF-1) } /^BENCH offload-overhead cpu/ { b = $(NF-1) }
-     /^BENCH engine 8b/ { e = $(NF-1) } /^BENCH torch peer 8b/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") t = $(i-1) }
+     /^BENCH engine 8b/ { runs[++n] = $4; e[n] = $(NF-1) }
+     /^BENCH torch peer 8b/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") t = $(i-1) }
      END { if (a && b) printf "offload overhead (1B, 131 K tokens/step): step time with the optimizer on the CPU = %.3fx on the GPU\n", a / b
-           if (e && t) printf "8B on one H200: moonspeed %d tokens/s vs PyTorch pure bf16 %d tokens/s = %.2fx\n", e, t, e / t }' $OUT/bench.log
+           for (i = 1; i <= n && t; i++)
+             printf "8B on one H200, %s: moonspeed %d tokens/s vs PyTorch pure bf16 %d tokens/s = %.2fx\n", runs[i], e[i], t, e[i] / t }' $OUT/bench.log

@@ -3,7 +3,7 @@
  * same precision side by side, inputs uploaded to both, outputs compared by
  * relative L2 error ||gpu - cpu|| / ||cpu||.
  *
- * Tolerances (issue 7): fp32 paths 1e-4, bf16 paths 1e-2. Act inputs are drawn
+ * Tolerances: fp32 paths 1e-4, bf16 paths 1e-2. Act inputs are drawn
  * fresh and rounded to bf16 under bf16, so both backends see the same values.
  */
 #ifndef MS_SPEC_GPU_H

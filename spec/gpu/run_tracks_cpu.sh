@@ -1,7 +1,7 @@
 #!/bin/bash
 # spec/gpu/run_tracks_cpu.sh — the engine drives the GPU end to end: `moonspeed
 # run` of the default recipe with device=cuda tracks the CPU run of the same
-# recipe, fp32 and bf16 (issue 7: the loss within 1% at every one of 100 steps).
+# recipe, fp32 and bf16 (the loss within 1% at every one of 100 steps).
 # Both runs also evaluate, save weights and sample, so every host<->device
 # crossing (batches, init values, logits, weights) is exercised.
 # Usage: spec/gpu/run_tracks_cpu.sh [moonspeed executable]; exit status 0 = pass.
