@@ -119,6 +119,15 @@ TEST(bench_llama_1b) {
     return bench_model(c, "llama-3.2-1b-shape", 2, 5);
 }
 
+/* Four blocks of the Llama-3-8B shape at T=8192 with its embedding and LM
+ * head: the 8B step's kernels at their real sizes, small enough for
+ * kernels/bench/profile_step.sh to time every launch of a step. */
+TEST(bench_llama_8b_4_blocks) {
+    gmodel_config c = {.V = 128256, .D = 4096, .L = 4, .H = 32, .KV = 8, .F = 14336, .B = 1, .T = 8192, .tie = 0,
+                       .chunk = 1024, .theta = 500000.0f, .eps = 1e-5f};
+    return bench_model(c, "llama-3-8b-shape-4-blocks", 2, 5);
+}
+
 /* Attention and one matmul alone at the 1B shape, for the notes. */
 TEST(bench_ops_1b) {
     ms_device d;
