@@ -4,14 +4,14 @@
 # spec/gpu/zero_tracks.sh (every stage on two GPUs against one), NCCL bus
 # bandwidth, two "nodes" on the host (a launcher each, one GPU each: NCCL's
 # unique id through the rendezvous) against one launcher, then the
-# Llama-3.2-1B shape on the KJV in Llama 3 tokens: ZeRO-3 on two GPUs against
-# one GPU running the same global batch (loss at every step), and weak
-# scaling (the same batch per GPU on one GPU and on two, stages 0, 2 and 3);
-# a table last. Logs go to $OUT.
+# Llama-3.2-1B shape on the KJV in Llama 3 tokens: weak scaling (4 sequences
+# a GPU on 1, 2, 4, 8 GPUs, as many as the machine has: stage 3, and stages 0
+# and 2 on all of them), and ZeRO-3 on all of them against one GPU running
+# the same global batch (loss at every step); a table last. Logs go to $OUT.
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
-# About 310 s on two H200s.
+# About 310 s on two H200s; the 1B part grows with the GPUs.
 # Environment: PARTS (default "spec tracks comm nodes 1b") picks the parts; STEPS the 1B steps (default 20).
 set -u
 OUT=${OUT:-/tmp}
@@ -19,6 +19,7 @@ PARTS=${PARTS:-spec tracks comm nodes 1b}
 STEPS=${STEPS:-20}
 . kernels/bench/device_env.sh
 nvidia-smi topo -m 2>/dev/null | head -4
+gpus=$(nvidia-smi -L | grep -c "^GPU")
 : >$OUT/bench.log
 
 if has spec; then
@@ -33,8 +34,8 @@ if has tracks; then
 fi
 
 if has comm; then
-  echo "==== NCCL bus bandwidth, 2 ranks"
-  timeout 120 build/moonspeed bench comm --provider nccl --world 2 --min-bytes 1048576 --max-bytes 268435456 2>&1 |
+  echo "==== NCCL bus bandwidth, $gpus ranks"
+  timeout 120 build/moonspeed bench comm --provider nccl --world $gpus --min-bytes 1048576 --max-bytes 268435456 2>&1 |
     tee $OUT/comm.log | tail -12
 fi
 
@@ -53,13 +54,22 @@ if has 1b; then
     grep -E "done:" $OUT/1b-$name.log | tail -1
     echo "BENCH 1b $name: ranks $ranks, batch $batch, $(rate $scratch/$name 2) tokens/s" | tee -a $OUT/bench.log
   }
+  # weak scaling: 4 sequences a GPU on 1, 2, 4, ... GPUs (stage 3; stages 0
+  # and 2 too on all of them); loss: stage 3 on all GPUs against one GPU
+  # running the same global batch
+  all=1
   one 1gpu-b4 1 4
-  one 1gpu-b8 1 8
-  for stage in 3 0 2; do one 2gpu-stage$stage 2 8 zero.stage=$stage; done
-  paste <(loss_of $scratch/1gpu-b8) <(loss_of $scratch/2gpu-stage3) | awk -v steps=$STEPS '
+  for n in 2 4 8 16; do
+    [ $n -le $gpus ] || break
+    all=$n
+    one ${n}gpu-stage3 $n $((4 * n)) zero.stage=3
+  done
+  for stage in 0 2; do one ${all}gpu-stage$stage $all $((4 * all)) zero.stage=$stage; done
+  one 1gpu-b$((4 * all)) 1 $((4 * all))
+  paste <(loss_of $scratch/1gpu-b$((4 * all))) <(loss_of $scratch/${all}gpu-stage3) | awk -v g=$all '
     { n++; d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > worst) { worst = r; at = n }; if (n == 1) first = $1; last = $1 }
-    END { printf "BENCH 1b loss: 2 GPUs ZeRO-3 vs 1 GPU, same batch of 8: %d steps, loss %.4f -> %.4f, worst relative difference %.2e at step %d\n",
-                 n, first, last, worst, at }' | tee -a $OUT/bench.log
+    END { printf "BENCH 1b loss: %d GPUs ZeRO-3 vs 1 GPU, same batch of %d: %d steps, loss %.4f -> %.4f, worst relative difference %.2e at step %d\n",
+                 g, 4 * g, n, first, last, worst, at }' | tee -a $OUT/bench.log
 fi
 
 if has nodes; then
@@ -84,5 +94,5 @@ echo "==== table"
 grep -E "^BENCH" $OUT/bench.log | sed 's/^BENCH //'
 grep -E "^[a-z0-9-]+: [0-9]+ steps" $OUT/zero_tracks.log 2>/dev/null
 awk '/^BENCH 1b 1gpu-b4/ { base = $(NF-1) }
-     /^BENCH 1b 2gpu/ { name = $3; sub(/:$/, "", name)
-                        if (base) printf "weak scaling %s: %d tokens/s on 2 GPUs vs %d on 1 = %.1f%% efficiency\n", name, $(NF-1), base, 100 * $(NF-1) / (2 * base) }' $OUT/bench.log
+     /^BENCH 1b [0-9]+gpu-stage/ { name = $3; sub(/:$/, "", name); g = $5 + 0
+                                  if (base) printf "weak scaling %s: %d tokens/s on %d GPUs vs %d on 1 = %.1f%% efficiency\n", name, $(NF-1), g, base, 100 * $(NF-1) / (g * base) }' $OUT/bench.log
