@@ -7,7 +7,9 @@
 # Llama-3.2-1B shape on the KJV in Llama 3 tokens: weak scaling (4 sequences
 # a GPU on 1, 2, 4, 8 GPUs, as many as the machine has: stage 3, and stages 0
 # and 2 on all of them), and ZeRO-3 on all of them against one GPU running
-# the same global batch (loss at every step); a table last. Logs go to $OUT.
+# the same global batch (loss at every step); with PARTS naming "8b", the
+# Llama-3-8B on one GPU and at ZeRO-3 on all of them; a table last. Logs go
+# to $OUT.
 #
 # Build here first, then pack what the GPU machine lacks into .gpu (carried):
 #   tar czf .gpu/bin.tgz build/moonspeed build/spec-gpu build/lua data/kjv/*.bin data/kjv-llama3 data/llama3/tokenizer.model
@@ -88,6 +90,19 @@ if has nodes; then
     { n++; if ($1 != $2) differ++ }
     END { printf "BENCH two nodes: exit %d %d, %d steps, %d losses differ from one launcher with two ranks\n", a, b, n, differ }' |
     tee -a $OUT/bench.log
+fi
+
+if has 8b; then
+  echo "==== Llama-3-8B, T=8192, 8 sequences a GPU: one GPU (optimizer offload as the plan needs) vs all of them at ZeRO-3"
+  for g in 1 $gpus; do
+    rm -rf $scratch/8b
+    timeout 280 build/moonspeed launch --nproc-per-node $g recipes/llama-3-8b-h200.lua zero.stage=$([ $g = 1 ] && echo 0 || echo 3) \
+      train.batch=$((8 * g)) train.steps=3 train.warmup=1 train.eval_every=0 train.eval_batches=1 log.every=1 \
+      log.sample_tokens=0 checkpoint.every=0 comm.timeout_s=120 data.train=data/kjv-llama3/train-00000.bin \
+      data.val=data/kjv-llama3/val-00000.bin --run-dir $scratch/8b >$OUT/8b-$g.log 2>&1 || tail -5 $OUT/8b-$g.log
+    grep -E "offload|memory plan|done:" $OUT/8b-$g.log | head -4
+    echo "BENCH 8b on $g GPUs: $(rate $scratch/8b) tokens/s" | tee -a $OUT/bench.log
+  done
 fi
 
 echo "==== table"
