@@ -2,10 +2,11 @@
  * kernels/bench/elementwise.c — the elementwise workbench: swiglu fwd/bwd,
  * rope, rmsnorm fwd/bwd (kernels/cuda/swiglu.cu, rope.cu, rmsnorm.cu),
  * attention's D = rowsum(dout * out) (attention.cu) and the LM head's
- * cross-entropy with its logit gradient (xent.cu), against plain scalar
- * reference kernels kept here (the one-element-a-thread grid-stride kernels
- * the vectorized ones replaced), on fresh random inputs, then timed with CUDA
- * events (median of 10 after 3 warm-ups).
+ * cross-entropy with its logit gradient (xent.cu), against references kept
+ * here (the one-element-a-thread grid-stride kernels the vectorized ones
+ * replaced; rope and D, whose scalar kernels the library keeps as its
+ * fallbacks, computed on the host instead), on fresh random inputs, then
+ * timed with CUDA events (median of 10 after 3 warm-ups).
  *
  *   build/bench-elementwise
  *
@@ -56,22 +57,6 @@ __global__ void ref_swiglu_bwd(A *dgate, A *dup, const A *dh, const A *gate, con
 }
 
 template <typename A>
-__global__ void ref_rope(A *x, const float *cs, int64_t B, int T, int heads, int hd, float sign) {
-    int half = hd / 2;
-    int64_t total = B * T * heads * half;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int p = (int)(i % half);
-        int64_t bth = i / half, bt = bth / heads;
-        int t = (int)(bt % T);
-        float co = cs[((int64_t)t * half + p) * 2], si = sign * cs[((int64_t)t * half + p) * 2 + 1];
-        A *xh = x + bth * hd;
-        float a = ld(xh, p), b = ld(xh, p + half);
-        st(xh, p, __fsub_rn(__fmul_rn(a, co), __fmul_rn(b, si)));
-        st(xh, p + half, __fadd_rn(__fmul_rn(b, co), __fmul_rn(a, si)));
-    }
-}
-
-template <typename A>
 __global__ void ref_rmsnorm_fwd(A *y, float *rstd, const A *x, const A *w, int dim, float eps) {
     __shared__ float sh[32];
     int64_t row = blockIdx.x;
@@ -105,19 +90,6 @@ __global__ void ref_rmsnorm_dw(float *dw, const A *dy, const A *x, const float *
     double acc = 0.0;
     for (int64_t r = 0; r < n; r++) acc += (double)(ld(dy, r * dim + c) * ld(x, r * dim + c) * rstd[r]);
     dw[c] += (float)acc;
-}
-
-template <typename A>
-__global__ void ref_delta(float *delta, const A *dout, const A *out, int B, int T, int H, int hd) {
-    int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (r >= (int64_t)B * T * H) return;
-    float acc = 0.0f;
-    for (int d = lane; d < hd; d += 32) acc += ld(dout, r * hd + d) * ld(out, r * hd + d);
-    acc = warp_sum(acc);
-    int h = (int)(r % H);
-    int64_t bt = r / H, b = bt / T, t = bt % T;
-    if (lane == 0) delta[(b * H + h) * T + t] = acc;
 }
 
 /* the cross-entropy of one row a block in three reads: the maximum, the sum, the gradient */
@@ -205,6 +177,53 @@ static double *to_host(const buf *b) {
     CK(cudaMemcpy(h, b->p, (size_t)b->n * b->eb, cudaMemcpyDeviceToHost));
     for (long i = 0; i < b->n; i++) d[i] = b->eb == 2 ? bf16_value(((uint16_t *)h)[i]) : ((float *)h)[i];
     free(h);
+    return d;
+}
+
+/* Host values into b, rounded to bf16 (to nearest even) when b holds bf16. */
+static void from_host(buf *b, const double *v) {
+    void *h = malloc((size_t)b->n * b->eb);
+    for (long i = 0; i < b->n; i++) {
+        if (b->eb == 2) ((uint16_t *)h)[i] = bf16_bits((float)v[i]);
+        else ((float *)h)[i] = (float)v[i];
+    }
+    CK(cudaMemcpy(b->p, h, (size_t)b->n * b->eb, cudaMemcpyHostToDevice));
+    free(h);
+}
+
+/* The host's references for rope and attention's D: written apart from the
+ * kernels (the library's scalar fallbacks included), so that every path of
+ * the library is checked against something that is not itself. */
+
+/* x (T, heads, hd) rotated in place by the angles in cs (T, hd/2, cos and sin),
+ * in float: each product rounded, then the sum, as the kernels round (a
+ * product of two floats is exact in double, so rounding it to float cannot
+ * be fused into the sum by the compiler). */
+static void host_rope(double *x, const float *cs, int T, int heads, int hd) {
+    int half = hd / 2;
+    for (long row = 0; row < (long)T * heads; row++) {
+        const float *at = cs + (size_t)(row / heads) * half * 2;
+        double *xr = x + row * hd;
+        for (int p = 0; p < half; p++) {
+            float a = (float)xr[p], b = (float)xr[p + half], c = at[2 * p], s = at[2 * p + 1];
+            float ac = (float)((double)a * c), bs = (float)((double)b * s);
+            float bc = (float)((double)b * c), as = (float)((double)a * s);
+            xr[p] = ac - bs;
+            xr[p + half] = bc + as;
+        }
+    }
+}
+
+/* D (H, T) = the sum over hd of dout * out, rows of (T, H, hd), in double */
+static double *host_delta(const double *dout, const double *out, int T, int H, int hd) {
+    double *d = (double *)malloc(sizeof(double) * (size_t)T * H);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            size_t r = ((size_t)t * H + h) * hd;
+            double acc = 0;
+            for (int e = 0; e < hd; e++) acc += dout[r + e] * out[r + e];
+            d[(size_t)h * T + t] = acc;
+        }
     return d;
 }
 
@@ -357,23 +376,22 @@ static int run(const shape *s) {
         free_buf(&u->gate), free_buf(&u->up), free_buf(&u->dh);
         for (int i = 0; i < 2; i++) free_buf(&u->h[i]), free_buf(&u->dg[i]), free_buf(&u->du[i]);
 
-        /* rope: cs (T, hd/2, 2) of real angles, q (T, H, hd) */
-        {
-            int half = hd / 2;
-            float *hcs = (float *)malloc(sizeof(float) * 2 * (size_t)T * half);
-            for (int tt = 0; tt < T; tt++)
-                for (int p = 0; p < half; p++) {
-                    double a = tt * pow(500000.0, -2.0 * p / hd);
-                    hcs[((size_t)tt * half + p) * 2] = (float)cos(a), hcs[((size_t)tt * half + p) * 2 + 1] = (float)sin(a);
-                }
-            u->cs = alloc_buf(2L * T * half, 4, 0);
-            CK(cudaMemcpy(u->cs.p, hcs, sizeof(float) * 2 * (size_t)T * half, cudaMemcpyHostToDevice));
-            free(hcs);
-        }
+        /* rope: cs (T, hd/2, 2) of real angles, q (T, H, hd); the reference on the host */
+        int half = hd / 2;
+        float *hcs = (float *)malloc(sizeof(float) * 2 * (size_t)T * half);
+        for (int tt = 0; tt < T; tt++)
+            for (int p = 0; p < half; p++) {
+                double a = tt * pow(500000.0, -2.0 * p / hd);
+                hcs[((size_t)tt * half + p) * 2] = (float)cos(a), hcs[((size_t)tt * half + p) * 2 + 1] = (float)sin(a);
+            }
+        u->cs = alloc_buf(2L * T * half, 4, 0);
+        CK(cudaMemcpy(u->cs.p, hcs, sizeof(float) * 2 * (size_t)T * half, cudaMemcpyHostToDevice));
         u->q0 = rand_buf(nq, eb, off, 2.0f), u->q[0] = alloc_buf(nq, eb, off), u->q[1] = alloc_buf(nq, eb, off);
-        copy_buf(&u->q[0], &u->q0), copy_buf(&u->q[1], &u->q0);
-        ref_rope<A><<<blocks_for(nq / 2, 256), 256, 0, st>>>((A *)u->q[0].p, (const float *)u->cs.p, 1, T, H, hd, 1.0f);
-        CK(cudaGetLastError());
+        copy_buf(&u->q[1], &u->q0);
+        double *hq = to_host(&u->q0);
+        host_rope(hq, hcs, T, H, hd);
+        from_host(&u->q[0], hq);
+        free(hq), free(hcs);
         launch(ROPE, st, u, s);
         CK(cudaStreamSynchronize(st));
         m = bit_mismatches(&u->q[1], &u->q[0]);
@@ -419,9 +437,11 @@ static int run(const shape *s) {
         /* D = rowsum(dout * out) over (T, H, hd) rows */
         u->dout = rand_buf(nq, eb, off, 1.0f), u->out = rand_buf(nq, eb, off, 1.0f);
         u->d[0] = alloc_buf(nr, 4, 0), u->d[1] = alloc_buf(nr, 4, 0);
-        ref_delta<A><<<(unsigned)((nr * 32 + 255) / 256), 256, 0, st>>>((float *)u->d[0].p, (const A *)u->dout.p,
-                                                                         (const A *)u->out.p, 1, T, H, hd);
-        CK(cudaGetLastError());
+        {
+            double *hd_out = to_host(&u->dout), *h_out = to_host(&u->out), *hdelta = host_delta(hd_out, h_out, T, H, hd);
+            from_host(&u->d[0], hdelta);
+            free(hd_out), free(h_out), free(hdelta);
+        }
         launch(DELTA, st, u, s);
         CK(cudaStreamSynchronize(st));
         double ed = rel_l2(&u->d[1], &u->d[0]);
