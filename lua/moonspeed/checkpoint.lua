@@ -22,6 +22,7 @@
 -- collective); the root must be one shared directory for all ranks.
 
 local engine_mod = require "moonspeed.engine"
+local fmt = require "moonspeed.fmt"
 local json = require "moonspeed.json"
 local sys = require "moonspeed.sys"
 
@@ -144,7 +145,17 @@ function M.policy(r, e, run_dir, opts)
   }, Policy)
 end
 
--- Fails now, before any training, when the periodic checkpoints could not be written.
+-- The bytes of one checkpoint, all ranks' files together: the fp32 master
+-- weights and both Adam moments of every parameter (the headers are small).
+function Policy:bytes()
+  local n = 0
+  for _, u in ipairs(self.e:units()) do n = n + u.numel end
+  return 12 * n, n
+end
+
+-- Fails now, before any training, when the periodic checkpoints could not be
+-- written: a folder that cannot be written, or a file system without room for
+-- one checkpoint; warns when it has no room for the ones checkpoint.keep keeps.
 function Policy:check_writable()
   local ok, err = sys.mkdir_p(self.root)
   if ok then
@@ -155,6 +166,20 @@ function Policy:check_writable()
     error(("checkpoints cannot be written to %s: %s; point checkpoint.dir at a writable folder; nothing was trained")
       :format(self.root, tostring(err):gsub("^ms_write_file failed: ", "")), 0)
   end
+  local free = sys.fs_free(self.root)
+  if not free then return end
+  local one, params = self:bytes()
+  local room = math.floor(free / one)
+  if room < 1 then
+    error(("a checkpoint of this run takes %s (fp32 master weights and both Adam moments of %s parameters), and the file system of %s has %s free: not even one fits; point checkpoint.dir at a larger one or make room; nothing was trained")
+      :format(fmt.bytes(one), fmt.count(params), self.root, fmt.bytes(free)), 0)
+  end
+  local keep = self.r.checkpoint.keep
+  local held = math.min(#M.list(self.root), keep)
+  if held + room < keep + 1 then
+    self.warn(("the file system of %s has room for %d more checkpoint%s of %s beside the %d there; with checkpoint.keep = %d, %d are on disk at once while a new one is written, so a later save will fail (the earlier checkpoints stay intact); lower checkpoint.keep or make room")
+      :format(self.root, room, room == 1 and "" or "s", fmt.bytes(one), held, keep, keep + 1))
+  end
 end
 
 -- Resumes as checkpoint.resume says: "auto" = the newest valid checkpoint
@@ -162,10 +187,10 @@ end
 -- or the path of one checkpoint. Returns the step resumed at, or nil.
 function Policy:resume()
   if self.lead then
-    if self.r.checkpoint.every > 0 then self:check_writable() end
     for _, n in ipairs(sys.list_dir(self.root)) do -- what a crash left behind; no rank saves before the first step
       if n:match("^%.tmp%-") or n:match("^%.trash%-") then engine_mod.remove_tree(self.root .. "/" .. n) end
     end
+    if self.r.checkpoint.every > 0 then self:check_writable() end
   end
   local want = self.r.checkpoint.resume
   if want == "none" then return nil end

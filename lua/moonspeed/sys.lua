@@ -134,11 +134,25 @@ function M.memlock()
   return tonumber(r.cur)
 end
 
--- The size in bytes of the file system holding path, or nil and a message.
-function M.fs_size(path)
+local function statvfs(path)
   local st = ffi.new("struct ms_lua_statvfs")
   if C.statvfs(path, st) ~= 0 then return nil, ffi.string(C.strerror(ffi.errno())) end
+  return st
+end
+
+-- The size in bytes of the file system holding path, or nil and a message.
+function M.fs_size(path)
+  local st, err = statvfs(path)
+  if not st then return nil, err end
   return tonumber(st.blocks) * tonumber(st.frsize)
+end
+
+-- The bytes an unprivileged writer may still add to the file system holding
+-- path, or nil and a message.
+function M.fs_free(path)
+  local st, err = statvfs(path)
+  if not st then return nil, err end
+  return tonumber(st.bavail) * tonumber(st.frsize)
 end
 
 -- The names in a folder (without . and ..), sorted; {} when it cannot be read.

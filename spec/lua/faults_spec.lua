@@ -130,6 +130,36 @@ describe("faults", function()
       ok(support.moonspeed({ "checkpoint", dir }))
     end)
 
+    it("a disk without room for one checkpoint is refused before any training; one without room for the kept ones is warned about", function()
+      local dir = support.tmpdir()
+      -- two small file systems: a tmpfs each (as root), the tiny model's checkpoint being about 315 KiB
+      local small, mid = dir .. "/small", dir .. "/mid"
+      local mounted = support.sh(("[ $(id -u) = 0 ] && mkdir -p %s %s && mount -t tmpfs -o size=128k tmpfs %s && " ..
+        "mount -t tmpfs -o size=1m tmpfs %s"):format(support.quote(small), support.quote(mid), support.quote(small),
+        support.quote(mid))).code == 0
+      if not mounted then
+        support.sh(("umount %s %s 2>/dev/null"):format(support.quote(small), support.quote(mid)))
+        pending("a small file system needs a tmpfs mount, which needs root")
+        return
+      end
+      local none = run({ "train.steps=5", "checkpoint.every=1", "checkpoint.dir=" .. small .. "/ck", "--run-dir", dir .. "/r1" })
+      local kept = run({ "train.steps=5", "checkpoint.every=1", "checkpoint.dir=" .. mid .. "/ck", "--run-dir", dir .. "/r2" })
+      local listed = support.ls(mid .. "/ck")
+      support.sh(("umount %s %s"):format(support.quote(small), support.quote(mid)))
+      assert.are.equal(1, none.code)
+      assert.matches("a checkpoint of this run takes 314%.%d+ KiB %(fp32 master weights and both Adam moments of 26%.8 K " ..
+        "parameters%), and the file system of [^\n]*/small/ck has 128%.00 KiB free: not even one fits; point checkpoint%.dir " ..
+        "at a larger one or make room; nothing was trained", none.stderr)
+      assert.is_nil(none.stdout:find("step ", 1, true))
+      -- room for 3: keep = 3 needs 4 while saving, so the fourth save fails and the three before it stay
+      assert.matches("warning: the file system of [^\n]*/mid/ck has room for 3 more checkpoints of 314%.%d+ KiB beside " ..
+        "the 0 there; with checkpoint%.keep = 3, 4 are on disk at once while a new one is written", kept.stderr)
+      assert.are.equal(1, kept.code)
+      assert.matches("step%-00000004 could not be written: [^\n]*No space left on device; [^\n]*the checkpoint of step 3 is intact",
+        kept.stderr)
+      assert.are.same({ "latest", "step-00000001", "step-00000002", "step-00000003" }, listed)
+    end)
+
     it("a read-only folder is refused before any training", function()
       local dir = support.tmpdir()
       local ro = dir .. "/ro"
