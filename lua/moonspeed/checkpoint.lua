@@ -24,6 +24,7 @@
 local engine_mod = require "moonspeed.engine"
 local fmt = require "moonspeed.fmt"
 local json = require "moonspeed.json"
+local plan = require "moonspeed.plan"
 local sys = require "moonspeed.sys"
 
 local M = {}
@@ -145,14 +146,6 @@ function M.policy(r, e, run_dir, opts)
   }, Policy)
 end
 
--- The bytes of one checkpoint, all ranks' files together: the fp32 master
--- weights and both Adam moments of every parameter (the headers are small).
-function Policy:bytes()
-  local n = 0
-  for _, u in ipairs(self.e:units()) do n = n + u.numel end
-  return 12 * n, n
-end
-
 -- Fails now, before any training, when the periodic checkpoints could not be
 -- written: a folder that cannot be written, or a file system without room for
 -- one checkpoint; warns when it has no room for the ones checkpoint.keep keeps.
@@ -168,7 +161,9 @@ function Policy:check_writable()
   end
   local free = sys.fs_free(self.root)
   if not free then return end
-  local one, params = self:bytes()
+  local params = 0
+  for _, u in ipairs(self.e:units()) do params = params + u.numel end
+  local one = plan.checkpoint_bytes(params)
   local room = math.floor(free / one)
   if room < 1 then
     error(("a checkpoint of this run takes %s (fp32 master weights and both Adam moments of %s parameters), and the file system of %s has %s free: not even one fits; point checkpoint.dir at a larger one or make room; nothing was trained")

@@ -241,6 +241,10 @@ function M.verdict(p, machine)
   return table.concat(lines, "\n")
 end
 
+-- The bytes of one checkpoint, all ranks' files together: the fp32 master
+-- weights and both Adam moments of every parameter (headers aside).
+function M.checkpoint_bytes(n_params) return 12 * n_params end
+
 -- The plan as a table for humans (what `moonspeed plan` prints).
 function M.format(p, title, machine)
   local r = p.recipe
@@ -276,6 +280,11 @@ function M.format(p, title, machine)
     rows[#rows + 1] = { k, fmt.bytes(p.device_bytes[k]), fmt.bytes(p.host_bytes[k]), k ~= "total" and WHAT[k] or "" }
   end
   out[#out + 1] = fmt.columns(rows, { [2] = true, [3] = true }, "  ")
+  if r then
+    out[#out + 1] = ("  disk: a checkpoint takes %s (12 bytes a parameter; up to checkpoint.keep + 1 = %d on disk while "
+      .. "one is written), model.bin %s (the fp32 weights, written at the end)"):format(
+      fmt.bytes(M.checkpoint_bytes(p.n_params)), r.checkpoint.keep + 1, fmt.bytes(4 * p.n_params))
+  end
   out[#out + 1] = ""
   out[#out + 1] = M.verdict(p, machine)
   local c = r and M.cluster(r)
