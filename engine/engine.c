@@ -391,11 +391,15 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
     d->sync(d);
     TRY(device_status(e));
 
+    double update_s, wait_s;
+    int32_t recomputed;
+    ms_offload_take_costs(&e->offload, &update_s, &wait_s, &recomputed);
     if (out) {
         int64_t tokens = (int64_t)t->batch * T;
         *out = (ms_step_stats){
             .step = e->step, .loss = (float)(sums[0] / (double)tokens), .lr = lr, .grad_norm = (float)norm,
             .tokens = tokens, .seconds = now_seconds() - t0, .flops = e->plan.flops_per_token * (double)tokens,
+            .offload_update_seconds = update_s, .offload_wait_seconds = wait_s, .offload_recomputed = recomputed,
         };
         comm_delta(&before, &e->comm->stats, out);
     }

@@ -169,6 +169,13 @@ typedef struct ms_step_stats {
     int64_t comm_calls[5];
     int64_t comm_bytes[5];
     double comm_seconds[5];
+    /* optimizer offload (zeros when nothing is offloaded): seconds of the
+       host's AdamW that ended during this step, seconds this step waited for
+       updates not yet done, and 1 when the update taken during the backward
+       (offload.overlap) was redone with the clip factor */
+    double offload_update_seconds;
+    double offload_wait_seconds;
+    int32_t offload_recomputed;
     int32_t skipped;         /* 1: the loss or gradients were not finite; nothing was updated */
     char nonfinite[92];      /* then: where they first appear ("the gradients of unit block.1") */
 } ms_step_stats;

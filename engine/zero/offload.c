@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/bootstrap.h"
 #include "core/status.h"
 #include "cpu/kernels.h"
 #include "optim/optim.h"
@@ -53,6 +54,7 @@ void ms_offload_layout(ms_offload *o, const ms_model *m, const ms_device *d, ms_
  * copy of its parameters into out: bf16 bits on a bf16 device, fp32 rounded
  * to bf16 where bf16 is emulated in fp32 (the CPU backend), none in fp32. */
 static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, float clip_scale) {
+    double t0 = ms_comm_now();
     const ms_train_config *t = o->train;
     const ms_model *m = o->model;
     ms_unit *un = &o->model->units[u];
@@ -68,6 +70,10 @@ static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, fl
                             (const char *)un->grads_host + at * ab, ab == 2, ab == 2 ? to : NULL, n, &hp, 0);
         if (to && ab == 4) cpu_copy_round_bf16(to, dst[0] + at, n);
     }
+    double dt = ms_comm_now() - t0;
+    pthread_mutex_lock(&o->mu);
+    o->update_seconds += dt;
+    pthread_mutex_unlock(&o->mu);
 }
 
 /* The spare copy becomes the state. */
@@ -259,6 +265,7 @@ void ms_offload_update(ms_offload *o, int apply, float clip_scale) {
     if (o->job && o->verdict == MS_OFFLOAD_NONE) {
         o->verdict = !apply ? MS_OFFLOAD_DROP : clip_scale == 1.0f ? MS_OFFLOAD_COMMIT : MS_OFFLOAD_RECOMPUTE;
         o->clip_scale = clip_scale;
+        o->recomputed += o->overlap && o->verdict == MS_OFFLOAD_RECOMPUTE;
         for (int u = 0; apply && u < o->model->n_units; u++)
             if (o->model->units[u].split.offload) o->pending[u] = 1, o->ready[u] = 0;
         pthread_cond_broadcast(&o->cv);
@@ -269,7 +276,11 @@ void ms_offload_update(ms_offload *o, int apply, float clip_scale) {
 ms_status ms_offload_acquire(ms_offload *o, int u) {
     if (!o->units || !o->pending[u]) return MS_OK;
     pthread_mutex_lock(&o->mu);
-    while (!o->ready[u]) pthread_cond_wait(&o->cv, &o->mu);
+    if (!o->ready[u]) {
+        double t0 = ms_comm_now();
+        while (!o->ready[u]) pthread_cond_wait(&o->cv, &o->mu);
+        o->wait_seconds += ms_comm_now() - t0;
+    }
     pthread_mutex_unlock(&o->mu);
     o->pending[u] = 0;
     o->dev->ticket_order(o->dev, o->up[u]);
@@ -279,4 +290,13 @@ ms_status ms_offload_acquire(ms_offload *o, int u) {
 ms_status ms_offload_wait(ms_offload *o) {
     for (int i = 0; o->units && i < o->model->n_units; i++) TRY(ms_offload_acquire(o, o->order[i]));
     return MS_OK;
+}
+
+void ms_offload_take_costs(ms_offload *o, double *update_seconds, double *wait_seconds, int32_t *recomputed) {
+    *update_seconds = *wait_seconds = 0, *recomputed = 0;
+    if (!o->units) return;
+    pthread_mutex_lock(&o->mu);
+    *update_seconds = o->update_seconds, *wait_seconds = o->wait_seconds, *recomputed = o->recomputed;
+    o->update_seconds = o->wait_seconds = 0, o->recomputed = 0;
+    pthread_mutex_unlock(&o->mu);
 }

@@ -62,6 +62,10 @@ typedef struct ms_offload {
     int32_t *sent;              /* (n_units) this step's gradient is on its way down */
     int32_t *pending;           /* (n_units) an update was decided and not yet acquired */
     int32_t *ready;             /* (n_units) the worker finished that update */
+    /* what the updates cost since ms_offload_take_costs last read them */
+    double update_seconds;      /* the worker's AdamW (under mu) */
+    double wait_seconds;        /* the forward waiting for updates not yet done */
+    int32_t recomputed;         /* steps whose bet the clip factor made the worker redo */
 } ms_offload;
 
 /* Count the offloaded units and keep what the pipeline needs (no memory yet). */
@@ -87,5 +91,8 @@ void ms_offload_update(ms_offload *o, int apply, float clip_scale);
 ms_status ms_offload_acquire(ms_offload *o, int u);
 /* Every update decided is done and in place. */
 ms_status ms_offload_wait(ms_offload *o);
+/* What the updates cost since the last call: the worker's seconds of AdamW,
+ * the seconds the forward waited for it, and the bets redone; then zero. */
+void ms_offload_take_costs(ms_offload *o, double *update_seconds, double *wait_seconds, int32_t *recomputed);
 
 #endif

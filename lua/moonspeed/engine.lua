@@ -342,7 +342,8 @@ function M.new(r, overrides, opts)
   C.ms_engine_plan(e.h, p)
   side[e] = {
     recipe = r, info = info, anchors = anchors, peak = M.peak_gflops(r),
-    n_params = tonumber(p.n_params), stats = ffi.new("ms_step_stats"), lossbuf = ffi.new("float[1]"),
+    n_params = tonumber(p.n_params), offloads = p.offload_units > 0, stats = ffi.new("ms_step_stats"),
+    lossbuf = ffi.new("float[1]"),
   }
   return e
 end
@@ -395,6 +396,11 @@ function Engine:step()
     comm_bytes = comm_bytes,
     comm_seconds = comm_seconds,
     busbw = comm_seconds > 0 and bus_bytes / comm_seconds or 0,
+    -- the host's AdamW of offloaded units: its seconds that ended in this step, the seconds the
+    -- step waited for it, and whether the update taken during the backward was redone
+    offload = s.offloads and { update_s = tonumber(st.offload_update_seconds),
+                               wait_s = tonumber(st.offload_wait_seconds),
+                               recomputed = st.offload_recomputed ~= 0 } or nil,
     skipped = st.skipped ~= 0 or nil,
     nonfinite = st.skipped ~= 0 and ffi.string(st.nonfinite) or nil,
   }, Stats)

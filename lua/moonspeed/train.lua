@@ -35,7 +35,7 @@ function M.new(r, info, e, dir, opts)
     skips = 0, skipped = 0,   -- steps skipped in a row, and in all (train.nan = "skip")
     step = e:get_step(), first_step = e:get_step(),
     last = nil, last_val = nil,
-    sums = { tokens = 0, seconds = 0, flops = 0 },
+    sums = { tokens = 0, seconds = 0, flops = 0, offload_update = 0, offload_wait = 0, recomputed = 0 },
   }, Trainer)
   t.writer = lead and metrics.writer(dir .. "/metrics.jsonl", opts.resumed_at) or { write = quiet, close = quiet }
   t.progress = lead and metrics.progress({ total = r.train.steps, tty = sys.isatty(1), every = r.log.every })
@@ -70,7 +70,7 @@ function Trainer:one_step()
     tokens_per_s = st.tokens_per_s, gflops = st.gflops, mfu = st.mfu, memory_bytes = self.memory_bytes,
     host_peak_bytes = sys.peak_rss(),
     comm = next(st.comm) and st.comm or nil, comm_bytes = st.comm_bytes, comm_seconds = st.comm_seconds,
-    busbw = st.busbw, seconds = st.seconds, skipped = st.skipped, nonfinite = st.nonfinite,
+    busbw = st.busbw, seconds = st.seconds, offload = st.offload, skipped = st.skipped, nonfinite = st.nonfinite,
   }
   if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or st.step == r.train.steps then
     rec.val_loss = e:eval()
@@ -81,6 +81,10 @@ function Trainer:one_step()
   self.progress:step(rec)
   local s = self.sums
   s.tokens, s.seconds, s.flops = s.tokens + st.tokens, s.seconds + st.seconds, s.flops + st.flops
+  if st.offload then
+    s.offload_update, s.offload_wait = s.offload_update + st.offload.update_s, s.offload_wait + st.offload.wait_s
+    s.recomputed = s.recomputed + (st.offload.recomputed and 1 or 0)
+  end
   self.step, self.last = st.step, rec
 end
 
@@ -114,11 +118,17 @@ function Trainer:summary()
   local steps = self.first_step == 0 and ("%d steps"):format(ran)
     or ("%d steps (to step %d, resumed at %d)"):format(ran, self.step, self.first_step)
   local peak = sys.peak_rss()
-  return ("done: %s in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s%s"):format(
+  local offload = ""
+  if last.offload then -- what the host's updates of offloaded units cost, a step on average
+    offload = ("; offload: the host's AdamW %.1f ms a step, waited for %.1f ms a step (%.1f%%)%s"):format(
+      1e3 * s.offload_update / ran, 1e3 * s.offload_wait / ran, 100 * s.offload_wait / s.seconds,
+      s.recomputed > 0 and (", the bet redone in %d of %d steps"):format(s.recomputed, ran) or "")
+  end
+  return ("done: %s in %s, %s tok/s, %.2f GFLOP/s (mfu %.1f%%); loss %.4f, val_loss %s%s%s"):format(
     steps, fmt.duration(self.elapsed), fmt.si(s.tokens / s.seconds), s.flops / s.seconds / 1e9,
     100 * s.flops / s.seconds / 1e9 / engine_mod.peak_gflops(self.r), last.loss,
     self.last_val and ("%.4f"):format(self.last_val) or "-",
-    peak and ("; host memory peak %s, planned %s"):format(fmt.bytes(peak), fmt.bytes(self.host_planned)) or "")
+    peak and ("; host memory peak %s, planned %s"):format(fmt.bytes(peak), fmt.bytes(self.host_planned)) or "", offload)
 end
 
 return M

@@ -35,6 +35,15 @@ describe("moonspeed run", function()
     assert.are.same({ "metrics.jsonl", "model.bin", "recipe.lua", "sample.txt" }, support.ls(dir .. "/run"))
   end)
 
+  it("says in its last line what the host's updates cost when the optimizer is offloaded", function()
+    local off = support.moonspeed({ "run", "spec/fixtures/recipes/tiny.lua", "offload.optimizer=cpu", "log.sample_tokens=0",
+                                    "--run-dir", dir .. "/offload" })
+    assert.are.equal(0, off.code, off.stderr)
+    assert.matches("\ndone: 6 steps in [^\n]*, planned [%d.]+ [KMG]i?B; offload: the host's AdamW [%d.]+ ms a step, "
+      .. "waited for [%d.]+ ms a step %([%d.]+%%%)\n", off.stdout)
+    assert.matches('"offload":{"recomputed":false,"update_s":[%d.e-]+,"wait_s":[%d.e-]+}', support.read(dir .. "/offload/metrics.jsonl"))
+  end)
+
   it("prints plain progress lines when the output is not a terminal", function()
     local out = lines(res.stdout)
     assert.matches("^run tiny: spec%-tiny, [%d.]+ K parameters, fp32 on cpu %(1 thread%); 6 steps of 4 x 32 tokens %-> .*/run$", out[1])
