@@ -125,14 +125,15 @@ static int wait_sent(ms_offload *o, int u) {
     return o->sent[u];
 }
 
-/* One step's update: with overlap, speculate as the gradients land (backward
- * order); then, per the verdict, in forward order: commit or recompute, copy
- * the new parameters up, and mark the unit ready. */
+/* One step's update: with a bet, speculate as the gradients land (backward
+ * order); then, per the verdict, in forward order: commit or recompute (with
+ * overlap and no bet: compute into the spare copy and commit), copy the new
+ * parameters up, and mark the unit ready. */
 static void run_job(ms_offload *o) {
     ms_model *m = o->model;
     ms_device *d = o->dev;
     int n = m->n_units;
-    for (int i = n - 1; o->overlap && i >= 0; i--) {
+    for (int i = n - 1; o->bet && i >= 0; i--) {
         int u = o->order[i];
         ms_unit *un = &m->units[u];
         if (!un->split.offload) continue;
@@ -158,7 +159,8 @@ static void run_job(ms_offload *o) {
             float *self[3] = {un->master, un->m, un->v};
             update_unit(o, u, self, params_out(o, u), o->clip_scale);
         } else {
-            if (verdict == MS_OFFLOAD_RECOMPUTE) update_unit(o, u, &o->spare[u * 3], params_out(o, u), o->clip_scale);
+            if (verdict == MS_OFFLOAD_RECOMPUTE || !o->bet)
+                update_unit(o, u, &o->spare[u * 3], params_out(o, u), o->clip_scale);
             commit(o, u);
         }
         int64_t up = publish(o, u);
@@ -231,6 +233,7 @@ void ms_offload_step_begin(ms_offload *o, const ms_train_config *t, float lr, in
     while (o->job) pthread_cond_wait(&o->cv, &o->mu);
     memset(o->sent, 0, (size_t)o->model->n_units * sizeof *o->sent);
     o->train = t, o->lr = lr, o->step = step;
+    o->bet = o->overlap && !o->clipped;
     o->verdict = MS_OFFLOAD_NONE;
     o->job = 1;
     pthread_cond_broadcast(&o->cv);
@@ -265,7 +268,8 @@ void ms_offload_update(ms_offload *o, int apply, float clip_scale) {
     if (o->job && o->verdict == MS_OFFLOAD_NONE) {
         o->verdict = !apply ? MS_OFFLOAD_DROP : clip_scale == 1.0f ? MS_OFFLOAD_COMMIT : MS_OFFLOAD_RECOMPUTE;
         o->clip_scale = clip_scale;
-        o->recomputed += o->overlap && o->verdict == MS_OFFLOAD_RECOMPUTE;
+        o->recomputed += o->bet && o->verdict == MS_OFFLOAD_RECOMPUTE;
+        if (apply) o->clipped = clip_scale != 1.0f;
         for (int u = 0; apply && u < o->model->n_units; u++)
             if (o->model->units[u].split.offload) o->pending[u] = 1, o->ready[u] = 0;
         pthread_cond_broadcast(&o->cv);

@@ -18,8 +18,12 @@
  * each unit as its gradient lands, during the backward, speculating that the
  * step is neither clipped nor skipped, into a second copy of the unit's
  * state (spare). The verdict (ms_offload_update) then commits those copies,
- * or recomputes them with the clip factor, or drops them. Without overlap it
- * updates after the verdict, in forward order, while the next forward runs.
+ * or recomputes them with the clip factor, or drops them. A clipped step
+ * costs the bet a second update, and clipped steps come in runs (early in
+ * training, or after a spike), so after a clipped step the worker does not
+ * bet: it waits for the verdict and updates into the spare copy. Without
+ * overlap it updates after the verdict, in forward order, while the next
+ * forward runs.
  * The late units (model/llama.c) are offloaded: their gradients arrive first
  * and their parameters are needed last. ms_offload_wait finishes every
  * update in flight; whatever reads or writes the optimizer state or the
@@ -39,6 +43,8 @@ enum { MS_OFFLOAD_NONE, MS_OFFLOAD_COMMIT, MS_OFFLOAD_RECOMPUTE, MS_OFFLOAD_DROP
 typedef struct ms_offload {
     int32_t units;              /* how many units are offloaded (0: the rest does nothing) */
     int32_t overlap;            /* speculate during the backward (see above) */
+    int32_t bet;                /* this step speculates: overlap, and the step before was not clipped */
+    int32_t clipped;            /* the last step decided was clipped */
     ms_model *model;
     ms_device *dev;
     ms_zero *zero;
