@@ -290,9 +290,16 @@ function M.run_one(path, r, info, opts, overrides)
       local header = ("resolved recipe of the run in %s\nfrom %s%s"):format(dir, path,
         #overrides > 0 and (" with " .. table.concat(overrides, " ")) or "")
       local recipe_text = recipe.serialize(r, header)
-      if lead then assert(sys.write_file(dir .. "/recipe.lua", recipe_text)) end
-      local ckpt = require("moonspeed.checkpoint").policy(r, e, dir, { say = say, recipe_text = recipe_text,
-        warn = function(msg) io.stderr:write("warning: ", msg, "\n") end })
+      local warn = function(msg) io.stderr:write("warning: ", msg, "\n") end
+      if lead then
+        assert(sys.write_file(dir .. "/recipe.lua", recipe_text))
+        local free, weights = sys.fs_free(dir), 4 * p.n_params
+        if free and free < weights then
+          warn(("the run writes model.bin (%s: the fp32 weights) into %s at its end, and that file system has %s free; "
+            .. "make room before then, or give --run-dir on a larger one"):format(fmt.bytes(weights), dir, fmt.bytes(free)))
+        end
+      end
+      local ckpt = require("moonspeed.checkpoint").policy(r, e, dir, { say = say, recipe_text = recipe_text, warn = warn })
       local resumed = ckpt:resume()
       -- between steps: a signal (every rank stops after the same step), `moonspeed attach`
       -- (every rank that knows the run directory), --stop-at, then the checkpoints

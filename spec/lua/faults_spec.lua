@@ -160,6 +160,22 @@ describe("faults", function()
       assert.are.same({ "latest", "step-00000001", "step-00000002", "step-00000003" }, listed)
     end)
 
+    it("a run folder without room for the final weights is warned about before training; their save then fails, half-writing nothing", function()
+      local dir = support.tmpdir()
+      local small = dir .. "/small"
+      local mounted = support.sh(("[ $(id -u) = 0 ] && mkdir -p %s && mount -t tmpfs -o size=64k tmpfs %s")
+        :format(support.quote(small), support.quote(small))).code == 0
+      if not mounted then pending("a small file system needs a tmpfs mount, which needs root") return end
+      local res = run({ "train.steps=4", "--run-dir", small .. "/run" })
+      local left = support.ls(small .. "/run")
+      support.sh("umount " .. support.quote(small))
+      assert.matches("^warning: the run writes model%.bin %(104%.88 KiB: the fp32 weights%) into [^\n]*/small/run at its end, " ..
+        "and that file system has [%d.]+ KiB free; make room before then, or give %-%-run%-dir on a larger one\n", res.stderr)
+      assert.are.equal(1, res.code)
+      assert.matches("model%.bin: write failed: No space left on device; the previous file %(if any%) is unchanged", res.stderr)
+      assert.are.same({ "metrics.jsonl", "recipe.lua" }, left) -- the four steps' records; no partial model.bin
+    end)
+
     it("a read-only folder is refused before any training", function()
       local dir = support.tmpdir()
       local ro = dir .. "/ro"
