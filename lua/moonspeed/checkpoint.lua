@@ -161,8 +161,7 @@ function Policy:check_writable()
   end
   local free = sys.fs_free(self.root)
   if not free then return end
-  local params = 0
-  for _, u in ipairs(self.e:units()) do params = params + u.numel end
+  local params = self.e:plan().n_params
   local one = plan.checkpoint_bytes(params)
   local room = math.floor(free / one)
   if room < 1 then

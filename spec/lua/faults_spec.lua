@@ -15,6 +15,17 @@ local function run(args, opts)
   return support.moonspeed(a, opts)
 end
 
+-- A tmpfs of `size` (and mount options) at path, made as root; nil where
+-- mounting is not allowed. The caller unmounts it.
+local function small_fs(path, size, opts)
+  local cmd = ("[ $(id -u) = 0 ] && mkdir -p %s && mount -t tmpfs -o %ssize=%s tmpfs %s")
+    :format(support.quote(path), opts or "", size, support.quote(path))
+  return support.sh(cmd).code == 0 or nil
+end
+local function unmount(...)
+  for _, path in ipairs({ ... }) do support.sh("umount " .. support.quote(path) .. " 2>/dev/null") end
+end
+
 local function quoted(list)
   local q = {}
   for i, a in ipairs(list) do q[i] = support.quote(a) end
@@ -134,18 +145,15 @@ describe("faults", function()
       local dir = support.tmpdir()
       -- two small file systems: a tmpfs each (as root), the tiny model's checkpoint being about 315 KiB
       local small, mid = dir .. "/small", dir .. "/mid"
-      local mounted = support.sh(("[ $(id -u) = 0 ] && mkdir -p %s %s && mount -t tmpfs -o size=128k tmpfs %s && " ..
-        "mount -t tmpfs -o size=1m tmpfs %s"):format(support.quote(small), support.quote(mid), support.quote(small),
-        support.quote(mid))).code == 0
-      if not mounted then
-        support.sh(("umount %s %s 2>/dev/null"):format(support.quote(small), support.quote(mid)))
+      if not (small_fs(small, "128k") and small_fs(mid, "1m")) then
+        unmount(small, mid)
         pending("a small file system needs a tmpfs mount, which needs root")
         return
       end
       local none = run({ "train.steps=5", "checkpoint.every=1", "checkpoint.dir=" .. small .. "/ck", "--run-dir", dir .. "/r1" })
       local kept = run({ "train.steps=5", "checkpoint.every=1", "checkpoint.dir=" .. mid .. "/ck", "--run-dir", dir .. "/r2" })
       local listed = support.ls(mid .. "/ck")
-      support.sh(("umount %s %s"):format(support.quote(small), support.quote(mid)))
+      unmount(small, mid)
       assert.are.equal(1, none.code)
       assert.matches("a checkpoint of this run takes 314%.%d+ KiB %(fp32 master weights and both Adam moments of 26%.8 K " ..
         "parameters%), and the file system of [^\n]*/small/ck has 128%.00 KiB free: not even one fits; point checkpoint%.dir " ..
@@ -163,12 +171,10 @@ describe("faults", function()
     it("a run folder without room for the final weights is warned about before training; their save then fails, half-writing nothing", function()
       local dir = support.tmpdir()
       local small = dir .. "/small"
-      local mounted = support.sh(("[ $(id -u) = 0 ] && mkdir -p %s && mount -t tmpfs -o size=64k tmpfs %s")
-        :format(support.quote(small), support.quote(small))).code == 0
-      if not mounted then pending("a small file system needs a tmpfs mount, which needs root") return end
+      if not small_fs(small, "64k") then pending("a small file system needs a tmpfs mount, which needs root") return end
       local res = run({ "train.steps=4", "--run-dir", small .. "/run" })
       local left = support.ls(small .. "/run")
-      support.sh("umount " .. support.quote(small))
+      unmount(small)
       assert.matches("^warning: the run writes model%.bin %(104%.88 KiB: the fp32 weights%) into [^\n]*/small/run at its end, " ..
         "and that file system has [%d.]+ KiB free; make room before then, or give %-%-run%-dir on a larger one\n", res.stderr)
       assert.are.equal(1, res.code)
@@ -181,13 +187,13 @@ describe("faults", function()
       local ro = dir .. "/ro"
       assert.is_true(os.execute("mkdir -p " .. support.quote(ro)) == 0 or true)
       -- root ignores permissions: a read-only mount then; others: a folder without write permission
-      local mounted = support.sh(("[ $(id -u) = 0 ] && mount -t tmpfs -o ro,size=64k tmpfs %s"):format(support.quote(ro))).code == 0
+      local mounted = small_fs(ro, "64k", "ro,")
       if not mounted then
         assert.are.equal(0, support.sh("[ $(id -u) != 0 ] && chmod 555 " .. support.quote(ro)).code,
           "running as root without the right to mount: cannot make a read-only folder here")
       end
       local res = run({ "train.steps=5", "checkpoint.every=2", "checkpoint.dir=" .. ro .. "/ck", "--run-dir", dir .. "/run" })
-      if mounted then support.sh("umount " .. support.quote(ro)) else support.sh("chmod 755 " .. support.quote(ro)) end
+      if mounted then unmount(ro) else support.sh("chmod 755 " .. support.quote(ro)) end
       assert.are.equal(1, res.code)
       assert.matches(("checkpoints cannot be written to %s/ck: cannot create folder %s/ck: [^\n]*; point checkpoint.dir at a writable folder; nothing was trained")
         :format(ro:gsub("%p", "%%%0"), ro:gsub("%p", "%%%0")), res.stderr)
