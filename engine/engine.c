@@ -201,6 +201,10 @@ static ms_status create(ms_engine *e, const ms_config *cfg) {
         threads = cores > e->world.local_world ? (int32_t)(cores / e->world.local_world) : 1;
     }
     TRY(ms_device_init(&e->dev, cfg->device, cfg->precision, threads));
+    if (cfg->profile_steps > 0 && !e->dev.profile)
+        return ms_fail(MS_ERR_INVALID, "train.profile = %d times the device's ops on the device's own clock, and "
+                       "device \"%s\" has none (its ops run on the host's: each step's time is the whole story); "
+                       "profile on device = \"cuda\", or set train.profile = 0", cfg->profile_steps, e->dev.name);
     TRY(ms_model_build(&e->model, cfg, e->world.rank, e->world.world, cfg->zero_stage));
     ms_model *m = &e->model;
     e->order_fwd = malloc((size_t)m->n_units * sizeof *e->order_fwd);
@@ -253,8 +257,32 @@ ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
     return MS_OK;
 }
 
+/* ---- profile (train.profile) ---------------------------------------------- */
+
+/* Print the profile window's ops by name: ms a step, share of the window,
+ * calls a step; the window's time the ops leave uncovered is the stream idle. */
+static void profile_report(ms_engine *e) {
+    int64_t steps = e->steps_run - 1;
+    if (e->cfg.profile_steps <= 0 || steps < 1 || steps > e->cfg.profile_steps || !e->dev.profile) return;
+    ms_op_time ops[256];
+    double window = 0, busy = 0;
+    int n = e->dev.profile(&e->dev, 0, ops, 256, &window);
+    if (n < 0 || window <= 0) return;
+    for (int i = 0; i < n; i++) busy += ops[i].seconds;
+    double per = 1e3 / (double)steps;
+    fprintf(stderr, "profile: steps %lld-%lld on rank %d, by the %s's clock: %.1f ms a step; its ops %.1f ms, "
+            "the stream idle %.1f ms (%.1f%%)\n", (long long)(e->step - steps + 1), (long long)e->step,
+            e->world.rank, e->dev.name, window * per, busy * per, (window - busy) * per,
+            100 * (window - busy) / window);
+    fprintf(stderr, "profile:    ms/step   share  calls/step  op\n");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "profile: %10.2f %6.1f%% %11.1f  %s\n", ops[i].seconds * per, 100 * ops[i].seconds / window,
+                (double)ops[i].calls / (double)steps, ops[i].name);
+}
+
 void ms_engine_free(ms_engine *e) {
     if (!e) return;
+    profile_report(e); /* a window the run ended inside */
     ms_state_abandon(e);
     ms_offload_stop(&e->offload);
     if (e->dev.release)
@@ -411,7 +439,9 @@ ms_status ms_engine_step(ms_engine *e, ms_step_stats *out) {
     if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_step: engine is NULL");
     if (!e->has_train)
         return ms_fail(MS_ERR_STATE, "ms_engine_step: the engine has no training data; set data.train");
+    if (e->cfg.profile_steps > 0 && e->steps_run == 1) e->dev.profile(&e->dev, 1, NULL, 0, NULL);
     ms_status st = step(e, out);
+    if (++e->steps_run == 1 + e->cfg.profile_steps) profile_report(e);
     if (st != MS_OK) return ms_fail_context(st, "step %lld", (long long)e->step);
     return MS_OK;
 }

@@ -37,6 +37,27 @@
 #define SUM_BLOCKS MS_CUDA_SUM_BLOCKS
 #define GEMM_PLANS 96
 #define TICKETS 1024
+#define PROF_RING 4096 /* ops timed but not yet read back */
+#define PROF_OPS 256   /* distinct op names of a profile */
+
+/* Op timing (profile): each op on the compute stream between two events,
+ * read back lazily (the ring is drained as it fills and at the end) and
+ * summed by name; the window's own two events give its length, so what the
+ * ops do not cover is the stream idle: waiting for the host, a copy or a
+ * collective. */
+typedef struct prof_slot {
+    cudaEvent_t start, end;
+    int op;
+} prof_slot;
+
+typedef struct prof_state {
+    prof_slot ring[PROF_RING];
+    int64_t head, tail;              /* slots recorded / read back */
+    cudaEvent_t from, to;            /* the window */
+    ms_op_time ops[PROF_OPS];
+    char names[PROF_OPS][MS_OP_NAME];
+    int n_ops;
+} prof_state;
 
 /* One matmul shape's cuBLASLt descriptors and chosen algorithm. */
 typedef struct gemm_plan {
@@ -67,6 +88,7 @@ typedef struct cuda_impl {
     cudaEvent_t ring[TICKETS], fence;
     int64_t tickets;
     pthread_mutex_t mu;
+    prof_state *prof;     /* while a profile runs, else NULL */
     ms_status err;
 } cuda_impl;
 
@@ -94,6 +116,103 @@ static int lt_bad(ms_device *d, cublasStatus_t e, const char *what) {
 #define KCHECK(d, call, what) ((void)cuda_bad(d, (cudaError_t)(call), what))
 
 ms_status ms_cuda_status(const ms_device *d) { return impl_of(d) ? impl_of(d)->err : MS_OK; }
+
+/* ---- op timing (profile) ---------------------------------------------------- */
+
+static prof_state *prof_of(const ms_device *d) { return LIVE(d) ? impl_of(d)->prof : NULL; }
+
+/* Read back the oldest timed op, waiting for it, into its name's sum. */
+static void prof_read(ms_device *d, prof_state *p) {
+    prof_slot *s = &p->ring[p->tail++ % PROF_RING];
+    float ms = 0;
+    if (!cuda_bad(d, cudaEventSynchronize(s->end), "profile: waiting for an op's end") &&
+        !cuda_bad(d, cudaEventElapsedTime(&ms, s->start, s->end), "profile: an op's time")) {
+        p->ops[s->op].seconds += 1e-3 * ms;
+        p->ops[s->op].calls++;
+    }
+}
+
+/* The slot of name in the profile's table, added when new; the last slot
+ * gathers the ops of names beyond the table. */
+static int prof_name(prof_state *p, const char *name) {
+    for (int i = 0; i < p->n_ops; i++)
+        if (strcmp(p->ops[i].name, name) == 0) return i;
+    if (p->n_ops == PROF_OPS - 1) name = "(other ops)";
+    if (p->n_ops == PROF_OPS) return PROF_OPS - 1;
+    snprintf(p->ops[p->n_ops].name, MS_OP_NAME, "%s", name);
+    return p->n_ops++;
+}
+
+static void prof_begin(ms_device *d) {
+    prof_state *p = prof_of(d);
+    if (!p) return;
+    if (p->head - p->tail == PROF_RING) prof_read(d, p);
+    cuda_bad(d, cudaEventRecord(p->ring[p->head % PROF_RING].start, impl_of(d)->stream), "profile: event record");
+}
+
+static void prof_end(ms_device *d, const char *name) {
+    prof_state *p = prof_of(d);
+    if (!p) return;
+    prof_slot *s = &p->ring[p->head % PROF_RING];
+    s->op = prof_name(p, name);
+    if (!cuda_bad(d, cudaEventRecord(s->end, impl_of(d)->stream), "profile: event record")) p->head++;
+}
+
+static void prof_free(prof_state *p) {
+    for (int i = 0; i < PROF_RING; i++) {
+        if (p->ring[i].start) cudaEventDestroy(p->ring[i].start);
+        if (p->ring[i].end) cudaEventDestroy(p->ring[i].end);
+    }
+    if (p->from) cudaEventDestroy(p->from);
+    if (p->to) cudaEventDestroy(p->to);
+    free(p);
+}
+
+static int by_seconds(const void *a, const void *b) {
+    double x = ((const ms_op_time *)a)->seconds, y = ((const ms_op_time *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+static int profile(ms_device *d, int on, ms_op_time *out, int max, double *window) {
+    cuda_impl *c = impl_of(d);
+    if (!LIVE(d)) return -1;
+    if (on) {
+        if (c->prof) return 0;
+        prof_state *p = calloc(1, sizeof *p);
+        if (!p) {
+            latch(d, ms_fail(MS_ERR_NOMEM, "cuda: no host memory for a profile (%zu bytes)", sizeof *p));
+            return -1;
+        }
+        int bad = cuda_bad(d, cudaEventCreate(&p->from), "profile: event create") ||
+                  cuda_bad(d, cudaEventCreate(&p->to), "profile: event create");
+        for (int i = 0; i < PROF_RING && !bad; i++)
+            bad = cuda_bad(d, cudaEventCreate(&p->ring[i].start), "profile: event create") ||
+                  cuda_bad(d, cudaEventCreate(&p->ring[i].end), "profile: event create");
+        if (bad || cuda_bad(d, cudaEventRecord(p->from, c->stream), "profile: event record")) {
+            prof_free(p);
+            return -1;
+        }
+        c->prof = p;
+        return 0;
+    }
+    prof_state *p = c->prof;
+    if (!p) return 0;
+    float ms = 0;
+    if (!cuda_bad(d, cudaEventRecord(p->to, c->stream), "profile: event record") &&
+        !cuda_bad(d, cudaEventSynchronize(p->to), "profile: waiting for the window's end"))
+        cuda_bad(d, cudaEventElapsedTime(&ms, p->from, p->to), "profile: the window's time");
+    while (LIVE(d) && p->tail < p->head) prof_read(d, p);
+    c->prof = NULL;
+    int n = LIVE(d) ? p->n_ops : -1;
+    if (n > 0) {
+        qsort(p->ops, (size_t)n, sizeof p->ops[0], by_seconds);
+        if (n > max) n = max;
+        memcpy(out, p->ops, (size_t)n * sizeof *out);
+    }
+    if (window) *window = 1e-3 * ms;
+    prof_free(p);
+    return n;
+}
 
 /* ---- memory --------------------------------------------------------------- */
 
@@ -142,7 +261,9 @@ static void host_release(ms_device *d, void *p) {
 
 static void upload(ms_device *d, void *dst, const void *src, int64_t n) {
     if (!LIVE(d) || n == 0) return;
+    prof_begin(d);
     cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, impl_of(d)->stream), "upload");
+    prof_end(d, "upload");
 }
 
 /* The host sees the bytes when download returns. */
@@ -155,12 +276,16 @@ static void download(ms_device *d, void *dst, const void *src, int64_t n) {
 
 static void copy(ms_device *d, void *dst, const void *src, int64_t n) {
     if (!LIVE(d) || n == 0) return;
+    prof_begin(d);
     cuda_bad(d, cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDefault, impl_of(d)->stream), "copy");
+    prof_end(d, "copy");
 }
 
 static void zero(ms_device *d, void *p, int64_t n) {
     if (!LIVE(d) || n == 0) return;
+    prof_begin(d);
     cuda_bad(d, cudaMemsetAsync(p, 0, (size_t)n, impl_of(d)->stream), "zero");
+    prof_end(d, "zero");
 }
 
 static void sync(ms_device *d) {
@@ -265,6 +390,7 @@ static void stop(ms_device *d) {
     cuda_impl *c = impl_of(d);
     if (!c) return;
     if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->prof) prof_free(c->prof);
     if (c->down) cudaStreamSynchronize(c->down);
     if (c->up) cudaStreamSynchronize(c->up);
     for (int i = 0; i < TICKETS; i++)
@@ -362,8 +488,15 @@ static void gemm(ms_device *d, int ta, int tb, int64_t m, int64_t n, int64_t k, 
     }
     gemm_plan *g = gemm_plan_for(d, ta, tb, m, n, k, at, lda, bt, ldb, ct, ldc);
     if (!g) return;
+    prof_begin(d);
     lt_bad(d, cublasLtMatmul(c->lt, g->op, &alpha, a, g->la, b, g->lb, &beta, cm ? cm : dm, g->lc, dm, g->lc,
                              &g->algo, c->workspace, WORKSPACE_BYTES, c->stream), "Matmul");
+    if (c->prof) { /* named by its shape: m x n x k, the operands' transposes, an fp32 output, what it adds */
+        char name[MS_OP_NAME];
+        snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c%s%s", (long long)m, (long long)n, (long long)k,
+                 ta ? 'T' : 'N', tb ? 'T' : 'N', ct == CUDA_R_32F ? " f32" : "", !cm ? "" : cm == dm ? " +=" : " +C");
+        prof_end(d, name);
+    }
 }
 
 static cudaDataType_t act_t(const ms_device *d) { return d->bf16 ? CUDA_R_16BF : CUDA_R_32F; }
@@ -397,7 +530,9 @@ static void matmul_bwd(ms_device *d, void *dx, float *dw, const void *dy, const 
 #define RUN(d, what, call)                             \
     do {                                               \
         if (!LIVE(d)) return;                          \
+        prof_begin(d);                                 \
         KCHECK(d, call, what);                         \
+        prof_end(d, what);                             \
     } while (0)
 
 static void embedding_fwd(ms_device *d, void *y, const int32_t *tokens, const void *table, int64_t n, int dim) {
@@ -489,9 +624,11 @@ static double lmhead_xent(ms_device *d, void *dx, float *dw, float *logits, cons
         const char *xc = (const char *)x + r0 * dim * ab;
         linear(d, logits, CUDA_R_32F, xc, w, rows, dim, vocab, NULL);
         if (!LIVE(d)) return NAN;
-        if (cuda_bad(d, (cudaError_t)cuda_xent_rows(S(d), logits, loss + r0, targets + r0, rows, vocab, grad, bfg,
-                                                    grad_scale), "cross-entropy kernel"))
-            return NAN;
+        prof_begin(d);
+        int bad = cuda_bad(d, (cudaError_t)cuda_xent_rows(S(d), logits, loss + r0, targets + r0, rows, vocab, grad,
+                                                         bfg, grad_scale), "cross-entropy kernel");
+        prof_end(d, "xent");
+        if (bad) return NAN;
         if (grad)
             linear_bwd(d, (char *)dx + r0 * dim * ab, dw, logits, bfg ? CUDA_R_16BF : CUDA_R_32F,
                        bfg ? 2 * (int64_t)vocab : vocab, xc, w, rows, dim, vocab, 0, acc_dw || r0);
@@ -526,10 +663,12 @@ static double sumsq(ms_device *d, const float *const *x, const int64_t *n, int c
     if (!LIVE(d) || !has_scratch(d, "sumsq")) return NAN;
     cuda_impl *c = impl_of(d);
     if (count == 0) return 0.0;
+    prof_begin(d);
     for (int i = 0; i < count; i++)
         if (cuda_bad(d, (cudaError_t)cuda_sumsq(S(d), c->sums, c->sums + SUM_BLOCKS, x[i], n[i], i > 0),
                      "sumsq kernel"))
             return NAN;
+    prof_end(d, "sumsq");
     if (cuda_bad(d, cudaMemcpyAsync(c->host_sum, c->sums + SUM_BLOCKS, sizeof(double), cudaMemcpyDeviceToHost,
                                     c->stream), "download of a sum") ||
         cuda_bad(d, cudaStreamSynchronize(c->stream), "stream sync"))
@@ -628,6 +767,7 @@ ms_status ms_device_init_cuda(ms_device *d, int32_t precision, int32_t threads) 
         .swiglu_fwd = swiglu_fwd, .swiglu_bwd = swiglu_bwd,
         .lmhead_xent = lmhead_xent, .logits = logits,
         .sumsq = sumsq, .adamw = adamw, .cast_params = cast_params, .add = add,
+        .profile = profile,
     };
     return MS_OK;
 }

@@ -25,6 +25,15 @@
 
 typedef struct ms_device ms_device;
 
+/* One op's share of a profile: the ops of one name (a kernel's, or a
+ * matmul's with its shape) summed over the window. */
+#define MS_OP_NAME 48
+typedef struct ms_op_time {
+    char name[MS_OP_NAME];
+    int64_t calls;
+    double seconds;
+} ms_op_time;
+
 /* The largest calls a run makes of the ops that need backend scratch: what
  * scratch_bytes sizes it for (engine/plan.c fills it from the model). */
 typedef struct ms_device_shape {
@@ -124,6 +133,15 @@ struct ms_device {
     /* compute copy of the parameters from the fp32 master (rounding to bf16 when bf16) */
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
     void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */
+
+    /* Op timing by the device's own clock (train.profile). profile(d, 1, ...)
+       starts timing every op of the compute stream; profile(d, 0, out, max,
+       window) stops, writes the ops' sums by name, the largest first, at most
+       max, returns how many (-1 after a failure) and the window's seconds:
+       what the ops do not cover is the stream waiting for the host, a copy or
+       a collective. NULL on a backend whose ops run on the host's clock (the
+       CPU), where the step's own time says it all. */
+    int (*profile)(ms_device *d, int on, ms_op_time *out, int max, double *window);
 };
 
 enum { MS_COPY_DOWN, MS_COPY_UP, MS_COPY_UP_AFTER_COMPUTE };

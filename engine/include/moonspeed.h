@@ -124,6 +124,8 @@ typedef struct ms_config {
                                 each rank reads only the elements it owns */
     int32_t checkpoint_async; /* 1: checkpoints may be saved asynchronously, from a host snapshot of
                                  this rank's state that the plan reserves */
+    int32_t profile_steps;   /* train.profile: the device's ops of this many steps after the first
+                                are timed on its own clock and printed by name to stderr (0: off) */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */

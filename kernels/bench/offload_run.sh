@@ -101,7 +101,7 @@ if has 8b; then
     rm -rf $scratch/r8b
     peak_gpu $OUT/run-8b-$n8b.log timeout 280 build/moonspeed run recipes/llama-3-8b-h200.lua train.steps=4 \
       train.warmup=1 $args $RANDOM_DATA --run-dir $scratch/r8b || tail -8 $OUT/run-8b-$n8b.log
-    grep -E "offload|^done|peak|highest" $OUT/run-8b-$n8b.log
+    grep -E "offload|^done|peak|highest|^profile" $OUT/run-8b-$n8b.log | head -70
     echo "BENCH engine 8b $run (bf16 + fp32 master, T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
   done
 fi

@@ -99,7 +99,7 @@ function M.config(r, opts)
   t.eval_batches, t.seed = rt.eval_batches, rt.seed
   t.skip_nonfinite = rt.nan == "skip" and 1 or 0
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
-  cfg.loss_chunk = rt.loss_chunk
+  cfg.loss_chunk, cfg.profile_steps = rt.loss_chunk, rt.profile
   -- "auto" is resolved by the commands that plan (plan.resolve_auto); the
   -- others (check, doctor) see it as the default
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage == "auto" and 0 or r.zero.stage, r.zero.prefetch

@@ -106,6 +106,8 @@ M.sections = {
       doc = "keep matmul and attention outputs, recompute only the norms and SwiGLU in backward (about a third less activation memory for ~1% more compute); checkpoint_activations wins when both are set" },
     { key = "checkpoint_activations", type = "bool", default = false,
       doc = "keep only each block's input and recompute its forward in backward (less memory, ~1/3 more compute)" },
+    { key = "profile", type = "int", min = 0, max = 1e6, default = 0,
+      doc = "time every GPU op of this many steps after the first on the GPU's own clock and print to stderr, by op (a matmul by its shape), milliseconds a step, share and calls, and how long the GPU stood idle; 0 = off; a CPU device has no clock of its own and refuses it" },
     { key = "loss_chunk", type = "int", min = 0, max = 16777216, default = 0,
       doc = "rows of logits per LM-head chunk; 0 = automatic: on a GPU a micro-batch in one chunk up to 2 GiB of fp32 logits (8 GiB unless the recipe offloads the optimizer or checkpoints every activation), else ~512 MiB chunks; ~64 MiB on the CPU" },
   }),

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gpu.h"
 
@@ -342,6 +343,49 @@ TEST(cuda_errors_are_statuses) {
     G(p)->attention_fwd(G(p), buf, buf, buf, buf, buf, NULL, 1, 4, 1, 1, 256);
     G(p)->sync(G(p));
     CHECK_FAILS(ms_cuda_status(G(p)), MS_ERR_INVALID, "head_dim <= 128");
+    gpair_close(p);
+    return 0;
+}
+
+/* The profile times each op of the window by name, a matmul by its shape,
+ * and the ops fit inside the window. */
+TEST(cuda_profile_times_ops_by_name) {
+    gpair P, *p = &P;
+    if (gpair_open(p, MS_PRECISION_BF16)) return 1;
+    long n = 512, in = 256, out = 384;
+    float *x = rnd(n * in, 1, 1, 1), *w = rnd(out * in, 2, 0.5f, 1), *nw = rnd(in, 3, 1, 1);
+    void *gx = up_act(p, x, n * in), *gw = up_act(p, w, out * in), *gy = up_act(p, x, n * out);
+    void *gn = up_act(p, nw, in), *gxn = up_act(p, x, n * in), *grstd = up_f32(p, x, n);
+    ms_op_time ops[8];
+    double window = -1;
+    CHECK(G(p)->profile(G(p), 0, ops, 8, &window) == 0); /* none running: nothing, window untouched */
+    CHECK(window == -1);
+    CHECK(G(p)->profile(G(p), 1, NULL, 0, NULL) == 0);
+    for (int i = 0; i < 3; i++) G(p)->matmul_fwd(G(p), gy, gx, gw, n, in, out, i == 2 ? gy : NULL);
+    G(p)->rmsnorm_fwd(G(p), gxn, grstd, gx, gn, n, in, 1e-5f);
+    int got = G(p)->profile(G(p), 0, ops, 8, &window);
+    CHECK_GPU(p);
+    CHECK(got == 3);
+    double sum = 0;
+    int seen = 0;
+    for (int i = 0; i < got; i++) {
+        CHECK(ops[i].seconds > 0);
+        CHECK(i == 0 || ops[i].seconds <= ops[i - 1].seconds); /* largest first */
+        sum += ops[i].seconds;
+        const char *names[] = {"matmul 384x512x256 TN", "matmul 384x512x256 TN +=", "rmsnorm_fwd"};
+        int64_t calls[] = {2, 1, 1};
+        for (int k = 0; k < 3; k++)
+            if (strcmp(ops[i].name, names[k]) == 0) {
+                CHECK(ops[i].calls == calls[k]);
+                seen |= 1 << k;
+            }
+    }
+    CHECK(seen == 7);
+    CHECK(window >= sum && window < 1.0);
+    CHECK(G(p)->profile(G(p), 1, NULL, 0, NULL) == 0); /* a second window starts afresh */
+    G(p)->rmsnorm_fwd(G(p), gxn, grstd, gx, gn, n, in, 1e-5f);
+    CHECK(G(p)->profile(G(p), 0, ops, 1, &window) == 1);
+    CHECK(ops[0].calls == 1 && strcmp(ops[0].name, "rmsnorm_fwd") == 0);
     gpair_close(p);
     return 0;
 }

@@ -191,12 +191,16 @@ describe("engine", function()
       res[3] = err
       ok, err = pcall(engine.new, %q, { "data.train=%s/nope.bin" })
       res[4] = err
+      ok, err = pcall(engine.new, %q, { "train.profile=2" })
+      res[5] = err
       return res
-    ]]):format(dir .. "/missing.bin", dir .. "/junk.bin", TINY, TINY, dir))
+    ]]):format(dir .. "/missing.bin", dir .. "/junk.bin", TINY, TINY, dir, TINY))
     assert.matches("ms_engine_load_weights failed: .*missing%.bin", v[1])
     assert.matches("ms_engine_load_weights failed: .*junk%.bin", v[2])
     assert.matches("ms_engine_step failed: the engine has no training data; set data.train$", v[3])
     assert.matches("ms_engine_create failed: .*nope%.bin", v[4])
+    assert.matches('train%.profile = 2 times the device\'s ops on the device\'s own clock, and device "cpu" has '
+                   .. 'none .*profile on device = "cuda", or set train%.profile = 0', v[5])
   end)
 
   it("frees idempotently and refuses calls afterwards", function()
@@ -231,7 +235,9 @@ describe("engine", function()
                            "beta2", "eps", "weight_decay", "clip", "checkpoint_activations", "eval_batches", "seed" }) do
         cmp("train." .. k, cfg.train[k], from_schema.train[k])
       end
-      for _, k in ipairs({ "precision", "device", "threads", "loss_chunk" }) do cmp(k, cfg[k], from_schema[k]) end
+      for _, k in ipairs({ "precision", "device", "threads", "loss_chunk", "profile_steps" }) do
+        cmp(k, cfg[k], from_schema[k])
+      end
       return diff
     ]])
     assert.are.same({}, v)
