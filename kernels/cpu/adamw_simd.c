@@ -22,11 +22,15 @@
  * by ISA), sums them in lane order, and the parts are summed in order: the
  * same bits on any ISA and any thread count. x*x of an fp32 is exact in double.
  *
- * Threads: OpenMP over CHUNK-element pieces, static schedule (each thread one
- * contiguous range). Works from any pthread: libgomp gives each calling thread
- * its own team. Bandwidth bound: 28 bytes a parameter with fp32 gradients
- * (read p m v g, write p m v), also 28 with bf16 in and out (+2 for the
- * output's read-for-ownership when it cannot be streamed). kernels/bench/NOTES.md.
+ * Threads: AdamW hands out CHUNK-element pieces a few at a time (dynamic
+ * schedule): the offload's updates share the host with the thread driving the
+ * GPU, and under a static split the thread on its busy core would hold up the
+ * whole team. Works from any pthread: libgomp gives each calling thread its
+ * own team. Bandwidth bound: 28 bytes a parameter with fp32 gradients (read p
+ * m v g, write p m v), also 28 with bf16 in and out. Outputs are stored
+ * non-temporally where aligned: an update out of place (cpu_adamw_fast_from
+ * into other arrays) would otherwise read every output line before writing
+ * it, 12 bytes a parameter more. kernels/bench/NOTES.md.
  */
 #include "cpu/kernels.h"
 #include <immintrin.h>
@@ -83,6 +87,7 @@ typedef struct {
     const uint16_t *g16;   /* (n) bf16 gradients, or NULL */
     uint16_t *out;         /* (n) bf16 of the updated weights, or NULL */
     int stream;            /* out is aligned for the ISA's non-temporal stores */
+    int stream_state;      /* p, m, v are other arrays than p0, m0, v0, aligned for them */
     float gs, b1, omb1, b2, omb2, eps, decay, step_size, bc2;
 } job;
 
@@ -113,11 +118,11 @@ static void one(const job *j, int64_t i) {
 }
 
 /* The loop of one ISA over elements [lo, hi): W floats a vector, SQRT its
- * square root, STREAM a non-temporal store of W bf16 (the output is not read
- * again here: streaming it skips the read-for-ownership of its lines; used
- * when the output is aligned to W * 2 bytes). One macro, so the three paths
- * cannot drift apart. */
-#define ADAMW_LOOP(W, SQRT, STREAM)                                                                  \
+ * square root, STREAM a non-temporal store of W bf16 and STREAMF of W floats
+ * (an output not read again here: streaming it skips the read-for-ownership
+ * of its lines; used where the output is aligned for it). One macro, so the
+ * three paths cannot drift apart. */
+#define ADAMW_LOOP(W, SQRT, STREAM, STREAMF)                                                         \
     typedef float vf __attribute__((vector_size(4 * (W))));                                   \
     typedef uint32_t vu __attribute__((vector_size(4 * (W))));                                \
     typedef int32_t vi __attribute__((vector_size(4 * (W))));                                 \
@@ -146,9 +151,15 @@ static void one(const job *j, int64_t i) {
         m = b1 * m + omb1 * g;                                                                 \
         v = b2 * v + omb2 * g * g;                                                             \
         p = p * decay - step_size * m / ((vf)SQRT(v) / bc2 + eps);                             \
-        memcpy(pm + i, &m, sizeof m);                                                          \
-        memcpy(pv + i, &v, sizeof v);                                                          \
-        memcpy(pp + i, &p, sizeof p);                                                          \
+        if (j->stream_state) {                                                                 \
+            STREAMF(pm + i, m);                                                                \
+            STREAMF(pv + i, v);                                                                \
+            STREAMF(pp + i, p);                                                                \
+        } else {                                                                               \
+            memcpy(pm + i, &m, sizeof m);                                                      \
+            memcpy(pv + i, &v, sizeof v);                                                      \
+            memcpy(pp + i, &p, sizeof p);                                                      \
+        }                                                                                      \
         if (out) { /* cast.c's rounding: NaN quieted, else nearest even */                     \
             vu u = (vu)p;                                                                      \
             vu nan = (vu)((vi)(0x7F800000u - (u & 0x7FFFFFFFu)) >> 31); /* all ones: NaN */    \
@@ -160,19 +171,23 @@ static void one(const job *j, int64_t i) {
         }                                                                                      \
     }                                                                                          \
     for (; i < hi; i++) one(j, i);                                                             \
-    if (j->stream) _mm_sfence()
+    if (j->stream || j->stream_state) _mm_sfence()
 
 #define STREAM32(to, x) _mm256_stream_si256((__m256i *)(to), (__m256i)(x))
 #define STREAM16(to, x) _mm_stream_si128((__m128i *)(to), (__m128i)(x))
 #define STREAM8(to, x) _mm_stream_si64((long long *)(to), (long long)(x))
 
+#define STREAMF64(to, x) _mm512_stream_ps((to), (__m512)(x))
+#define STREAMF32(to, x) _mm256_stream_ps((to), (__m256)(x))
+#define STREAMF16(to, x) _mm_stream_ps((to), (__m128)(x))
+
 __attribute__((target("avx512f"))) static void adamw_avx512(const job *j, int64_t lo, int64_t hi) {
-    ADAMW_LOOP(16, _mm512_sqrt_ps, STREAM32);
+    ADAMW_LOOP(16, _mm512_sqrt_ps, STREAM32, STREAMF64);
 }
 __attribute__((target("avx2,fma"))) static void adamw_avx2(const job *j, int64_t lo, int64_t hi) {
-    ADAMW_LOOP(8, _mm256_sqrt_ps, STREAM16);
+    ADAMW_LOOP(8, _mm256_sqrt_ps, STREAM16, STREAMF32);
 }
-static void adamw_base(const job *j, int64_t lo, int64_t hi) { ADAMW_LOOP(4, _mm_sqrt_ps, STREAM8); }
+static void adamw_base(const job *j, int64_t lo, int64_t hi) { ADAMW_LOOP(4, _mm_sqrt_ps, STREAM8, STREAMF16); }
 
 void cpu_adamw_fast(float *param, float *m, float *v, const void *grad, int grad_bf16,
                     uint16_t *param_bf16, int64_t n, const cpu_adam_hp *hp, int threads) {
@@ -195,6 +210,7 @@ void cpu_adamw_fast_from(const float *param0, const float *m0, const float *v0, 
     cpu_isa isa = cpu_isa_active();
     int width = isa == CPU_ISA_AVX512 ? 32 : isa == CPU_ISA_AVX2 ? 16 : 8; /* bytes of bf16 a store */
     j.stream = param_bf16 && (uintptr_t)param_bf16 % width == 0;
+    j.stream_state = param != param0 && m != m0 && v != v0 && ((uintptr_t)param | (uintptr_t)m | (uintptr_t)v) % (2 * width) == 0;
     void (*run)(const job *, int64_t, int64_t) =
         isa == CPU_ISA_AVX512 ? adamw_avx512 : isa == CPU_ISA_AVX2 ? adamw_avx2 : adamw_base;
     int64_t chunks = (n + CHUNK - 1) / CHUNK;
@@ -203,7 +219,7 @@ void cpu_adamw_fast_from(const float *param0, const float *m0, const float *v0, 
         run(&j, 0, n);
         return;
     }
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(t) schedule(dynamic, 4)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t lo = c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
         run(&j, lo, hi);

@@ -147,18 +147,23 @@ TEST(kernel_adamw_fast_bf16_output_edges) {
 }
 
 /* From one copy of the state into another: the in-place result, bit for bit,
- * and the source untouched (the offload's speculative update). */
+ * and the source untouched (the offload's speculative update); into arrays
+ * aligned for the non-temporal stores (shift 0) and not (shift 1). */
 TEST(kernel_adamw_fast_from_a_second_copy) {
     cpu_isa isa[3];
     long n = 40013;
+    size_t bytes = (sizeof(float) * (size_t)(n + 1) + 63) / 64 * 64;
     int k = n_isas(isa);
-    for (int a = 0; a < k; a++) {
-        cpu_isa_force(isa[a]);
+    for (int a = 0; a < 2 * k; a++) {
+        int shift = a % 2;
+        cpu_isa_force(isa[a / 2]);
         float *p = kt_rand(n, 700, 1.0f), *m = kt_rand(n, 701, 0.01f), *v = kt_rand(n, 702, 1e-4f);
         for (long i = 0; i < n; i++) v[i] = fabsf(v[i]);
         uint16_t *g = to_bf16(kt_rand(n, 703, 1.0f), n);
         float *p0 = kt_copy(p, n), *m0 = kt_copy(m, n), *v0 = kt_copy(v, n);
-        float *p1 = malloc(sizeof(float) * n), *m1 = malloc(sizeof(float) * n), *v1 = malloc(sizeof(float) * n);
+        float *b1[3];
+        for (int j = 0; j < 3; j++) b1[j] = aligned_alloc(64, bytes);
+        float *p1 = b1[0] + shift, *m1 = b1[1] + shift, *v1 = b1[2] + shift;
         uint16_t *out = malloc(2 * n), *out1 = malloc(2 * n);
         cpu_adam_hp hp = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
                           .grad_scale = 0.5f, .step = 7};
@@ -168,7 +173,7 @@ TEST(kernel_adamw_fast_from_a_second_copy) {
         CHECK(memcmp(out, out1, 2 * n) == 0);
         float *q = kt_rand(n, 700, 1.0f);
         CHECK(same_bits("the source param", p0, q, n));
-        free(p), free(m), free(v), free(g), free(p0), free(m0), free(v0), free(p1), free(m1), free(v1), free(q);
+        free(p), free(m), free(v), free(g), free(p0), free(m0), free(v0), free(b1[0]), free(b1[1]), free(b1[2]), free(q);
         free(out), free(out1);
     }
     cpu_isa_force(cpu_isa_best());
