@@ -196,18 +196,20 @@ static int run(shape s) {
 int main(int argc, char **argv) {
     shape shapes[] = {
         {1, 8192, 32, 32, 128, 0}, /* the target: causal bf16 hd 128 T=8192 */
+        {1, 8192, 32, 8, 128, 0},  /* the Llama-3-8B layer: 4 query heads a kv head */
         {1, 4096, 32, 32, 128, 0},
         {1, 4096, 32, 8, 64, 0},   /* the Llama-3.2-1B layer */
         {2, 1000, 8, 2, 128, 1},   /* ragged T, GQA, documents */
         {2, 777, 4, 4, 64, 1},
     };
     int n = (int)(sizeof shapes / sizeof shapes[0]), bad = 0;
-    if (argc > 1) { /* T values for the first shape */
-        for (int i = 1; i < argc; i++) {
-            shape s = shapes[0];
-            s.T = atoi(argv[i]);
-            bad |= run(s);
-        }
+    if (argc > 1) { /* T values for the first two shapes */
+        for (int i = 1; i < argc; i++)
+            for (int k = 0; k < 2; k++) {
+                shape s = shapes[k];
+                s.T = atoi(argv[i]);
+                bad |= run(s);
+            }
         return bad;
     }
     for (int i = 0; i < n; i++) bad |= run(shapes[i]);

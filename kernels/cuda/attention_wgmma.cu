@@ -189,8 +189,8 @@ __global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, c
     bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Ks = Qs + BM * HD,
          *Vs = Ks + 2 * KN * HD;
     __shared__ int first_sh;
-    int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
-    int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* the longest rows first */
+    int b = blockIdx.z, h = blockIdx.x, g = h / (H / KV);
+    int q0 = (gridDim.y - 1 - blockIdx.y) * BM; /* the longest rows first (grid_longest_first) */
     int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     const bf16 *qb = q + (int64_t)b * T * ldq + (int64_t)h * HD;
@@ -262,8 +262,8 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dou
     bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Gs = Qs + BM * HD,
          *Vs = Gs + BM * HD, *Ks = Vs + 2 * BN * HD;
     __shared__ int first_sh;
-    int b = blockIdx.z, h = blockIdx.y, g = h / (H / KV);
-    int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    int b = blockIdx.z, h = blockIdx.x, g = h / (H / KV);
+    int q0 = (gridDim.y - 1 - blockIdx.y) * BM; /* the longest rows first (grid_longest_first) */
     int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * HD;
@@ -356,8 +356,8 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
          *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD;
     __shared__ __align__(16) float Ls[2][BQ], Ds[2][BQ];
     __shared__ __align__(16) int Fs[2][BQ];
-    int b = blockIdx.z, g = blockIdx.y, group = H / KV;
-    int k0 = blockIdx.x * BK; /* the most work first: early keys meet every later query */
+    int b = blockIdx.z, g = blockIdx.x, group = H / KV;
+    int k0 = blockIdx.y * BK; /* the most work first: early keys meet every later query (grid_longest_first) */
     int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
     int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
     int64_t koff = (int64_t)b * T * ldk + (int64_t)g * HD;
@@ -433,6 +433,15 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
 }
 
 /* A kernel may take more than 48 KiB of dynamic shared memory only when asked. */
+/* The grid of a causal kernel over tiles of `tile` rows of T, per head and
+ * sequence: heads along x and tiles along y, so that the blocks start (in
+ * x-then-y order) tile by tile across every head, and a kernel that maps y to
+ * its tiles the longest first runs all heads' longest tiles before any short
+ * one. With tiles along x, one head's long tiles would start after every
+ * earlier head's short ones: fewer heads (a GQA dk/dv: one block per kv head)
+ * left a tail of long blocks on a few SMs. */
+static dim3 grid_longest_first(int T, int tile, int heads, int B) { return dim3(heads, (T + tile - 1) / tile, B); }
+
 template <typename K>
 int launch_smem(K kernel, int bytes) {
     return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -445,7 +454,8 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
     auto kern = wg_fwd_k<HD, KN, OCC>;
     int e = launch_smem(kern, smem);
     if (e) return e;
-    kern<<<dim3((T + 127) / 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV, LOG2E / sqrtf((float)HD));
+    kern<<<grid_longest_first(T, 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV,
+                                                                LOG2E / sqrtf((float)HD));
     return launched();
 }
 
@@ -464,7 +474,7 @@ int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const 
         int smem_dq = (2 * BM + 5 * 64) * HD * 2 + 1024;
         auto kq = wg_dq_k<HD, QWG>;
         if ((e = launch_smem(kq, smem_dq))) return e;
-        kq<<<dim3((T + BM - 1) / BM, H, B), QWG * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV,
+        kq<<<grid_longest_first(T, BM, H, B), QWG * WG, smem_dq, s>>>(dq, dout, q, k, v, lse, delta, doc, T, H, KV,
                                                                      scale, sl);
         if ((e = launched())) return e;
     }
@@ -473,7 +483,7 @@ int bwd(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const 
         int smem_kv = (2 * BK + 4 * 64) * HD * 2 + 1024;
         auto kk = wg_dkdv_k<HD, NWG, KVOCC>;
         if ((e = launch_smem(kk, smem_kv))) return e;
-        kk<<<dim3((T + BK - 1) / BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H,
+        kk<<<grid_longest_first(T, BK, KV, B), NWG * WG, smem_kv, s>>>(dk, dv, dout, q, k, v, lse, delta, doc, T, H,
                                                                      KV, scale, sl);
         if ((e = launched())) return e;
     }
