@@ -270,10 +270,12 @@ static void profile_report(ms_engine *e) {
     if (n < 0 || window <= 0) return;
     for (int i = 0; i < n; i++) busy += ops[i].seconds;
     double per = 1e3 / (double)steps;
-    fprintf(stderr, "profile: steps %lld-%lld on rank %d, by the %s's clock: %.1f ms a step; its ops %.1f ms, "
-            "the stream idle %.1f ms (%.1f%%)\n", (long long)(e->step - steps + 1), (long long)e->step,
-            e->world.rank, e->dev.name, window * per, busy * per, (window - busy) * per,
-            100 * (window - busy) / window);
+    char which[64];
+    if (steps == 1) snprintf(which, sizeof which, "step %lld", (long long)e->step);
+    else snprintf(which, sizeof which, "steps %lld-%lld", (long long)(e->step - steps + 1), (long long)e->step);
+    fprintf(stderr, "profile: %s on rank %d, timed by the %s device: %.1f ms a step; its ops %.1f ms, the stream "
+            "idle %.1f ms (%.1f%%)\n", which, e->world.rank, e->dev.name, window * per, busy * per,
+            (window - busy) * per, 100 * (window - busy) / window);
     fprintf(stderr, "profile:    ms/step   share  calls/step  op\n");
     for (int i = 0; i < n; i++)
         fprintf(stderr, "profile: %10.2f %6.1f%% %11.1f  %s\n", ops[i].seconds * per, 100 * ops[i].seconds / window,
