@@ -12,21 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ckpt/source.h"
+#include "core/clock.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "device/cuda.h"
 #include "engine.h"
 #include "optim/optim.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static char *dup_or_null(const char *s) {
     if (!s) return NULL;
@@ -374,7 +368,7 @@ static ms_status nonfinite(ms_engine *e, ms_step_stats *out, double loss, double
                        loss, norm, where);
     if (out) {
         *out = (ms_step_stats){.step = e->step, .loss = (float)loss, .lr = ms_schedule_lr(&e->cfg.train, e->step),
-                               .grad_norm = (float)norm, .seconds = now_seconds() - t0, .skipped = 1};
+                               .grad_norm = (float)norm, .seconds = ms_now() - t0, .skipped = 1};
         snprintf(out->nonfinite, sizeof out->nonfinite, "%s", where);
     }
     e->step++;
@@ -382,7 +376,7 @@ static ms_status nonfinite(ms_engine *e, ms_step_stats *out, double loss, double
 }
 
 static ms_status step(ms_engine *e, ms_step_stats *out) {
-    double t0 = now_seconds();
+    double t0 = ms_now();
     const ms_train_config *t = &e->cfg.train;
     ms_model *m = &e->model;
     ms_device *d = &e->dev;
@@ -428,7 +422,7 @@ static ms_status step(ms_engine *e, ms_step_stats *out) {
         int64_t tokens = (int64_t)t->batch * T;
         *out = (ms_step_stats){
             .step = e->step, .loss = (float)(sums[0] / (double)tokens), .lr = lr, .grad_norm = (float)norm,
-            .tokens = tokens, .seconds = now_seconds() - t0, .flops = e->plan.flops_per_token * (double)tokens,
+            .tokens = tokens, .seconds = ms_now() - t0, .flops = e->plan.flops_per_token * (double)tokens,
             .offload_update_seconds = update_s, .offload_wait_seconds = wait_s, .offload_recomputed = recomputed,
         };
         comm_delta(&before, &e->comm->stats, out);

@@ -19,6 +19,7 @@
 
 #include "comm/bootstrap.h"
 #include "comm/fabric.h"
+#include "core/clock.h"
 #include "core/status.h"
 #include "device/cuda.h"
 #include "device/device.h"
@@ -61,9 +62,9 @@ static ms_status slowest(ms_comm *c, double x, double *out) {
 
 static ms_status measure(bench *x, int kind, int64_t bytes, ms_comm_bench_row *row) {
     ms_comm *c = x->c;
-    double t0 = ms_comm_now();
+    double t0 = ms_now();
     TRY(run_once(c, kind, x->a, x->b, bytes));
-    double once = ms_comm_now() - t0;
+    double once = ms_now() - t0;
     int32_t iters = once > 0 ? (int32_t)(0.2 / once) : 200;
     if (iters < 2) iters = 2;
     if (iters > 200) iters = 200;
@@ -71,9 +72,9 @@ static ms_status measure(bench *x, int kind, int64_t bytes, ms_comm_bench_row *r
     TRY(x->ctl->broadcast(x->ctl, &iters, sizeof iters, 0, &q));
     TRY(x->ctl->wait(x->ctl, q));
     TRY(c->barrier(c));
-    t0 = ms_comm_now();
+    t0 = ms_now();
     for (int32_t i = 0; i < iters; i++) TRY(run_once(c, kind, x->a, x->b, bytes));
-    double per = (ms_comm_now() - t0) / iters;
+    double per = (ms_now() - t0) / iters;
     TRY(slowest(x->ctl, per, &per));
     double factor = ms_comm_bus_factor(kind, c->world);
     row->kind = kind;

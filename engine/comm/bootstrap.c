@@ -30,6 +30,7 @@
 
 #include "comm/bootstrap.h"
 #include "comm/fabric.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 #define BOOT_MAGIC "MSBOOT\x01\x00"
@@ -76,18 +77,12 @@ struct ms_boot {
     int fin_seen;
 };
 
-double ms_comm_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* --------------------------------------------------------------------------
  * Sockets with deadlines
  * -------------------------------------------------------------------------- */
 
 static int remaining_ms(double deadline) {
-    double left = deadline - ms_comm_now();
+    double left = deadline - ms_now();
     if (left <= 0) return 0;
     return left > 1e6 ? 1000000000 : (int)(left * 1000.0) + 1;
 }
@@ -364,7 +359,7 @@ static ms_status rendezvous_root(ms_boot *b, const ms_world *w, double deadline)
                          b->where, n_missing == 1 ? "" : "s", missing, w->world, b->timeout_ms / 1000.0, refusals,
                          n_missing == 1 ? "it was" : "they were");
             for (int r = 1; r < w->world; r++)
-                if (b->fds[r] >= 0) send_reply(b->fds[r], REPLY_ABORTED, ms_last_error(), ms_comm_now() + 1.0);
+                if (b->fds[r] >= 0) send_reply(b->fds[r], REPLY_ABORTED, ms_last_error(), ms_now() + 1.0);
             break;
         }
         pf[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
@@ -393,7 +388,7 @@ static ms_status rendezvous_root(ms_boot *b, const ms_world *w, double deadline)
                     fprintf(stderr, "moonspeed: rendezvous: %s\n", msg);
                     snprintf(last_refusal, sizeof last_refusal, "%s", why);
                     refused++;
-                    send_reply(p->fd, REPLY_REFUSED, msg, ms_comm_now() + 1.0);
+                    send_reply(p->fd, REPLY_REFUSED, msg, ms_now() + 1.0);
                     close_fd(&p->fd);
                 }
                 done = 1;
@@ -420,7 +415,7 @@ static ms_status rendezvous_root(ms_boot *b, const ms_world *w, double deadline)
     free(pf);
     close(lfd);
     if (st != MS_OK) return st;
-    double send_deadline = ms_comm_now() + b->timeout_ms / 1000.0;
+    double send_deadline = ms_now() + b->timeout_ms / 1000.0;
     for (int r = 1; r < w->world; r++) {
         send_reply(b->fds[r], REPLY_OK, "", send_deadline);
         TRY(send_table(b, r, send_deadline));
@@ -440,7 +435,7 @@ static ms_status rendezvous_rank(ms_boot *b, const ms_world *w, double deadline)
                            "rendezvous: rank %d could not reach rank 0 at %s within %.1f s (last attempt: %s); "
                            "is rank 0 running, and are the master address and port right?",
                            w->rank, b->where, b->timeout_ms / 1000.0, why);
-        double left = deadline - ms_comm_now();
+        double left = deadline - ms_now();
         double nap = pause < left ? pause : left;
         if (nap > 0) {
             struct timespec ts = {.tv_sec = (time_t)nap, .tv_nsec = (long)((nap - (double)(time_t)nap) * 1e9)};
@@ -504,7 +499,7 @@ ms_status ms_boot_connect(const ms_world *w, int32_t timeout_ms, const void *roo
              w->master_port);
     if (gethostname(b->hosts[w->rank], MS_BOOT_HOST_LEN - 1) != 0) snprintf(b->hosts[w->rank], 16, "unknown");
     if (w->rank == 0 && root_blob) memcpy(b->root_blob, root_blob, sizeof b->root_blob);
-    double deadline = ms_comm_now() + timeout_ms / 1000.0;
+    double deadline = ms_now() + timeout_ms / 1000.0;
     ms_status st = w->rank == 0 ? rendezvous_root(b, w, deadline) : rendezvous_rank(b, w, deadline);
     if (st != MS_OK) {
         boot_free(b);
@@ -541,7 +536,7 @@ static ms_status frame_io(int fd, frame *f, void *payload, uint32_t max_len, dou
 
 ms_status ms_boot_allgather(ms_boot *b, const void *mine, int32_t len, void *all) {
     if (b->watching) return ms_fail(MS_ERR_STATE, "ms_boot_allgather after ms_boot_watch");
-    double deadline = ms_comm_now() + b->timeout_ms / 1000.0;
+    double deadline = ms_now() + b->timeout_ms / 1000.0;
     char *dst = all;
     memcpy(dst + (size_t)b->rank * (size_t)len, mine, (size_t)len);
     frame f = {.type = FRAME_GATHER, .rank = b->rank, .len = (uint32_t)len};
@@ -567,7 +562,7 @@ ms_status ms_boot_allgather(ms_boot *b, const void *mine, int32_t len, void *all
 
 ms_status ms_boot_bcast(ms_boot *b, void *buf, int32_t len) {
     if (b->watching) return ms_fail(MS_ERR_STATE, "ms_boot_bcast after ms_boot_watch");
-    double deadline = ms_comm_now() + b->timeout_ms / 1000.0;
+    double deadline = ms_now() + b->timeout_ms / 1000.0;
     frame f = {.type = FRAME_TABLE, .rank = 0, .len = (uint32_t)len};
     if (b->rank != 0) {
         TRY(frame_io(b->fds[0], &f, buf, (uint32_t)len, deadline, 0, "broadcast", 0));
@@ -590,7 +585,7 @@ static int read_frame(int fd, frame *f) {
     ssize_t got = recv(fd, f, sizeof *f, 0);
     if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     if (got <= 0) return -1;
-    if ((size_t)got < sizeof *f && io_full(fd, (char *)f + got, sizeof *f - (size_t)got, ms_comm_now() + 2.0, 0) != 0)
+    if ((size_t)got < sizeof *f && io_full(fd, (char *)f + got, sizeof *f - (size_t)got, ms_now() + 2.0, 0) != 0)
         return -1;
     return 1;
 }
@@ -632,7 +627,7 @@ static void *watch_main(void *arg) {
             atomic_compare_exchange_strong(&b->gone, &expected, r);
             frame g = {.type = FRAME_GONE, .rank = r, .len = 0};
             for (int o = 1; o < b->world; o++)
-                if (o != r && !atomic_load(&b->left[o])) io_full(b->fds[o], &g, sizeof g, ms_comm_now() + 0.5, 1);
+                if (o != r && !atomic_load(&b->left[o])) io_full(b->fds[o], &g, sizeof g, ms_now() + 0.5, 1);
         }
     }
     free(pf);
@@ -696,7 +691,7 @@ void ms_boot_abort(ms_boot *b) {
 
 void ms_boot_close(ms_boot *b) {
     if (!b) return;
-    double deadline = ms_comm_now() + b->timeout_ms / 1000.0;
+    double deadline = ms_now() + b->timeout_ms / 1000.0;
     if (b->rank != 0) {
         frame bye = {.type = FRAME_BYE, .rank = b->rank, .len = 0};
         if (b->fds[0] >= 0 && io_full(b->fds[0], &bye, sizeof bye, deadline, 1) == 0) {
@@ -720,7 +715,7 @@ void ms_boot_close(ms_boot *b) {
         close_fd(&b->wake[1]);
         frame fin = {.type = FRAME_FIN, .rank = 0, .len = 0};
         for (int r = 1; r < b->world; r++)
-            if (b->fds[r] >= 0) io_full(b->fds[r], &fin, sizeof fin, ms_comm_now() + 0.5, 1);
+            if (b->fds[r] >= 0) io_full(b->fds[r], &fin, sizeof fin, ms_now() + 0.5, 1);
     }
     boot_free(b);
 }

@@ -55,6 +55,4 @@ void ms_boot_close(ms_boot *b);
 /* Close at once, without a goodbye: the others see this rank leave (setup failed). */
 void ms_boot_abort(ms_boot *b);
 
-double ms_comm_now(void);   /* seconds, monotonic */
-
 #endif

@@ -47,6 +47,7 @@
 #include <rdma/fi_tagged.h>
 
 #include "comm/fabric_impl.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 /* --------------------------------------------------------------------------
@@ -342,7 +343,7 @@ static ms_status complete(fab *f, op *o) {
     ms_comm_req *q = o->req;
     int32_t p = o->pipe;
     pipe_state *s = &q->pipes[p];
-    q->t_last = ms_comm_now();
+    q->t_last = ms_now();
     if (o->is_send) {
         s->send_done++;
         if (o->slot >= 0) s->slot_busy[o->slot] = 0;
@@ -381,7 +382,7 @@ static ms_status progress(fab *f, int *got) {
         if (o) req_name(o->req, name, sizeof name);
         /* a peer that died breaks the transfers of its neighbours: the rendezvous knows which one it was */
         int32_t gone = -1;
-        for (double end = ms_comm_now() + 0.5; gone < 0 && ms_comm_now() < end;) {
+        for (double end = ms_now() + 0.5; gone < 0 && ms_now() < end;) {
             gone = ms_boot_gone(f->boot);
             if (gone < 0) {
                 struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
@@ -427,7 +428,7 @@ static void finish_req(ms_comm_req *q) {
     fab_unregister(q);
     f->c.stats.calls[q->kind]++;
     f->c.stats.bytes[q->kind] += q->bytes;
-    f->c.stats.seconds[q->kind] += ms_comm_now() - q->t_start;
+    f->c.stats.seconds[q->kind] += ms_now() - q->t_start;
 }
 
 ms_status fab_register(fab *f, const void *buf, size_t len, struct fid_mr **mr, void **desc) {
@@ -468,7 +469,7 @@ static ms_status start(fab *f, int kind, const void *send, void *recv, int64_t c
     q->send = send;
     q->recv = recv;
     q->count = count;
-    q->t_start = q->t_last = ms_comm_now();
+    q->t_start = q->t_last = ms_now();
     int32_t w = f->c.world, r = f->c.rank;
     q->esize = kind == MS_COMM_BROADCAST ? 1 : ms_comm_elem_size(dtype);
     int64_t longest = count;                 /* the longest block, in elements */
@@ -592,7 +593,7 @@ ms_status fab_wait(ms_comm *c, ms_comm_req *q) {
         return ms_fail(MS_ERR_INVALID, "wait: %p is not a request in flight on this communicator", (void *)q);
     char name[64];
     req_name(q, name, sizeof name);
-    double entered = ms_comm_now(), last_check = entered;
+    double entered = ms_now(), last_check = entered;
     long idle = 0;
     ms_status st = MS_OK;
     while (!q->done) {
@@ -608,7 +609,7 @@ ms_status fab_wait(ms_comm *c, ms_comm_req *q) {
             continue;
         }
         if (++idle < 64) continue;
-        double now = ms_comm_now();
+        double now = ms_now();
         if (now - last_check >= 0.001) {
             last_check = now;
             int32_t gone = ms_boot_gone(f->boot);

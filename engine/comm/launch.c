@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "comm/bootstrap.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 extern char **environ;
@@ -269,7 +270,7 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
     if (st != MS_OK) {         /* could not start them all: stop those that run */
         signal_all(ch, started, SIGTERM);
         stopping = 1;
-        stop_at = ms_comm_now() + grace_ms / 1000.0;
+        stop_at = ms_now() + grace_ms / 1000.0;
     }
     struct pollfd *pf = calloc((size_t)(2 * started + 1), sizeof *pf);
     stream **who = calloc((size_t)(2 * started + 1), sizeof *who);
@@ -277,8 +278,8 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
     double drain_until = 0;
     while (pf && who && owner && (alive > 0 || open_streams > 0)) {
         if (alive == 0) {      /* every rank ended: give their output a moment, then stop reading */
-            if (drain_until == 0) drain_until = ms_comm_now() + 1.0;
-            if (ms_comm_now() > drain_until) break;
+            if (drain_until == 0) drain_until = ms_now() + 1.0;
+            if (ms_now() > drain_until) break;
         }
         int k = 0;
         pf[k++] = (struct pollfd){.fd = sfd, .events = POLLIN};
@@ -293,7 +294,7 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
         }
         int wait_ms = 200;
         if (stopping && stop_at > 0) {
-            double left = stop_at - ms_comm_now();
+            double left = stop_at - ms_now();
             wait_ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
             if (wait_ms > 200) wait_ms = 200;
         }
@@ -316,7 +317,7 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
             signal_all(ch, started, sig);        /* forward, then stop after the grace period */
             if (!stopping) {
                 stopping = 1;
-                stop_at = ms_comm_now() + grace_ms / 1000.0;
+                stop_at = ms_now() + grace_ms / 1000.0;
             }
         }
         for (int i = 0; i < started; i++) {
@@ -335,14 +336,14 @@ ms_status ms_launch(const char *path, const char *const *argv, const char *const
                 out->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
                 describe_status(status, out->what, sizeof out->what);
                 stopping = 1;
-                stop_at = ms_comm_now() + grace_ms / 1000.0;
+                stop_at = ms_now() + grace_ms / 1000.0;
                 signal_all(ch, started, SIGTERM);
                 for (int o = 0; o < started; o++) out->stopped += ch[o].alive;
             }
         }
-        if (stopping && alive > 0 && ms_comm_now() >= stop_at) {
+        if (stopping && alive > 0 && ms_now() >= stop_at) {
             signal_all(ch, started, SIGKILL);
-            stop_at = ms_comm_now() + 3600;    /* once */
+            stop_at = ms_now() + 3600;    /* once */
         }
     }
     /* nothing may outlive the launch */

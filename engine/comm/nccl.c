@@ -35,6 +35,7 @@
 
 #include "comm/bootstrap.h"
 #include "comm/fabric.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 #ifdef MS_HAVE_CUDA
@@ -147,7 +148,7 @@ static void pause_briefly(long *spins) {
 static ncclResult_t settle(nc *n, ncclResult_t r, double deadline) {
     long spins = 0;
     while (r == ncclInProgress) {
-        if (ms_comm_now() > deadline) return ncclInProgress;
+        if (ms_now() > deadline) return ncclInProgress;
         pause_briefly(&spins);
         ncclResult_t state = ncclSuccess;
         ncclResult_t q = n->get_async_error(n->comm, &state);
@@ -209,7 +210,7 @@ static ms_status observe(nc *n) {
             n->seen++;
             continue;
         }
-        double now = ms_comm_now();
+        double now = ms_now();
         if (q->t_running == 0) {
             int started = fired(n, q->start, q, "start");
             if (started < 0) return ms_fail(MS_ERR_IO, "%s", n->failure);
@@ -228,14 +229,14 @@ static ms_status observe(nc *n) {
 
 /* Blocks the host until collective `seq` (and every one before it) completed. */
 static ms_status complete_through(nc *n, uint32_t seq) {
-    double since = ms_comm_now();
+    double since = ms_now();
     uint32_t last_seen = n->seen;
     long spins = 0;
     for (;;) {
         TRY(observe(n));
         if ((int32_t)(n->seen - seq) >= 0) return MS_OK;
         ms_comm_req *q = head(n);
-        double now = ms_comm_now();
+        double now = ms_now();
         if (n->seen != last_seen || q->t_running != 0) {
             last_seen = n->seen;
             since = now;
@@ -342,7 +343,7 @@ static ms_status start(nc *n, int kind, const void *send, void *recv, int64_t co
     case MS_COMM_BARRIER: r = n->all_reduce(send, recv, cnt, t, ncclSum, n->comm, n->stream); break;
     case MS_COMM_BROADCAST: r = n->broadcast(send, recv, cnt, t, root, n->comm, n->stream); break;
     }
-    double deadline = ms_comm_now() + n->c.timeout_ms / 1000.0;
+    double deadline = ms_now() + n->c.timeout_ms / 1000.0;
     r = settle(n, r, deadline);
     if (r == ncclInProgress)
         return fail(n, MS_ERR_IO, "nccl: %s: NCCL did not take it in %.1f s (rank %d of %d)", name,
@@ -423,7 +424,7 @@ static void nc_destroy(ms_comm *c) {
     /* a clean end waits for what is in flight; after a failure here or on the
        device (the others may never match this rank's collectives) it aborts */
     if (!n->failed && n->comm && (!n->dev || ms_cuda_status(n->dev) == MS_OK) && nc_drain(c) == MS_OK) {
-        ncclResult_t r = settle(n, n->finalize(n->comm), ms_comm_now() + c->timeout_ms / 1000.0);
+        ncclResult_t r = settle(n, n->finalize(n->comm), ms_now() + c->timeout_ms / 1000.0);
         if (r == ncclSuccess) {
             n->destroy(n->comm);
             n->comm = NULL;
@@ -578,14 +579,14 @@ static ms_status setup(nc *n, const ms_world *w, ms_comm *host, ms_device *d) {
     }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
-    double t0 = ms_comm_now();
+    double t0 = ms_now();
     ncclResult_t r = n->init_rank_config(&n->comm, w->world, rec.id, w->rank, &config);
     r = settle(n, r, t0 + n->c.timeout_ms / 1000.0);
     if (r == ncclInProgress)
         return ms_fail(MS_ERR_IO,
                        "nccl: creating the communicator did not finish in %.1f s (rank %d of %d, GPU %d): a rank did "
                        "not reach it or cannot reach the others (NCCL_DEBUG=INFO shows where it stopped)",
-                       ms_comm_now() - t0, w->rank, w->world, n->gpu);
+                       ms_now() - t0, w->rank, w->world, n->gpu);
     if (r != ncclSuccess)
         return ms_fail(MS_ERR_IO, "nccl: creating the communicator failed (rank %d of %d, GPU %d): %s", w->rank,
                        w->world, n->gpu, why(n, r, reason, sizeof reason));

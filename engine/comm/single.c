@@ -16,6 +16,7 @@
 
 #include "comm/bootstrap.h"
 #include "comm/fabric.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 const char *ms_comm_kind_name(int kind) {
@@ -56,7 +57,7 @@ ms_status ms_comm_latch(char *failure, size_t len, int *failed, ms_status st, co
 static ms_status finish(ms_comm *c, int kind, int64_t bytes, double t0) {
     c->stats.calls[kind]++;
     c->stats.bytes[kind] += bytes;
-    c->stats.seconds[kind] += ms_comm_now() - t0;
+    c->stats.seconds[kind] += ms_now() - t0;
     return MS_OK;
 }
 
@@ -68,7 +69,7 @@ typedef struct single_impl {
 
 static ms_status copy_op(ms_comm *c, int kind, const void *send, void *recv, int64_t count, int32_t dtype,
                          ms_comm_req **req) {
-    double t0 = ms_comm_now();
+    double t0 = ms_now();
     TRY(ms_comm_check(c, kind, send, recv, count, dtype, req));
     int64_t bytes = count * ms_comm_elem_size(dtype);
     const single_impl *s = c->impl;
@@ -95,7 +96,7 @@ static ms_status single_all_reduce(ms_comm *c, const void *send, void *recv, int
 }
 
 static ms_status single_broadcast(ms_comm *c, void *buf, int64_t bytes, int32_t root, ms_comm_req **req) {
-    double t0 = ms_comm_now();
+    double t0 = ms_now();
     TRY(ms_comm_check(c, MS_COMM_BROADCAST, buf, buf, bytes, MS_F32, req));
     if (root != 0) return ms_fail(MS_ERR_INVALID, "broadcast: root %d is not a rank of a world of 1", root);
     return finish(c, MS_COMM_BROADCAST, bytes, t0);

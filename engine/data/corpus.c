@@ -26,9 +26,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "data/data.h"
 #include "data/tokenizer.h"
@@ -37,12 +37,6 @@
 #define BATCH (16 << 20)          /* bytes of text per batch, about */
 #define DEFAULT_SHARD (1LL << 26) /* tokens per shard */
 #define HELD 1024                 /* finished plain-text files whose mappings a batch may hold */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* --- the input list -------------------------------------------------------- */
 
@@ -537,7 +531,7 @@ static ms_status append_batch(run *r) {
 
 static void progress(run *r, int final) {
     if (!r->opt || !r->opt->progress) return;
-    double t = now(), dt = t - r->t0;
+    double t = ms_now(), dt = t - r->t0;
     if (!final && t - r->last_print < (r->tty ? 0.2 : 5.0)) return;
     r->last_print = t;
     int64_t raw = r->files_bytes + (r->map ? r->pos : 0);
@@ -639,7 +633,7 @@ ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *paths, int
     run *r = calloc(1, sizeof *r);
     if (!r) return ms_fail(MS_ERR_NOMEM, "tokenize: out of memory");
     r->t = t, r->opt = opt, r->out_dir = out_dir;
-    r->t0 = now();
+    r->t0 = ms_now();
     r->tty = isatty(2);
     r->prev_split = -1;
     ms_status st = MS_OK;
@@ -674,7 +668,7 @@ ms_status ms_tokenize_files(const ms_tokenizer *t, const char *const *paths, int
         out->val_tokens = r->tokens[1];
         out->train_shards = r->shards[0];
         out->val_shards = r->shards[1];
-        out->seconds = now() - r->t0;
+        out->seconds = ms_now() - r->t0;
     }
     for (int64_t i = 0; i < r->in.n; i++) free(r->in.v[i].path);
     free(r->in.v);

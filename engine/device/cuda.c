@@ -38,7 +38,6 @@
 #define GEMM_PLANS 96
 #define TICKETS 1024
 #define PROF_RING 4096 /* ops timed but not yet read back */
-#define PROF_OPS 256   /* distinct op names of a profile */
 
 /* Op timing (profile): each op on the compute stream between two events,
  * read back lazily (the ring is drained as it fills and at the end) and
@@ -54,9 +53,7 @@ typedef struct prof_state {
     prof_slot ring[PROF_RING];
     int64_t head, tail;              /* slots recorded / read back */
     cudaEvent_t from, to;            /* the window */
-    ms_op_time ops[PROF_OPS];
-    char names[PROF_OPS][MS_OP_NAME];
-    int n_ops;
+    ms_op_table sums;
 } prof_state;
 
 /* One matmul shape's cuBLASLt descriptors and chosen algorithm. */
@@ -127,20 +124,9 @@ static void prof_read(ms_device *d, prof_state *p) {
     float ms = 0;
     if (!cuda_bad(d, cudaEventSynchronize(s->end), "profile: waiting for an op's end") &&
         !cuda_bad(d, cudaEventElapsedTime(&ms, s->start, s->end), "profile: an op's time")) {
-        p->ops[s->op].seconds += 1e-3 * ms;
-        p->ops[s->op].calls++;
+        p->sums.ops[s->op].seconds += 1e-3 * ms;
+        p->sums.ops[s->op].calls++;
     }
-}
-
-/* The slot of name in the profile's table, added when new; the last slot
- * gathers the ops of names beyond the table. */
-static int prof_name(prof_state *p, const char *name) {
-    for (int i = 0; i < p->n_ops; i++)
-        if (strcmp(p->ops[i].name, name) == 0) return i;
-    if (p->n_ops == PROF_OPS - 1) name = "(other ops)";
-    if (p->n_ops == PROF_OPS) return PROF_OPS - 1;
-    snprintf(p->ops[p->n_ops].name, MS_OP_NAME, "%s", name);
-    return p->n_ops++;
 }
 
 static void prof_begin(ms_device *d) {
@@ -154,7 +140,7 @@ static void prof_end(ms_device *d, const char *name) {
     prof_state *p = prof_of(d);
     if (!p) return;
     prof_slot *s = &p->ring[p->head % PROF_RING];
-    s->op = prof_name(p, name);
+    s->op = ms_op_table_slot(&p->sums, name);
     if (!cuda_bad(d, cudaEventRecord(s->end, impl_of(d)->stream), "profile: event record")) p->head++;
 }
 
@@ -166,11 +152,6 @@ static void prof_free(prof_state *p) {
     if (p->from) cudaEventDestroy(p->from);
     if (p->to) cudaEventDestroy(p->to);
     free(p);
-}
-
-static int by_seconds(const void *a, const void *b) {
-    double x = ((const ms_op_time *)a)->seconds, y = ((const ms_op_time *)b)->seconds;
-    return (x < y) - (x > y);
 }
 
 static int profile(ms_device *d, int on, ms_op_time *out, int max, double *window) {
@@ -203,12 +184,7 @@ static int profile(ms_device *d, int on, ms_op_time *out, int max, double *windo
         cuda_bad(d, cudaEventElapsedTime(&ms, p->from, p->to), "profile: the window's time");
     while (LIVE(d) && p->tail < p->head) prof_read(d, p);
     c->prof = NULL;
-    int n = LIVE(d) ? p->n_ops : -1;
-    if (n > 0) {
-        qsort(p->ops, (size_t)n, sizeof p->ops[0], by_seconds);
-        if (n > max) n = max;
-        memcpy(out, p->ops, (size_t)n * sizeof *out);
-    }
+    int n = LIVE(d) ? ms_op_table_take(&p->sums, out, max) : -1;
     if (window) *window = 1e-3 * ms;
     prof_free(p);
     return n;

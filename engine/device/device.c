@@ -1,4 +1,6 @@
 /* device/device.c — choosing a backend by kind, and asking what the machine has. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm/comm.h"
@@ -30,6 +32,27 @@ ms_status ms_device_init(ms_device *d, int32_t kind, int32_t precision, int32_t 
 #endif
     }
     return unknown(kind);
+}
+
+int ms_op_table_slot(ms_op_table *t, const char *name) {
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->ops[i].name, name) == 0) return i;
+    if (t->n == MS_OP_TABLE) return MS_OP_TABLE - 1;
+    if (t->n == MS_OP_TABLE - 1) name = "(other ops)";
+    snprintf(t->ops[t->n].name, MS_OP_NAME, "%s", name);
+    return t->n++;
+}
+
+static int by_seconds(const void *a, const void *b) {
+    double x = ((const ms_op_time *)a)->seconds, y = ((const ms_op_time *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+int ms_op_table_take(ms_op_table *t, ms_op_time *out, int max) {
+    qsort(t->ops, (size_t)t->n, sizeof t->ops[0], by_seconds);
+    int n = t->n < max ? t->n : max;
+    if (n > 0) memcpy(out, t->ops, (size_t)n * sizeof *out);
+    return n;
 }
 
 /* A GPU stores bf16 in 2 bytes; everything else it stores in 4. */

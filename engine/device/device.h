@@ -34,6 +34,17 @@ typedef struct ms_op_time {
     double seconds;
 } ms_op_time;
 
+/* A profile's sums by name, for the backends' profile(): a slot a name,
+ * the last one gathering the names beyond the table. */
+#define MS_OP_TABLE 256
+typedef struct ms_op_table {
+    ms_op_time ops[MS_OP_TABLE];
+    int n;
+} ms_op_table;
+int ms_op_table_slot(ms_op_table *t, const char *name);
+/* The sums into out, the largest first, at most max of them; returns how many. */
+int ms_op_table_take(ms_op_table *t, ms_op_time *out, int max);
+
 /* The largest calls a run makes of the ops that need backend scratch: what
  * scratch_bytes sizes it for (engine/plan.c fills it from the model). */
 typedef struct ms_device_shape {
@@ -134,13 +145,12 @@ struct ms_device {
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
     void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */
 
-    /* Op timing by the device's own clock (train.profile). profile(d, 1, ...)
-       starts timing every op of the compute stream; profile(d, 0, out, max,
-       window) stops, writes the ops' sums by name, the largest first, at most
-       max, returns how many (-1 after a failure) and the window's seconds:
-       what the ops do not cover is the stream waiting for the host, a copy or
-       a collective. NULL on a backend whose ops run on the host's clock (the
-       CPU), where the step's own time says it all. */
+    /* Op timing by the device's own clock (train.profile): events on a GPU's
+       compute stream, the host's clock on the CPU. profile(d, 1, ...) starts
+       timing every op; profile(d, 0, out, max, window) stops, writes the
+       ops' sums by name, the largest first, at most max, returns how many
+       (-1 after a failure) and the window's seconds: what the ops do not
+       cover is the device waiting (for the host, a copy or a collective). */
     int (*profile)(ms_device *d, int on, ms_op_time *out, int max, double *window);
 };
 

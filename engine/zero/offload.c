@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/bootstrap.h"
+#include "core/clock.h"
 #include "core/status.h"
 #include "cpu/kernels.h"
 #include "optim/optim.h"
@@ -54,7 +54,7 @@ void ms_offload_layout(ms_offload *o, const ms_model *m, const ms_device *d, ms_
  * copy of its parameters into out: bf16 bits on a bf16 device, fp32 rounded
  * to bf16 where bf16 is emulated in fp32 (the CPU backend), none in fp32. */
 static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, float clip_scale) {
-    double t0 = ms_comm_now();
+    double t0 = ms_now();
     const ms_train_config *t = o->train;
     const ms_model *m = o->model;
     ms_unit *un = &o->model->units[u];
@@ -70,7 +70,7 @@ static void update_unit(ms_offload *o, int u, float *const dst[3], void *out, fl
                             (const char *)un->grads_host + at * ab, ab == 2, ab == 2 ? to : NULL, n, &hp, 0);
         if (to && ab == 4) cpu_copy_round_bf16(to, dst[0] + at, n);
     }
-    double dt = ms_comm_now() - t0;
+    double dt = ms_now() - t0;
     pthread_mutex_lock(&o->mu);
     o->update_seconds += dt;
     pthread_mutex_unlock(&o->mu);
@@ -281,9 +281,9 @@ ms_status ms_offload_acquire(ms_offload *o, int u) {
     if (!o->units || !o->pending[u]) return MS_OK;
     pthread_mutex_lock(&o->mu);
     if (!o->ready[u]) {
-        double t0 = ms_comm_now();
+        double t0 = ms_now();
         while (!o->ready[u]) pthread_cond_wait(&o->cv, &o->mu);
-        o->wait_seconds += ms_comm_now() - t0;
+        o->wait_seconds += ms_now() - t0;
     }
     pthread_mutex_unlock(&o->mu);
     o->pending[u] = 0;
