@@ -44,6 +44,34 @@ describe("moonspeed run", function()
     assert.matches('"offload":{"recomputed":false,"update_s":[%d.e-]+,"wait_s":[%d.e-]+}', support.read(dir .. "/offload/metrics.jsonl"))
   end)
 
+  it("profiles steps 2-3 with train.profile = 2: every op by name and shape, its calls a step, within the step", function()
+    local prof = support.moonspeed({ "run", TINY, "train.steps=4", "train.profile=2", "log.sample_tokens=0",
+                                     "--run-dir", dir .. "/profile" })
+    assert.are.equal(0, prof.code, prof.stderr)
+    local step, ops, idle = prof.stderr:match("^profile: steps 2%-3 on rank 0, timed by the cpu device: ([%d.]+) ms a "
+      .. "step; its ops ([%d.]+) ms, the device idle ([%d.]+) ms %([%d.]+%%%)\n")
+    assert.is_not_nil(step, prof.stderr)
+    step, ops, idle = tonumber(step), tonumber(ops), tonumber(idle)
+    assert.is_true(ops > 0 and math.abs(step - ops - idle) <= 0.11, prof.stderr)
+    local calls, sum, rows, last = {}, 0, 0, math.huge
+    for ms, per, name in prof.stderr:gmatch("\nprofile: +([%d.]+) +[%d.]+%% +([%d.]+)  ([^\n]+)") do
+      calls[name], sum, rows = tonumber(per), sum + tonumber(ms), rows + 1
+      assert.is_true(tonumber(ms) <= last, "largest first")
+      last = tonumber(ms)
+    end
+    assert.is_true(math.abs(sum - ops) <= 0.005 * rows + 0.05, prof.stderr) -- each row rounded to 0.01 ms
+    -- 2 layers, 2 micro-batches a step of 2 sequences of 32 tokens; dim 32, 2 heads and 1 kv head of 16, ffn 64
+    assert.are.equal(4, calls.attention_fwd)
+    assert.are.equal(4, calls.attention_bwd)
+    assert.are.equal(2, calls.embedding_fwd)
+    assert.are.equal(2, calls.lmhead_xent)
+    assert.are.equal(8, calls["matmul_fwd 64x32x32"]) -- q and o
+    assert.are.equal(8, calls["matmul_fwd 64x32x16"]) -- k and v
+    assert.are.equal(8, calls["matmul_fwd 64x32x64"]) -- gate and up
+    assert.are.equal(4, calls["matmul_fwd 64x64x32"]) -- down
+    assert.is_nil(prof.stdout:match("profile:"))
+  end)
+
   it("prints plain progress lines when the output is not a terminal", function()
     local out = lines(res.stdout)
     assert.matches("^run tiny: spec%-tiny, [%d.]+ K parameters, fp32 on cpu %(1 thread%); 6 steps of 4 x 32 tokens %-> .*/run$", out[1])
