@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "comm_ranks.h"
+#include "core/clock.h"
 
 int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -64,20 +65,14 @@ int spawn_rank(int rank, rank_fn body, void *arg) {
     return (int)pid;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int reap(int pid, double limit_s) {
-    double end = now() + limit_s;
+    double end = ms_now() + limit_s;
     int status = 0;
     for (;;) {
         pid_t got = waitpid(pid, &status, WNOHANG);
         if (got == pid) return status;
         if (got < 0) return -1;
-        if (now() > end) {
+        if (ms_now() > end) {
             fprintf(stderr, "child %d still running after %.1f s: killing it\n", pid, limit_s);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
@@ -95,9 +90,9 @@ int run_ranks(const rank_job *job, rank_fn body, void *arg, double limit_s, int 
     if (job->pids)
         for (int r = 0; r < world; r++) job->pids[r] = pids[r];
     int bad = 0;
-    double end = now() + limit_s;
+    double end = ms_now() + limit_s;
     for (int r = 0; r < world; r++) {
-        double left = end - now();
+        double left = end - ms_now();
         int st = reap(pids[r], left > 0 ? left : 0.01);
         if (status) status[r] = st;
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {

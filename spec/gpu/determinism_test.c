@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "cuda/kernels.h"
 #include "gpu.h"
 
@@ -192,12 +192,6 @@ TEST(cuda_scratch_is_planned) {
 
 /* ---- timings at real sizes ------------------------------------------------------------- */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* bf16, a 128256-row table; Zipf-like tokens (a few very frequent). */
 TEST(bench_backward_reductions) {
     ms_device d;
@@ -234,14 +228,14 @@ TEST(bench_backward_reductions) {
         d.embedding_bwd(&d, dt, dy, tok, n, (int)D);
         d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D, 1);
         d.sync(&d);
-        double t0 = now();
+        double t0 = ms_now();
         for (int i = 0; i < 10; i++) d.embedding_bwd(&d, dt, dy, tok, n, (int)D);
         d.sync(&d);
-        double te = (now() - t0) / 10;
-        t0 = now();
+        double te = (ms_now() - t0) / 10;
+        t0 = ms_now();
         for (int i = 0; i < 10; i++) d.rmsnorm_bwd(&d, dx, dw, dy, x, x, rstd, n, (int)D, 1);
         d.sync(&d);
-        double tr = (now() - t0) / 10;
+        double tr = (ms_now() - t0) / 10;
         CHECK_OK(ms_cuda_status(&d));
         printf("BENCH bf16 n %ld dim %ld: embedding_bwd %.1f us (dy read at %.0f GB/s), rmsnorm_bwd %.1f us\n", n, D,
                te * 1e6, n * D * 2 / te / 1e9, tr * 1e6);

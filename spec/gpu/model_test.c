@@ -6,8 +6,8 @@
  */
 #include <math.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "gpu.h"
 
 static gmodel_config tiny(void) {
@@ -74,12 +74,6 @@ TEST(cuda_model_step_bf16) { return run_pair(MS_PRECISION_BF16, 1, 1e-3, 1e-2, 0
 TEST(cuda_training_run_fp32) { return run_pair(MS_PRECISION_FP32, 100, 1e-2, 1e-4, 1); }
 TEST(cuda_training_run_bf16) { return run_pair(MS_PRECISION_BF16, 100, 1e-2, 1e-2, 1); }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int bench_model(gmodel_config c, const char *name, int warm, int steps) {
     ms_device d;
     CHECK_OK(ms_device_init(&d, MS_DEVICE_CUDA, MS_PRECISION_BF16, 0));
@@ -97,9 +91,9 @@ static int bench_model(gmodel_config c, const char *name, int warm, int steps) {
     double loss = 0;
     for (int s = 1; s <= warm; s++) loss = gmodel_step(m, 1e-4f, s);
     CHECK_OK(ms_cuda_status(&d));
-    double t0 = now();
+    double t0 = ms_now();
     for (int s = 1; s <= steps; s++) loss = gmodel_step(m, 1e-4f, warm + s);
-    double dt = (now() - t0) / steps;
+    double dt = (ms_now() - t0) / steps;
     CHECK_OK(ms_cuda_status(&d));
     printf("BENCH %s: %lld params, B=%d T=%d bf16: %.1f ms/step, %.0f tokens/s (loss %.4f)\n", name,
            (long long)gmodel_params(m), c.B, c.T, dt * 1e3, N / dt, loss);
@@ -153,14 +147,14 @@ TEST(bench_ops_1b) {
         d.attention_bwd(&d, dq, dk, dv, o, q, k, v, o, lse, NULL, B, T, H, KV, hd);
     }
     d.sync(&d);
-    double t0 = now();
+    double t0 = ms_now();
     for (int i = 0; i < 10; i++) d.attention_fwd(&d, o, lse, q, k, v, NULL, B, T, H, KV, hd);
     d.sync(&d);
-    double tf = (now() - t0) / 10;
-    t0 = now();
+    double tf = (ms_now() - t0) / 10;
+    t0 = ms_now();
     for (int i = 0; i < 10; i++) d.attention_bwd(&d, dq, dk, dv, o, q, k, v, o, lse, NULL, B, T, H, KV, hd);
     d.sync(&d);
-    double tb = (now() - t0) / 10;
+    double tb = (ms_now() - t0) / 10;
     CHECK_OK(ms_cuda_status(&d));
     printf("BENCH attention B=%d T=%d H=%d KV=%d hd=%d bf16: fwd %.2f ms (%.1f TFLOP/s), bwd %.2f ms (%.1f TFLOP/s)\n",
            B, T, H, KV, hd, tf * 1e3, flop_f / tf / 1e12, tb * 1e3, 2.5 * flop_f / tb / 1e12);
@@ -170,10 +164,10 @@ TEST(bench_ops_1b) {
     d.cast_params(&d, x, mq, (long)n * in); d.cast_params(&d, w, mq, (long)out * in);
     d.matmul_fwd(&d, y, x, w, n, in, out, NULL);
     d.sync(&d);
-    t0 = now();
+    t0 = ms_now();
     for (int i = 0; i < 20; i++) d.matmul_fwd(&d, y, x, w, n, in, out, NULL);
     d.sync(&d);
-    double tm = (now() - t0) / 20;
+    double tm = (ms_now() - t0) / 20;
     CHECK_OK(ms_cuda_status(&d));
     printf("BENCH matmul %dx%dx%d bf16: %.3f ms (%.0f TFLOP/s)\n", n, in, out, tm * 1e3, 2.0 * n * in * out / tm / 1e12);
     d.stop(&d);
