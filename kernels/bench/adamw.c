@@ -15,14 +15,19 @@
  *   fp32       p m v read + written, g read:                 28 B/param
  *   bf16       p m v read + written, g (bf16) read, bf16 out: 28 B/param
  *   block      bf16, one call per tensor of a Llama-3-8B block (the offload's calls)
+ *   spare      bf16 from the state into a second copy (the offload's bet)
+ *   busy       bf16 while one more thread spins on a core (as the thread that
+ *              drives the GPU does beside the offload's updates)
  *   reference  cpu_adamw (the CPU backend's scalar loop):     28 B/param
  *   sumsq      fp32 4 B/param, bf16 2 B/param
  * and last "RESULT moonspeed fp32 <params/s>" and "RESULT moonspeed bf16
  * <params/s>" (the best path) for kernels/bench/adamw_run.sh, which puts them
  * next to torch.optim.AdamW(fused=True) (spec/peers/torch_adamw.py).
- * Memory is first touched by the threads that later update it (NUMA).
+ * Memory is first touched by all the threads (NUMA).
  */
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +56,7 @@ typedef struct state {
     long n;
     float *p, *m, *v, *g; /* (n) */
     uint16_t *g16, *out;  /* (n) */
+    float *spare[3];      /* (n) p m v of the second copy (spare), or NULL */
 } state;
 
 static void *big(size_t bytes) {
@@ -62,10 +68,10 @@ static void *big(size_t bytes) {
     return x;
 }
 
-/* fresh values, written by the threads (static schedule) that will update them */
+/* fresh values, written by all the threads (first touch spreads the pages over the NUMA nodes) */
 static state make_state(long n, uint64_t salt) {
-    state s = {n, big(4 * (size_t)n), big(4 * (size_t)n), big(4 * (size_t)n), big(4 * (size_t)n),
-               big(2 * (size_t)n), big(2 * (size_t)n)};
+    state s = {.n = n, .p = big(4 * (size_t)n), .m = big(4 * (size_t)n), .v = big(4 * (size_t)n),
+               .g = big(4 * (size_t)n), .g16 = big(2 * (size_t)n), .out = big(2 * (size_t)n)};
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         s.p[i] = rnd(i, salt);
@@ -119,7 +125,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-typedef enum { V_FP32, V_BF16, V_BF16_PLAIN, V_BLOCK, V_REFERENCE, V_SUMSQ_F32, V_SUMSQ_BF16 } variant;
+typedef enum { V_FP32, V_BF16, V_BF16_PLAIN, V_BLOCK, V_SPARE, V_BUSY, V_REFERENCE, V_SUMSQ_F32, V_SUMSQ_BF16 } variant;
 
 /* the tensors of one Llama-3-8B block, in elements: q k v o, gate up down, two norms */
 static const long BLOCK[] = {4096L * 4096, 1024L * 4096, 1024L * 4096, 4096L * 4096, 14336L * 4096,
@@ -140,6 +146,11 @@ static void step(state *s, variant k, int threads) {
             cpu_adamw_fast(s->p + off, s->m + off, s->v + off, s->g16 + off, 1, s->out + off, len, &HP, threads);
         }
         break;
+    case V_SPARE:
+        cpu_adamw_fast_from(s->p, s->m, s->v, s->spare[0], s->spare[1], s->spare[2], s->g16, 1, s->out, s->n, &HP,
+                            threads);
+        break;
+    case V_BUSY: cpu_adamw_fast(s->p, s->m, s->v, s->g16, 1, s->out, s->n, &HP, threads); break;
     case V_REFERENCE:
         cpu_adamw(s->p, s->m, s->v, s->g, s->n, HP.lr, HP.beta1, HP.beta2, HP.eps, HP.weight_decay, HP.grad_scale,
                   HP.step);
@@ -149,14 +160,34 @@ static void step(state *s, variant k, int threads) {
     }
 }
 
-/* median seconds of iters steps after 2 warm-ups */
+static atomic_int spinning;
+
+static void *spin(void *arg) {
+    (void)arg;
+    while (atomic_load_explicit(&spinning, memory_order_relaxed)) sink += 1.0;
+    return NULL;
+}
+
+/* median seconds of iters steps after 2 warm-ups (V_BUSY: beside a spinning thread) */
 static double timed(state *s, variant k, int threads, int iters) {
     double t[64];
+    pthread_t busy;
+    if (k == V_SPARE && !s->spare[0])
+        for (int j = 0; j < 3; j++) s->spare[j] = big(4 * (size_t)s->n);
+    atomic_store(&spinning, k == V_BUSY);
+    if (k == V_BUSY && pthread_create(&busy, NULL, spin, NULL)) {
+        fprintf(stderr, "bench-adamw: cannot start the busy thread\n");
+        exit(1);
+    }
     for (int i = 0; i < 2; i++) step(s, k, threads);
     for (int i = 0; i < iters; i++) {
         double t0 = omp_get_wtime();
         step(s, k, threads);
         t[i] = omp_get_wtime() - t0;
+    }
+    if (k == V_BUSY) {
+        atomic_store(&spinning, 0);
+        pthread_join(busy, NULL);
     }
     qsort(t, iters, sizeof t[0], cmp_double);
     return t[iters / 2];
@@ -187,7 +218,8 @@ int main(int argc, char **argv) {
     static const struct { variant k; const char *name; double bytes; int all_isas; } V[] = {
         {V_FP32, "adamw fp32", 28, 1},         {V_BF16, "adamw bf16", 28, 1},
         {V_BF16_PLAIN, "adamw bf16 plain", 28, 0},
-        {V_BLOCK, "adamw bf16 block", 28, 0},  {V_REFERENCE, "adamw reference", 28, 0},
+        {V_BLOCK, "adamw bf16 block", 28, 0},  {V_SPARE, "adamw bf16 spare", 28, 0},
+        {V_BUSY, "adamw bf16 busy", 28, 0},    {V_REFERENCE, "adamw reference", 28, 0},
         {V_SUMSQ_F32, "sumsq fp32", 4, 0},     {V_SUMSQ_BF16, "sumsq bf16", 2, 0},
     };
     double best[2] = {0, 0};
