@@ -1,4 +1,5 @@
-/* device/device.c — choosing a backend by kind, and asking what the machine has. */
+/* device/device.c — choosing a backend by kind, asking what the machine has,
+ * and the op table that the backends' profiles share. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
