@@ -56,9 +56,6 @@ ms_status ms_config_check(const ms_config *cfg) {
     if (cfg->train.checkpoint_activations < 0 || cfg->train.checkpoint_activations > 2)
         return ms_fail(MS_ERR_INVALID, "train.checkpoint_activations = %d; expected 0 (off), 1 (whole blocks) or "
                        "2 (selective)", cfg->train.checkpoint_activations);
-    if (cfg->profile_steps < 0)
-        return ms_fail(MS_ERR_INVALID, "train.profile = %d; expected the number of steps to time (0: none)",
-                       cfg->profile_steps);
     if (cfg->threads < 0 || cfg->loss_chunk < 0)
         return ms_fail(MS_ERR_INVALID, "threads = %d and train.loss_chunk = %d must be >= 0 (0 = automatic)",
                        cfg->threads, cfg->loss_chunk);

@@ -247,34 +247,8 @@ ms_status ms_engine_create(const ms_config *cfg, ms_engine **out) {
     return MS_OK;
 }
 
-/* ---- profile (train.profile) ---------------------------------------------- */
-
-/* Print the profile window's ops by name: ms a step, share of the window,
- * calls a step; the window's time the ops leave uncovered is the device idle. */
-static void profile_report(ms_engine *e) {
-    int64_t steps = e->steps_run - 1;
-    if (e->cfg.profile_steps <= 0 || steps < 1 || steps > e->cfg.profile_steps) return;
-    ms_op_time ops[MS_OP_TABLE];
-    double window = 0, busy = 0;
-    int n = e->dev.profile(&e->dev, 0, ops, MS_OP_TABLE, &window);
-    if (n < 0 || window <= 0) return;
-    for (int i = 0; i < n; i++) busy += ops[i].seconds;
-    double per = 1e3 / (double)steps;
-    char which[64];
-    if (steps == 1) snprintf(which, sizeof which, "step %lld", (long long)e->step);
-    else snprintf(which, sizeof which, "steps %lld-%lld", (long long)(e->step - steps + 1), (long long)e->step);
-    fprintf(stderr, "profile: %s on rank %d, timed by the %s device: %.1f ms a step; its ops %.1f ms, the device "
-            "idle %.1f ms (%.1f%%)\n", which, e->world.rank, e->dev.name, window * per, busy * per,
-            (window - busy) * per, 100 * (window - busy) / window);
-    fprintf(stderr, "profile:    ms/step   share  calls/step  op\n");
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, "profile: %10.2f %6.1f%% %11.1f  %s\n", ops[i].seconds * per, 100 * ops[i].seconds / window,
-                (double)ops[i].calls / (double)steps, ops[i].name);
-}
-
 void ms_engine_free(ms_engine *e) {
     if (!e) return;
-    profile_report(e); /* a window the run ended inside */
     ms_state_abandon(e);
     ms_offload_stop(&e->offload);
     if (e->dev.release)
@@ -431,9 +405,7 @@ ms_status ms_engine_step(ms_engine *e, ms_step_stats *out) {
     if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_step: engine is NULL");
     if (!e->has_train)
         return ms_fail(MS_ERR_STATE, "ms_engine_step: the engine has no training data; set data.train");
-    if (e->cfg.profile_steps > 0 && e->steps_run == 1) e->dev.profile(&e->dev, 1, NULL, 0, NULL);
     ms_status st = step(e, out);
-    if (++e->steps_run == 1 + e->cfg.profile_steps) profile_report(e);
     if (st != MS_OK) return ms_fail_context(st, "step %lld", (long long)e->step);
     return MS_OK;
 }
@@ -488,6 +460,34 @@ ms_status ms_engine_agree_max(ms_engine *e, int32_t value, int32_t *max) {
 }
 
 /* ---- memory and introspection -------------------------------------------- */
+
+/* Why the device's profile() failed: its latched error (a GPU's), else the host's memory. */
+static ms_status profile_failed(ms_engine *e, const char *fn) {
+    ms_status st = device_status(e);
+    return st != MS_OK ? st : ms_fail(MS_ERR_NOMEM, "%s: no host memory for the profile's sums", fn);
+}
+
+ms_status ms_engine_profile_start(ms_engine *e) {
+    if (!e) return ms_fail(MS_ERR_INVALID, "ms_engine_profile_start: engine is NULL");
+    if (e->profiling)
+        return ms_fail(MS_ERR_STATE, "ms_engine_profile_start: a profile is already running; stop it first");
+    if (e->dev.profile(&e->dev, 1, NULL, 0, NULL) < 0) return profile_failed(e, "ms_engine_profile_start");
+    e->profiling = 1;
+    return MS_OK;
+}
+
+ms_status ms_engine_profile_stop(ms_engine *e, ms_op_time *out, int32_t max, int32_t *count, double *window_seconds) {
+    if (!e || !count || !window_seconds || max < 0 || (max > 0 && !out))
+        return ms_fail(MS_ERR_INVALID, "ms_engine_profile_stop: engine, count, window_seconds and room for max "
+                       ">= 0 ops are required");
+    if (!e->profiling) return ms_fail(MS_ERR_STATE, "ms_engine_profile_stop: no profile is running");
+    e->profiling = 0;
+    *window_seconds = 0;
+    int n = e->dev.profile(&e->dev, 0, out, max, window_seconds);
+    if (n < 0) return profile_failed(e, "ms_engine_profile_stop");
+    *count = n;
+    return MS_OK;
+}
 
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out) {
     if (!e || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_memory: engine and out are required");

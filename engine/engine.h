@@ -60,7 +60,7 @@ struct ms_engine {
     ms_dataset train, val;
     int has_train, has_val;
     int64_t step;                  /* optimizer steps taken */
-    int64_t steps_run;             /* steps this engine has run (train.profile times those after the first) */
+    int profiling;                 /* a profile window is open (ms_engine_profile_start) */
     struct ms_state_job *save;     /* a checkpoint save being written (ckpt/state.c), or NULL */
 };
 

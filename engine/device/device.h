@@ -25,17 +25,9 @@
 
 typedef struct ms_device ms_device;
 
-/* One op's share of a profile: the ops of one name (a kernel's, or a
- * matmul's with its shape) summed over the window. */
-#define MS_OP_NAME 48
-typedef struct ms_op_time {
-    char name[MS_OP_NAME];
-    int64_t calls;
-    double seconds;
-} ms_op_time;
-
-/* A profile's sums by name, for the backends' profile(): a slot a name,
- * the last one gathering the names beyond the table. */
+/* A profile's sums by name (ms_op_time, moonspeed.h), for the backends'
+ * profile(): a slot a name, the last one gathering the names beyond the table. */
+#define MS_OP_NAME ((int)sizeof(((ms_op_time *)0)->name))
 #define MS_OP_TABLE 256
 typedef struct ms_op_table {
     ms_op_time ops[MS_OP_TABLE];
@@ -145,7 +137,7 @@ struct ms_device {
     void (*cast_params)(ms_device *d, void *params, const float *master, int64_t n);
     void (*add)(ms_device *d, float *y, const float *x, int64_t n); /* fp32 y += x */
 
-    /* Op timing by the device's own clock (train.profile): events on a GPU's
+    /* Op timing by the device's own clock (ms_engine_profile_*): events on a GPU's
        compute stream, the host's clock on the CPU. profile(d, 1, ...) starts
        timing every op; profile(d, 0, out, max, window) stops, writes the
        ops' sums by name, the largest first, at most max, returns how many

@@ -124,8 +124,6 @@ typedef struct ms_config {
                                 each rank reads only the elements it owns */
     int32_t checkpoint_async; /* 1: checkpoints may be saved asynchronously, from a host snapshot of
                                  this rank's state that the plan reserves */
-    int32_t profile_steps;   /* train.profile: the device's ops of this many steps after the first
-                                are timed on its own clock and printed by name to stderr (0: off) */
 } ms_config;
 
 /* Bytes by purpose. The plan predicts them; the engine reserves exactly them. */
@@ -267,6 +265,24 @@ ms_status ms_engine_set_lr(ms_engine *e, float lr);
 /* Copies bytes of rank 0's buf into every rank's buf; collective, between steps. */
 ms_status ms_engine_broadcast(ms_engine *e, void *buf, int64_t bytes);
 ms_status ms_engine_plan(const ms_engine *e, ms_plan *out);
+
+/* --- profile: where the device's time goes ----------------------------- */
+/* One op's share of a window: the ops of one name (a kernel's; a matmul's
+ * with its shape) summed over it. */
+typedef struct ms_op_time {
+    char name[48];
+    int64_t calls;
+    double seconds;
+} ms_op_time;
+/* From now on the device times every op it runs on its own clock (a GPU's
+ * events; the host's clock on the CPU), until ms_engine_profile_stop; one
+ * window at a time. */
+ms_status ms_engine_profile_start(ms_engine *e);
+/* Ends the window: the ops' sums by name, the largest first, at most max of
+ * them into out (*count of them), and the window's length in seconds (what
+ * the ops leave of it is the device idle: waiting for the host, a copy or a
+ * collective). */
+ms_status ms_engine_profile_stop(ms_engine *e, ms_op_time *out, int32_t max, int32_t *count, double *window_seconds);
 
 /* --- introspection ------------------------------------------------------ */
 int32_t ms_engine_unit_count(const ms_engine *e);

@@ -1,8 +1,8 @@
 -- lua/moonspeed/attach.lua — `moonspeed attach [RUN_DIR] [--rank N]`: a prompt into a running training.
 --
 -- Connects to RUN_DIR/control-<N>.sock (control.lua serves it between steps)
--- and sends one command per line: help, status, metrics, memory, lr X,
--- checkpoint, stop. On a terminal it is a prompt with line editing and history
+-- and sends one command per line: help, status, metrics, memory, profile [N],
+-- lr X, checkpoint, stop. On a terminal it is a prompt with line editing and history
 -- (libedit, as in `moonspeed repl`) and the answers are shown for people;
 -- otherwise the commands come from standard input, one per line, and each
 -- answer is printed as the JSON line the run sent (for scripts). Without
@@ -56,13 +56,14 @@ end
 local function human(v)
   if v.ok == false then return "error: " .. tostring(v.error) end
   if v.event then return v.event end
+  if v.profile then return table.concat(require("moonspeed.fmt").profile(v.profile), "\n") end
   local copy = {}
   for k, x in pairs(v) do if k ~= "ok" then copy[k] = x end end
   return table.concat(show(copy), "\n")
 end
 
 M.command = {
-  summary = "a prompt into a running training: metrics, memory, lr, checkpoint, stop",
+  summary = "a prompt into a running training: metrics, memory, profile, lr, checkpoint, stop",
   help = [[
 usage: moonspeed attach [RUN_DIR] [--rank N] [--json]
 
@@ -73,6 +74,8 @@ answers between two steps (never inside one):
   status               step, steps, rank, world, the lr of the last step
   metrics              the last step's metrics (as in metrics.jsonl)
   memory               bytes reserved and used, by purpose
+  profile [N]          time every op of the next N steps (default 1) on the device's own clock:
+                       per op ms a step, share and calls, and how long the device stood idle
   lr X                 the peak learning rate from the next step on (the schedule scales from it)
   checkpoint           ask for a checkpoint after this step
   stop                 stop cleanly after this step (weights and sample are written)

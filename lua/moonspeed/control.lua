@@ -12,6 +12,9 @@
 --   lr X | set lr X        the peak learning rate from the next step on (the schedule scales from it)
 --   checkpoint             asks for a checkpoint after this step (t:request("checkpoint"))
 --   stop                   stops cleanly after this step: a checkpoint, then weights and sample as usual
+--   profile [N]            times every op of the next N steps (default 1) on the device's own clock;
+--                          answered when the last of them is done: { from, to, seconds, ops }
+-- profile is this rank's own and any rank answers it.
 -- lr, checkpoint and stop change the run, so with several ranks they go to
 -- rank 0, which hands them to every rank (e:broadcast, collective, once
 -- between every two steps), so that all ranks apply them between the same two
@@ -22,7 +25,7 @@ local sock = require "moonspeed.sock"
 
 local M = {}
 
-M.COMMANDS = { "help", "status", "metrics", "memory", "lr X", "checkpoint", "stop" }
+M.COMMANDS = { "help", "status", "metrics", "memory", "profile [N]", "lr X", "checkpoint", "stop" }
 
 -- The socket path of a rank's control.
 function M.path(dir, rank) return ("%s/control-%d.sock"):format(dir, rank or 0) end
@@ -75,10 +78,19 @@ function Control:command(t, conn, line)
     return reply(conn, { ok = true, step = t.step, metrics = t.last or json.null })
   elseif cmd == "memory" then
     return reply(conn, { ok = true, step = t.step, memory = memory_table(t.e:memory()) })
+  elseif cmd == "profile" then
+    local n = tonumber(words[2] or "1")
+    if not n or n < 1 or n > 1e6 or n % 1 ~= 0 then
+      return reply(conn, { ok = false, error = ("profile takes the number of steps to time, a whole number from 1, "
+        .. "e.g. profile 2; got %q"):format(words[2]) })
+    end
+    local ok, why = t:profile(n, function(res) reply(conn, { ok = true, step = res.to, profile = res }) end)
+    if not ok then return reply(conn, { ok = false, error = why .. "; ask again after it" }) end
+    return
   elseif cmd == "lr" or cmd == "checkpoint" or cmd == "stop" then
     if self.rank ~= 0 then
-      return reply(conn, { ok = false, error = ("rank %d only answers help, status, metrics and memory; send %s " ..
-        "to rank 0, which hands it to every rank"):format(self.rank, cmd) })
+      return reply(conn, { ok = false, error = ("rank %d only answers help, status, metrics, memory and profile; "
+        .. "send %s to rank 0, which hands it to every rank"):format(self.rank, cmd) })
     end
     if cmd == "lr" then
       local lr = tonumber(words[2])
@@ -93,7 +105,7 @@ function Control:command(t, conn, line)
     return
   end
   local suggestion
-  for _, name in ipairs({ "help", "status", "metrics", "memory", "lr", "checkpoint", "stop" }) do
+  for _, name in ipairs({ "help", "status", "metrics", "memory", "profile", "lr", "checkpoint", "stop" }) do
     if name:sub(1, 3) == cmd:sub(1, 3) then suggestion = name end
   end
   reply(conn, { ok = false, error = ("unknown command %q%s; commands: %s"):format(cmd,

@@ -99,7 +99,7 @@ function M.config(r, opts)
   t.eval_batches, t.seed = rt.eval_batches, rt.seed
   t.skip_nonfinite = rt.nan == "skip" and 1 or 0
   cfg.precision, cfg.device, cfg.threads = PRECISIONS[r.precision], DEVICES[r.device], r.threads
-  cfg.loss_chunk, cfg.profile_steps = rt.loss_chunk, rt.profile
+  cfg.loss_chunk = rt.loss_chunk
   -- "auto" is resolved by the commands that plan (plan.resolve_auto); the
   -- others (check, doctor) see it as the default
   cfg.zero_stage, cfg.zero_prefetch = r.zero.stage == "auto" and 0 or r.zero.stage, r.zero.prefetch
@@ -453,6 +453,27 @@ function Engine:memory()
   check(C.ms_engine_memory(live(self, "e:memory()"), r), "ms_engine_memory")
   return setmetatable({ reserved = memory_table(r.reserved), used = memory_table(r.used),
                         reservations = tonumber(r.reservations) }, Memory)
+end
+
+-- Starts timing every op the device runs, on its own clock, until e:profile_stop().
+function Engine:profile_start()
+  check(C.ms_engine_profile_start(live(self, "e:profile_start()")), "ms_engine_profile_start")
+end
+
+local PROFILE_OPS = 256 -- more distinct op names than a model has
+
+-- Ends the window: { seconds = its length, ops = { { name, calls, seconds }, ... } },
+-- the largest first; what the ops leave of the window is the device idle.
+function Engine:profile_stop()
+  local ops, count, window = ffi.new("ms_op_time[?]", PROFILE_OPS), ffi.new("int32_t[1]"), ffi.new("double[1]")
+  check(C.ms_engine_profile_stop(live(self, "e:profile_stop()"), ops, PROFILE_OPS, count, window),
+        "ms_engine_profile_stop")
+  local out = { seconds = window[0], ops = {} }
+  for i = 0, count[0] - 1 do
+    out.ops[#out.ops + 1] = { name = ffi.string(ops[i].name), calls = tonumber(ops[i].calls),
+                              seconds = ops[i].seconds }
+  end
+  return out
 end
 
 -- The memory plan the engine was created with (see moonspeed.plan).

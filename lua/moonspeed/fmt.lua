@@ -1,4 +1,4 @@
--- lua/moonspeed/fmt.lua — numbers for humans: bytes, durations, SI prefixes, tables.
+-- lua/moonspeed/fmt.lua — numbers for humans: bytes, durations, SI prefixes, tables, profiles.
 
 local M = {}
 
@@ -62,6 +62,28 @@ function M.columns(rows, right, indent)
     out[#out + 1] = ((indent or "") .. table.concat(cells, "  ")):gsub("%s+$", "")
   end
   return table.concat(out, "\n")
+end
+
+-- A profile window (e:profile_stop() with from, to, rank and device) as
+-- lines: the step's time, its ops' and the device idle, then per op ms a
+-- step, share of the window and calls a step, the largest first.
+function M.profile(p)
+  local steps = math.max(p.to - p.from + 1, 1)
+  local per, busy = 1e3 / steps, 0
+  for _, op in ipairs(p.ops) do busy = busy + op.seconds end
+  local idle = math.max(p.seconds - busy, 0)
+  local window = math.max(p.seconds, 1e-12)
+  local out = {
+    ("profile: %s on rank %d, timed by the %s device: %.1f ms a step; its ops %.1f ms, the device idle %.1f ms "
+      .. "(%.1f%%)"):format(p.from == p.to and ("step %d"):format(p.to) or ("steps %d-%d"):format(p.from, p.to),
+      p.rank, p.device, p.seconds * per, busy * per, idle * per, 100 * idle / window),
+    "profile:    ms/step   share  calls/step  op",
+  }
+  for _, op in ipairs(p.ops) do
+    out[#out + 1] = ("profile: %10.2f %6.1f%% %11.1f  %s"):format(op.seconds * per, 100 * op.seconds / window,
+      op.calls / steps, op.name)
+  end
+  return out
 end
 
 return M

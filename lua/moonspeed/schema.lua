@@ -107,7 +107,7 @@ M.sections = {
     { key = "checkpoint_activations", type = "bool", default = false,
       doc = "keep only each block's input and recompute its forward in backward (less memory, ~1/3 more compute)" },
     { key = "profile", type = "int", min = 0, max = 1e6, default = 0,
-      doc = "time every op of this many steps after the first on the device's own clock (a GPU's events, the host's clock on the CPU) and print to stderr, by op (a matmul by its shape), milliseconds a step, share and calls, and how long the device stood idle (waiting for the host, a copy or a collective); 0 = off" },
+      doc = "time every op of this many steps after the run's first on the device's own clock (a GPU's events, the host's clock on the CPU), then print by op (a matmul by its shape) milliseconds a step, share and calls, and how long the device stood idle (waiting for the host, a copy or a collective), and write them to profile.json in the run directory; 0 = off (moonspeed attach's profile N does the same on a running job)" },
     { key = "loss_chunk", type = "int", min = 0, max = 16777216, default = 0,
       doc = "rows of logits per LM-head chunk; 0 = automatic: on a GPU a micro-batch in one chunk up to 2 GiB of fp32 logits (8 GiB unless the recipe offloads the optimizer or checkpoints every activation), else ~512 MiB chunks; ~64 MiB on the CPU" },
   }),

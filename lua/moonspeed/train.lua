@@ -7,11 +7,16 @@
 -- ask for t:request("checkpoint") or t:request("stop"). Controls run in the
 -- order given, so one placed last (the checkpoint policy) sees what the
 -- others asked for in t.requests; the trainer stops when "stop" was asked.
+--
+-- A profile window (train.profile, or t:profile(n, done) from a control)
+-- opens between two steps and closes right after its last step: the device
+-- times every op in between on its own clock, evaluations left out.
 
 local engine_mod = require "moonspeed.engine"
 local metrics = require "moonspeed.metrics"
 local sys = require "moonspeed.sys"
 local fmt = require "moonspeed.fmt"
+local json = require "moonspeed.json"
 
 local M = {}
 
@@ -48,11 +53,73 @@ end
 
 function Trainer:request(what) self.requests[what] = true end
 
+-- Times every op of the next `steps` steps; done(result) then gets
+-- e:profile_stop()'s { seconds, ops } with from and to, the steps it covered
+-- (fewer when the run ends first), this rank and the device (fmt.profile shows
+-- it). nil and why while another window is open.
+function Trainer:profile(steps, done)
+  if self.window then
+    return nil, ("a profile of steps %d-%d is running"):format(self.window.from, self.window.to)
+  end
+  self.e:profile_start()
+  self.window = { from = self.step + 1, to = self.step + steps, done = done, seconds = 0, ops = {}, by = {} }
+  return true
+end
+
+local PROFILE_ORDER = { "from", "to", "rank", "device", "seconds", "ops", "name", "calls" }
+
+-- Stops the device's timing and adds what it timed to the window's sums.
+local function pause_window(self)
+  local w, part = self.window, self.e:profile_stop()
+  w.seconds = w.seconds + part.seconds
+  for _, op in ipairs(part.ops) do
+    local o = w.by[op.name]
+    if not o then
+      o = { name = op.name, calls = 0, seconds = 0 }
+      w.by[op.name], w.ops[#w.ops + 1] = o, o
+    end
+    o.calls, o.seconds = o.calls + op.calls, o.seconds + op.seconds
+  end
+end
+
+-- f() with the window paused (an evaluation is not a training step's work).
+local function unprofiled(self, f)
+  if not self.window then return f() end
+  pause_window(self)
+  local v = f()
+  self.e:profile_start()
+  return v
+end
+
+-- Closes the window after last_step; returns the function that hands its result on.
+local function close_window(self, last_step)
+  local w = self.window
+  pause_window(self)
+  self.window = nil
+  table.sort(w.ops, function(a, b) return a.seconds > b.seconds end)
+  local res = { from = w.from, to = last_step, rank = self.e:rank(), device = self.r.device, seconds = w.seconds,
+                ops = w.ops }
+  return function() w.done(res) end
+end
+
+-- train.profile's report: a table on the lead rank's output and profile.json
+-- in the run directory.
+local function report_profile(self, res)
+  if res.to < res.from then return end -- the run ended before the window's first step
+  for _, line in ipairs(fmt.profile(res)) do self.say(line) end
+  if self.lead then
+    engine_mod.write_atomic(self.dir .. "/profile.json", json.encode(res, PROFILE_ORDER) .. "\n")
+  end
+end
+
 -- One optimizer step, its evaluation when due, and its metrics record.
 function Trainer:one_step()
   local r, e = self.r, self.e
   local ok, st = pcall(e.step, e)
   if not ok then self.progress:finish() error(st, 0) end
+  -- a window closes before the evaluation; its report follows the step's line
+  local w = self.window
+  local closed = w and (st.step >= w.to or st.step >= r.train.steps) and close_window(self, st.step)
   if st.skipped then
     self.skips, self.skipped = self.skips + 1, self.skipped + 1
     self.say(("step %d skipped: the loss or gradients are not finite (first in %s); %d skipped so far")
@@ -73,7 +140,7 @@ function Trainer:one_step()
     busbw = st.busbw, seconds = st.seconds, offload = st.offload, skipped = st.skipped, nonfinite = st.nonfinite,
   }
   if (r.train.eval_every > 0 and st.step % r.train.eval_every == 0) or st.step == r.train.steps then
-    rec.val_loss = e:eval()
+    rec.val_loss = unprofiled(self, function() return e:eval() end)
     self.last_val = rec.val_loss
   end
   rec.elapsed = sys.now() - self.t0
@@ -86,10 +153,15 @@ function Trainer:one_step()
     s.recomputed = s.recomputed + (st.offload.recomputed and 1 or 0)
   end
   self.step, self.last = st.step, rec
+  if closed then closed() end
 end
 
 -- Runs the controls; returns true to go on.
 function Trainer:between_steps()
+  local n = self.r.train.profile
+  if n > 0 and self.step == self.first_step + 1 then -- the first step warms up
+    self:profile(n, function(res) report_profile(self, res) end)
+  end
   for _, control in ipairs(self.controls) do control(self) end
   local stop = self.requests.stop
   self.requests = {}
@@ -106,6 +178,7 @@ function Trainer:run()
     if not self:between_steps() then finished = self.step >= self.r.train.steps break end
   end
   self.progress:finish()
+  if self.window then close_window(self, self.step)() end
   self.writer:close()
   self.elapsed = sys.now() - self.t0
   return finished

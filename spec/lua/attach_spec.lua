@@ -118,6 +118,33 @@ describe("moonspeed attach", function()
     assert.is_false(has_socket(dir))   -- removed at the end of the run
   end)
 
+  it("profiles the next steps of a running job: every op by name, answered when they are done", function()
+    local dir = support.tmpdir() .. "/run"
+    local h = start({ "run", TINY, "train.steps=1000000", "log.every=1000000", "--run-dir", dir })
+    running[#running + 1] = h
+    wait_for(function() return has_socket(dir) end, 30, "the control socket")
+    local res = support.moonspeed({ "attach", dir }, { stdin = "profile 3\nprofile two\nprofile\nstop\n" })
+    assert.are.equal(1, res.code, res.stderr) -- "profile two" is refused
+    local three, bad, one, stop = unpack(answers(res.stdout))
+    assert.is_true(three.ok, json.encode(three))
+    local p = three.profile
+    assert.are.same({ p.from + 2, 0, "cpu" }, { p.to, p.rank, p.device })
+    assert.are.equal(p.to, three.step)
+    local busy, calls = 0, {}
+    for _, op in ipairs(p.ops) do busy, calls[op.name] = busy + op.seconds, op.calls end
+    assert.is_true(busy > 0 and busy <= p.seconds)
+    -- 2 layers, 2 micro-batches a step: 4 attention forwards a step, over 3 steps
+    assert.are.same({ 12, 12, 6 }, { calls.attention_fwd, calls.attention_bwd, calls.lmhead_xent })
+    assert.are.same({ false, 'profile takes the number of steps to time, a whole number from 1, e.g. profile 2; got "two"' },
+      { bad.ok, bad.error })
+    assert.is_true(one.ok and #one.profile.ops > 0, json.encode(one)) -- "profile": one step
+    assert.are.same({ one.step, one.step }, { one.profile.from, one.profile.to })
+    assert.is_true(one.profile.from > p.to)
+    assert.is_true(stop.ok)
+    local rc, out = finish(h)
+    assert.are.equal(0, rc, out)
+  end)
+
   it("works as a prompt on a terminal, says what is wrong, and fails when there is no run", function()
     local dir = support.tmpdir() .. "/run"
     local h = start({ "run", TINY, "train.steps=1000000", "train.schedule=constant", "log.every=1000000",
@@ -174,8 +201,8 @@ describe("moonspeed attach", function()
     assert.are.equal(1, r1.code)
     local a1 = answers(r1.stdout)
     assert.are.same({ true, 1, 2 }, { a1[1].ok, a1[1].rank, a1[1].world })
-    assert.are.same({ false, "rank 1 only answers help, status, metrics and memory; send stop to rank 0, which " ..
-      "hands it to every rank" }, { a1[2].ok, a1[2].error })
+    assert.are.same({ false, "rank 1 only answers help, status, metrics, memory and profile; send stop to rank 0, " ..
+      "which hands it to every rank" }, { a1[2].ok, a1[2].error })
     local r0 = support.moonspeed({ "attach", dir }, { stdin = "lr 7e-4\n" })
     assert.are.equal(0, r0.code, r0.stderr)
     local changed = answers(r0.stdout)[1].from_step

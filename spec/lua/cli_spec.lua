@@ -48,18 +48,23 @@ describe("moonspeed run", function()
     local prof = support.moonspeed({ "run", TINY, "train.steps=4", "train.profile=2", "log.sample_tokens=0",
                                      "--run-dir", dir .. "/profile" })
     assert.are.equal(0, prof.code, prof.stderr)
-    local step, ops, idle = prof.stderr:match("^profile: steps 2%-3 on rank 0, timed by the cpu device: ([%d.]+) ms a "
-      .. "step; its ops ([%d.]+) ms, the device idle ([%d.]+) ms %([%d.]+%%%)\n")
-    assert.is_not_nil(step, prof.stderr)
+    local step, ops, idle = prof.stdout:match("\nprofile: steps 2%-3 on rank 0, timed by the cpu device: ([%d.]+) ms "
+      .. "a step; its ops ([%d.]+) ms, the device idle ([%d.]+) ms %([%d.]+%%%)\n")
+    assert.is_not_nil(step, prof.stdout)
     step, ops, idle = tonumber(step), tonumber(ops), tonumber(idle)
-    assert.is_true(ops > 0 and math.abs(step - ops - idle) <= 0.11, prof.stderr)
+    assert.is_true(ops > 0 and math.abs(step - ops - idle) <= 0.11, prof.stdout)
     local calls, sum, rows, last = {}, 0, 0, math.huge
-    for ms, per, name in prof.stderr:gmatch("\nprofile: +([%d.]+) +[%d.]+%% +([%d.]+)  ([^\n]+)") do
+    for ms, per, name in prof.stdout:gmatch("\nprofile: +([%d.]+) +[%d.]+%% +([%d.]+)  ([^\n]+)") do
       calls[name], sum, rows = tonumber(per), sum + tonumber(ms), rows + 1
       assert.is_true(tonumber(ms) <= last, "largest first")
       last = tonumber(ms)
     end
-    assert.is_true(math.abs(sum - ops) <= 0.005 * rows + 0.05, prof.stderr) -- each row rounded to 0.01 ms
+    assert.is_true(math.abs(sum - ops) <= 0.005 * rows + 0.05, prof.stdout) -- each row rounded to 0.01 ms
+    -- the same window in profile.json: seconds, not rounded
+    local saved = json.decode(support.read(dir .. "/profile/profile.json"))
+    assert.are.same({ 2, 3, 0, "cpu", rows }, { saved.from, saved.to, saved.rank, saved.device, #saved.ops })
+    assert.is_true(math.abs(saved.seconds * 1e3 / 2 - step) <= 0.051)
+    for _, op in ipairs(saved.ops) do assert.are.equal(calls[op.name] * 2, op.calls) end -- over the two steps
     -- 2 layers, 2 micro-batches a step of 2 sequences of 32 tokens; dim 32, 2 heads and 1 kv head of 16, ffn 64
     assert.are.equal(4, calls.attention_fwd)
     assert.are.equal(4, calls.attention_bwd)
@@ -69,7 +74,7 @@ describe("moonspeed run", function()
     assert.are.equal(8, calls["matmul_fwd 64x32x16"]) -- k and v
     assert.are.equal(8, calls["matmul_fwd 64x32x64"]) -- gate and up
     assert.are.equal(4, calls["matmul_fwd 64x64x32"]) -- down
-    assert.is_nil(prof.stdout:match("profile:"))
+    assert.are.equal("", prof.stderr)
   end)
 
   it("prints plain progress lines when the output is not a terminal", function()

@@ -191,12 +191,23 @@ describe("engine", function()
       res[3] = err
       ok, err = pcall(engine.new, %q, { "data.train=%s/nope.bin" })
       res[4] = err
+      ok, err = pcall(e.profile_stop, e)
+      res[5] = err
+      e:profile_start()
+      ok, err = pcall(e.profile_start, e)
+      res[6] = err
+      e:step()
+      local p = e:profile_stop()
+      res[7] = { #p.ops > 0, p.seconds > 0, p.ops[1].calls > 0 }
       return res
     ]]):format(dir .. "/missing.bin", dir .. "/junk.bin", TINY, TINY, dir))
     assert.matches("ms_engine_load_weights failed: .*missing%.bin", v[1])
     assert.matches("ms_engine_load_weights failed: .*junk%.bin", v[2])
     assert.matches("ms_engine_step failed: the engine has no training data; set data.train$", v[3])
     assert.matches("ms_engine_create failed: .*nope%.bin", v[4])
+    assert.matches("ms_engine_profile_stop failed: no profile is running$", v[5])
+    assert.matches("ms_engine_profile_start failed: a profile is already running; stop it first$", v[6])
+    assert.are.same({ true, true, true }, v[7])
   end)
 
   it("frees idempotently and refuses calls afterwards", function()
@@ -231,9 +242,7 @@ describe("engine", function()
                            "beta2", "eps", "weight_decay", "clip", "checkpoint_activations", "eval_batches", "seed" }) do
         cmp("train." .. k, cfg.train[k], from_schema.train[k])
       end
-      for _, k in ipairs({ "precision", "device", "threads", "loss_chunk", "profile_steps" }) do
-        cmp(k, cfg[k], from_schema[k])
-      end
+      for _, k in ipairs({ "precision", "device", "threads", "loss_chunk" }) do cmp(k, cfg[k], from_schema[k]) end
       return diff
     ]])
     assert.are.same({}, v)
