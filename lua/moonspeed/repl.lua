@@ -22,6 +22,7 @@ M.help = [[
   e:eval()                       held-out loss (nats/token)
   e:memory()                     bytes reserved and used, by purpose
   e:plan()                       the memory plan the engine was built from
+  e:profile_start(), e:profile_stop()   time every op in between: { seconds, ops = {name, calls, seconds} }
   e:units()                      units (embed, block.N, head) and their tensors
   e:tensor(unit, i)              tensor i of a unit (1-based index or name)
   e:param("block.0.attn.wq")     a tensor by name: t.shape, t.dtype, t.values, t:stats()
