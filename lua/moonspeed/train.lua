@@ -66,7 +66,7 @@ function Trainer:profile(steps, done)
   return true
 end
 
-local PROFILE_ORDER = { "from", "to", "rank", "device", "seconds", "ops", "name", "calls" }
+local PROFILE_ORDER = { "from", "to", "rank", "device", "seconds", "ops" } -- profile.json's keys
 
 -- Stops the device's timing and adds what it timed to the window's sums.
 local function pause_window(self)
