@@ -28,12 +28,15 @@ PARTS=${PARTS:-spec adamw overhead 8b peer}
 . kernels/bench/device_env.sh
 : >$OUT/bench.log
 
-# peak GPU memory (MiB) while a command runs, sampled by nvidia-smi; and what
+# peak GPU memory (MiB) while a command runs, sampled by nvidia-smi, with the
+# SM clock and power over the samples that had the GPU busy (a sustained
+# step may run below the clocks a short workbench sees); and what
 # the moonspeed process's resident memory was made of when it was highest
 # (/proc/PID/status every 0.5 s: anonymous, file-backed, shared)
 peak_gpu() { # LOG CMD...
   local log=$1; shift
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$scratch/smi" 2>/dev/null & local smi=$!
+  nvidia-smi --query-gpu=memory.used,utilization.gpu,clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 \
+    >"$scratch/smi" 2>/dev/null & local smi=$!
   /usr/bin/time -f "host peak RSS %M KiB" "$@" >"$log" 2>&1 & local run=$!
   : >"$scratch/rss"
   while kill -0 $run 2>/dev/null; do
@@ -45,10 +48,16 @@ peak_gpu() { # LOG CMD...
   done
   wait $run; local rc=$?
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
-  echo "gpu peak $(sort -n "$scratch/smi" | tail -1) MiB" >>"$log"
+  echo "gpu peak $(cut -d, -f1 "$scratch/smi" | sort -n | tail -1) MiB" >>"$log"
+  awk -F', *' '$2 >= 90' "$scratch/smi" >"$scratch/busy"
+  [ -s "$scratch/busy" ] && echo "gpu busy in $(wc -l <"$scratch/busy") samples: SM clock $(col 3 | median) MHz" \
+    "(lowest $(col 3 | head -1)), power $(col 4 | median) W (highest $(col 4 | tail -1))" >>"$log"
   sort -n "$scratch/rss" | tail -1 | awk '{ printf "host RSS at its highest sample: %.2f GiB = anonymous %.2f + file-backed %.2f + shared %.2f GiB\n", $1 / 2^20, $2 / 2^20, $3 / 2^20, $4 / 2^20 }' >>"$log"
   return $rc
 }
+
+col() { cut -d, -f$1 "$scratch/busy" | tr -d ' ' | sort -n; } # column N of the busy samples, sorted
+median() { awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; } # of sorted numbers, one a line
 
 # a machine whose memory grows as it is used reports too little MemAvailable
 # at first (KINDS.md): touch GROW_GIB (default 0) so the plan sees the host
@@ -101,7 +110,7 @@ if has 8b; then
     rm -rf $scratch/r8b
     peak_gpu $OUT/run-8b-$n8b.log timeout 280 build/moonspeed run recipes/llama-3-8b-h200.lua train.steps=4 \
       train.warmup=1 $args $RANDOM_DATA --run-dir $scratch/r8b || tail -8 $OUT/run-8b-$n8b.log
-    grep -E "offload|^done|peak|highest|^profile" $OUT/run-8b-$n8b.log | head -70
+    grep -E "offload|^done|peak|highest|busy in|^profile" $OUT/run-8b-$n8b.log | head -70
     echo "BENCH engine 8b $run (bf16 + fp32 master, T=8192, offload auto): $(rate $scratch/r8b) tokens/s" | tee -a $OUT/bench.log
   done
 fi
