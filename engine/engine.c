@@ -459,7 +459,7 @@ ms_status ms_engine_agree_max(ms_engine *e, int32_t value, int32_t *max) {
     return st;
 }
 
-/* ---- memory and introspection -------------------------------------------- */
+/* ---- profile: the device's ops timed on its own clock --------------------- */
 
 /* Why the device's profile() failed: its latched error (a GPU's), else the host's memory. */
 static ms_status profile_failed(ms_engine *e, const char *fn) {
@@ -488,6 +488,8 @@ ms_status ms_engine_profile_stop(ms_engine *e, ms_op_time *out, int32_t max, int
     *count = n;
     return MS_OK;
 }
+
+/* ---- memory and introspection -------------------------------------------- */
 
 ms_status ms_engine_memory(const ms_engine *e, ms_memory_report *out) {
     if (!e || !out) return ms_fail(MS_ERR_INVALID, "ms_engine_memory: engine and out are required");
