@@ -35,10 +35,7 @@ static double op_begin(const ms_device *d) { return d->impl ? ms_now() : 0; }
 
 static void op_end(ms_device *d, const char *name, double t0) {
     cpu_prof *p = d->impl;
-    if (!p) return;
-    ms_op_time *o = &p->sums.ops[ms_op_table_slot(&p->sums, name)];
-    o->seconds += ms_now() - t0;
-    o->calls++;
+    if (p) ms_op_table_add(&p->sums, ms_op_table_slot(&p->sums, name), ms_now() - t0);
 }
 
 /* An op named by its kind and shape (a matmul: rows x in x out). */

@@ -123,10 +123,8 @@ static void prof_read(ms_device *d, prof_state *p) {
     prof_slot *s = &p->ring[p->tail++ % PROF_RING];
     float ms = 0;
     if (!cuda_bad(d, cudaEventSynchronize(s->end), "profile: waiting for an op's end") &&
-        !cuda_bad(d, cudaEventElapsedTime(&ms, s->start, s->end), "profile: an op's time")) {
-        p->sums.ops[s->op].seconds += 1e-3 * ms;
-        p->sums.ops[s->op].calls++;
-    }
+        !cuda_bad(d, cudaEventElapsedTime(&ms, s->start, s->end), "profile: an op's time"))
+        ms_op_table_add(&p->sums, s->op, 1e-3 * ms);
 }
 
 static void prof_begin(ms_device *d) {

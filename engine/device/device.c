@@ -44,6 +44,11 @@ int ms_op_table_slot(ms_op_table *t, const char *name) {
     return t->n++;
 }
 
+void ms_op_table_add(ms_op_table *t, int slot, double seconds) {
+    t->ops[slot].seconds += seconds;
+    t->ops[slot].calls++;
+}
+
 static int by_seconds(const void *a, const void *b) {
     double x = ((const ms_op_time *)a)->seconds, y = ((const ms_op_time *)b)->seconds;
     return (x < y) - (x > y);

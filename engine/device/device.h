@@ -34,6 +34,7 @@ typedef struct ms_op_table {
     int n;
 } ms_op_table;
 int ms_op_table_slot(ms_op_table *t, const char *name);
+void ms_op_table_add(ms_op_table *t, int slot, double seconds); /* one call of that slot's op */
 /* The sums into out, the largest first, at most max of them; returns how many. */
 int ms_op_table_take(ms_op_table *t, ms_op_time *out, int max);
 
