@@ -1,7 +1,8 @@
 /*
- * spec/gpu/determinism_test.c — the CUDA backward of the embedding and of
- * RMSNorm's weight is bitwise repeatable (no float atomics: the same inputs
- * give the same bits, run after run) and matches the CPU reference (gpu.h's
+ * spec/gpu/determinism_test.c — the CUDA backward of the embedding, of
+ * RMSNorm's weight and of attention is bitwise repeatable (no float atomics:
+ * the same inputs give the same bits, run after run), the first two matching
+ * the CPU reference (ops_test.c checks attention's; gpu.h's
  * tolerances); and the backend's scratch is the plan's: an op asking for
  * more than was planned fails with a status naming it and both sizes.
  * bench_backward_reductions times the two at real sizes (not a spec: `make
@@ -138,6 +139,49 @@ static int rmsnorm_bwd_repeatable(int prec) {
     return 0;
 }
 BOTH(rmsnorm_bwd_repeatable)
+
+/* ---- attention ------------------------------------------------------------------ */
+
+/* The backward twice on the same inputs: the same bits (the flash backward
+ * sums dq in its own kernel rather than with atomics across key blocks). */
+static int attention_case(gpair *p, int B, int T, int H, int KV, int hd) {
+    int b = p->bf16;
+    long nq = (long)B * T * H * hd, nk = (long)B * T * KV * hd, nl = (long)B * H * T;
+    float *q = rnd(nq, 1, 1.5f, b), *k = rnd(nk, 2, 1.5f, b), *v = rnd(nk, 3, 1, b), *dout = rnd(nq, 4, 1, b);
+    void *gq = up_act(p, q, nq), *gk = up_act(p, k, nk), *gv = up_act(p, v, nk), *gdo = up_act(p, dout, nq);
+    void *go = up_act(p, dout, nq), *gl = up_f32(p, dout, nl), *g[2][3];
+    G(p)->attention_fwd(G(p), go, gl, gq, gk, gv, NULL, B, T, H, KV, hd);
+    for (int r = 0; r < 2; r++) {
+        g[r][0] = up_act(p, q, nq), g[r][1] = up_act(p, k, nk), g[r][2] = up_act(p, v, nk);
+        G(p)->attention_bwd(G(p), g[r][0], g[r][1], g[r][2], gdo, gq, gk, gv, go, gl, NULL, B, T, H, KV, hd);
+    }
+    CHECK_GPU(p);
+    const char *name[3] = {"attention_bwd dq", "attention_bwd dk", "attention_bwd dv"};
+    for (int i = 0; i < 3; i++) {
+        long n = i ? nk : nq;
+        float *r1 = down_act(p, g[0][i], n), *r2 = down_act(p, g[1][i], n);
+        CHECK_SAME_BITS(name[i], r1, r2, n);
+        free(r1), free(r2);
+    }
+    fprintf(stderr, "%s attention_bwd: B %d, T %d, %d heads, %d kv heads, hd %d: repeatable\n",
+            b ? "bf16" : "fp32", B, T, H, KV, hd);
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < 3; i++) G(p)->release(G(p), g[r][i]);
+    G(p)->release(G(p), gq), G(p)->release(G(p), gk), G(p)->release(G(p), gv), G(p)->release(G(p), gdo);
+    G(p)->release(G(p), go), G(p)->release(G(p), gl);
+    free(q), free(k), free(v), free(dout);
+    return 0;
+}
+
+static int attention_bwd_repeatable(int prec) {
+    gpair P, *p = &P;
+    if (gpair_open(p, prec)) return 1;
+    if (attention_case(p, 2, 2048, 32, 8, 128)) return 1; /* 16 key blocks, GQA of 4 */
+    if (attention_case(p, 1, 1000, 8, 8, 64)) return 1;
+    gpair_close(p);
+    return 0;
+}
+BOTH(attention_bwd_repeatable)
 
 /* ---- the scratch is the plan's ---------------------------------------------------- */
 

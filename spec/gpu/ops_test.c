@@ -205,6 +205,8 @@ static int attention(int prec) {
     /* several key and query tiles of the flash kernels (bf16, hd 64 and 128), ragged ends */
     if (attention_case(p, 1, 300, 4, 2, 128, 1, 7)) return 1;
     if (attention_case(p, 2, 200, 4, 1, 64, 0, 8)) return 1;
+    /* many key and query tiles a head, 2 sequences, 4 query heads a kv head, documents */
+    if (attention_case(p, 2, 1100, 8, 2, 128, 1, 9)) return 1;
     gpair_close(p);
     return 0;
 }
