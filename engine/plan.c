@@ -30,7 +30,7 @@ ms_status ms_config_world(const ms_config *cfg, ms_world *out) {
  * micro-batch's rows, attention over its sequences, the model's width. */
 static void backend_layout(ms_backend_scratch *b, const ms_model *m, const ms_device *d, ms_layout *l) {
     ms_device_shape shape = {.rows = (int64_t)m->B * m->T, .B = m->B, .T = m->T, .heads = m->c.n_heads,
-                             .dim = m->c.dim};
+                             .head_dim = m->head_dim, .dim = m->c.dim};
     b->bytes = d->scratch_bytes ? d->scratch_bytes(d, &shape) : 0;
     b->base = b->bytes ? ms_layout_take(l, MS_MEM_BACKEND, b->bytes, 1) : NULL;
 }

@@ -555,10 +555,10 @@ static void attention_bwd(ms_device *d, void *dq, void *dk, void *dv, const void
                           const void *v, const void *out, const float *lse, const int32_t *doc_start, int B, int T,
                           int H, int KV, int hd) {
     if (!LIVE(d)) return;
-    float *delta = scratch(d, "attention_bwd", (int64_t)B * H * T * 4);
-    if (!delta) return;
+    void *work = scratch(d, "attention_bwd", cuda_attention_bwd_scratch(B, T, H, hd));
+    if (!work) return;
     RUN(d, "attention_bwd",
-        cuda_attention_bwd(S(d), d->bf16, dq, dk, dv, dout, q, k, v, out, lse, delta, doc_start, B, T, H, KV, hd));
+        cuda_attention_bwd(S(d), d->bf16, dq, dk, dv, dout, q, k, v, out, lse, work, doc_start, B, T, H, KV, hd));
 }
 
 static void swiglu_fwd(ms_device *d, void *h, const void *gate, const void *up, int64_t n) {

@@ -12,7 +12,7 @@ int64_t ms_cuda_sums_bytes(void) { return cuda_align256((MS_CUDA_SUM_BLOCKS + 1)
 static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
 
 int64_t ms_cuda_op_scratch_bytes(const ms_device_shape *s) {
-    int64_t need = cuda_align256((int64_t)s->B * s->heads * s->T * 4); /* attention_bwd: delta (B, H, T) fp32 */
+    int64_t need = cuda_attention_bwd_scratch(s->B, s->T, s->heads, s->head_dim);
     need = max2(need, cuda_align256(s->rows * (int64_t)sizeof(double)));  /* lmhead_xent: a loss per row */
     need = max2(need, cuda_embedding_bwd_scratch(s->rows, s->dim));
     need = max2(need, cuda_rmsnorm_bwd_scratch(s->rows, s->dim));

@@ -44,6 +44,7 @@ typedef struct ms_device_shape {
     int64_t rows;   /* rows of a micro-batch, B*T: embedding, RMSNorm, the loss */
     int32_t B, T;   /* micro-batch and sequence length of attention */
     int32_t heads;  /* query heads of attention */
+    int32_t head_dim; /* columns of a head: attention backward's sums of dq */
     int32_t dim;    /* model width: columns of embedding and RMSNorm */
 } ms_device_shape;
 

@@ -29,20 +29,22 @@ typedef struct shape { int B, T, H, KV, hd, docs; } shape;
 /* A kernel choice: the mma.sync kernels' warps per forward block (nw), keys per
  * forward tile, warps per dq and dk/dv block; or the wgmma kernels' keys per
  * forward tile, forward blocks an SM (occ), warpgroups per dq block (dq: 1 at
- * head dim 64, or 2), warpgroups per dk/dv block (kv) and dk/dv blocks an SM
- * (kv_occ: 1, or 3 at head dim 64 with one warpgroup). */
+ * head dim 64, or 2; 0 the fused backward, head dim 128), warpgroups per dk/dv
+ * block (kv) and dk/dv blocks an SM (kv_occ: 1, or 3 at head dim 64 with one
+ * warpgroup). */
 typedef struct variant { int wgmma, nw, keys, dq, kv, occ, kv_occ; } variant;
 static const variant variants[] = {
     {0, 4, 64, 4, 4, 0, 0}, {0, 8, 64, 8, 4, 0, 0}, {0, 4, 128, 4, 8, 0, 0}, {0, 8, 128, 8, 8, 0, 0},
     {1, 0, 64, 2, 1, 1, 1}, {1, 0, 128, 2, 1, 1, 1}, {1, 0, 64, 2, 2, 2, 1}, {1, 0, 64, 2, 1, 2, 3},
-    {1, 0, 64, 1, 1, 2, 3},
+    {1, 0, 64, 1, 1, 2, 3}, {1, 0, 64, 0, 2, 2, 1},
 };
 
 
 /* The buffers of one shape: inputs, and outputs [0] reference / [1] under test. */
 typedef struct bufs {
     void *q, *k, *v, *dout, *o[2], *dq[2], *dk[2], *dv[2];
-    float *lse[2], *delta;
+    float *lse[2];
+    void *work; /* the backward's scratch: cuda_attention_bwd_scratch */
     int32_t *doc;
 } bufs;
 
@@ -59,12 +61,12 @@ static void launch(const variant *x, int what, cudaStream_t st, bufs *u, shape s
         else CK(cuda_flash_fwd_nw(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd, x->nw, x->keys));
     } else if (!x) {
         CK(cuda_attention_bwd(ms, 1, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->o[1], u->lse[1],
-                              u->delta, u->doc, B, T, H, KV, hd));
+                              u->work, u->doc, B, T, H, KV, hd));
     } else if (x->wgmma) {
-        CK(cuda_flash_wgmma_bwd(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta,
+        CK(cuda_flash_wgmma_bwd(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->work,
                                 u->doc, B, T, H, KV, hd, x->dq, x->kv, x->kv_occ, what == 1 ? 3 : what - 1));
     } else {
-        CK(cuda_flash_bwd_nw(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->delta, u->doc,
+        CK(cuda_flash_bwd_nw(ms, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->lse[1], u->work, u->doc,
                              B, T, H, KV, hd, x->dq, x->kv));
     }
 }
@@ -126,7 +128,7 @@ static int run(shape s) {
         u->o[i] = dev(nq * 2), u->dq[i] = dev(nq * 2), u->dk[i] = dev(nk * 2), u->dv[i] = dev(nk * 2);
         u->lse[i] = dev(nl * 4);
     }
-    u->delta = dev(nl * 4);
+    u->work = dev(cuda_attention_bwd_scratch(B, T, H, hd));
     if (s.docs) { /* documents start at 0, T/3 and 3T/5 + b */
         int32_t *h = malloc(sizeof(int32_t) * (size_t)B * T);
         for (int b = 0; b < B; b++)
@@ -141,7 +143,7 @@ static int run(shape s) {
     /* the plain kernels into [0]: the reference */
     CK(cuda_attention_plain_fwd(ms, 1, u->o[0], u->lse[0], u->q, u->k, u->v, u->doc, B, T, H, KV, hd));
     CK(cuda_attention_plain_bwd(ms, 1, u->dq[0], u->dk[0], u->dv[0], u->dout, u->q, u->k, u->v, u->o[0], u->lse[0],
-                                u->delta, u->doc, B, T, H, KV, hd));
+                                u->work, u->doc, B, T, H, KV, hd));
     launch(NULL, 0, st, u, s);
     launch(NULL, 1, st, u, s);
     CK(cudaStreamSynchronize(st));
@@ -155,7 +157,10 @@ static int run(shape s) {
     int nv = (int)(sizeof variants / sizeof variants[0]);
     for (int a = 0; a <= nv; a++) {
         const variant *x = a < nv ? &variants[a] : NULL;
-        if (x && x->wgmma && (!cuda_flash_wgmma_ready() || ((x->kv_occ == 3 || x->dq == 1) && hd != 64))) continue;
+        if (x && x->wgmma &&
+            (!cuda_flash_wgmma_ready() || ((x->kv_occ == 3 || x->dq == 1) && hd != 64) ||
+             (x->dq == 0 && !cuda_attention_fused_bwd(hd))))
+            continue;
         tf = timed(x, 0, st, u, s);
         tb = timed(x, 1, st, u, s);
         if (!x) break;
@@ -163,7 +168,10 @@ static int run(shape s) {
                         fmax(rel(u->dk[1], u->dk[0], nk, 1), rel(u->dv[1], u->dv[0], nk, 1)));
         bad |= !(w <= 1e-2);
         char what[192];
-        if (x->wgmma)
+        if (x->wgmma && x->dq == 0)
+            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd fused, dq in "
+                     "the dk/dv kernel, %d warpgroups", x->keys, x->occ, x->kv);
+        else if (x->wgmma)
             snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd dq %d "
                      "warpgroup(s), dk/dv %d warpgroup(s), %d block(s) an SM (dq %.3f ms, dk/dv %.3f ms)", x->keys,
                      x->occ, x->dq, x->kv, x->kv_occ,
@@ -174,9 +182,10 @@ static int run(shape s) {
         printf("variant %s: fwd %.3f ms %.0f TFLOP/s, bwd %.3f ms %.0f TFLOP/s | worst rel err %.1e%s\n", what, tf,
                f / tf / 1e9, tb, 2.5 * f / tb / 1e9, w, w <= 1e-2 ? "" : "  FAILED");
     }
-    /* the default backward once more, into the reference's buffers: the same bits (no atomics) */
+    /* the default backward once more, into the reference's buffers: the same bits (every sum across blocks in
+       a fixed order) */
     CK(cuda_attention_bwd(ms, 1, u->dq[0], u->dk[0], u->dv[0], u->dout, u->q, u->k, u->v, u->o[1], u->lse[1],
-                          u->delta, u->doc, B, T, H, KV, hd));
+                          u->work, u->doc, B, T, H, KV, hd));
     CK(cudaStreamSynchronize(st));
     int same = rel(u->dq[0], u->dq[1], nq, 1) == 0 && rel(u->dk[0], u->dk[1], nk, 1) == 0 &&
                rel(u->dv[0], u->dv[1], nk, 1) == 0;
@@ -188,7 +197,7 @@ static int run(shape s) {
     fflush(stdout);
     for (int i = 0; i < 2; i++)
         cudaFree(u->o[i]), cudaFree(u->dq[i]), cudaFree(u->dk[i]), cudaFree(u->dv[i]), cudaFree(u->lse[i]);
-    cudaFree(u->q), cudaFree(u->k), cudaFree(u->v), cudaFree(u->dout), cudaFree(u->delta), cudaFree(u->doc);
+    cudaFree(u->q), cudaFree(u->k), cudaFree(u->v), cudaFree(u->dout), cudaFree(u->work), cudaFree(u->doc);
     cudaStreamDestroy(st);
     return bad;
 }

@@ -309,8 +309,9 @@ extern "C" int cuda_attention_fwd(ms_cuda_stream s, int bf16f, void *out, float 
 
 /* bwd with a choice: flash (tensor cores) when allowed and the call qualifies, else the plain kernels. */
 static int attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout, const void *q,
-                         const void *k, const void *v, const void *out, const float *lse, float *delta,
+                         const void *k, const void *v, const void *out, const float *lse, void *work,
                          const int32_t *doc, int B, int T, int H, int KV, int hd, bool allow_flash) {
+    float *delta = (float *)work;
     if (hd > MAXHD || hd < 1 || KV < 1 || H % KV) return (int)cudaErrorInvalidValue;
     dim3 gq((T + NW - 1) / NW, H, B), gk((T + NW - 1) / NW, KV, B);
     int e;
@@ -318,7 +319,7 @@ static int attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *
         attn_delta<A>(s, delta, (const A *)dout, (const A *)out, B, T, H, hd);
         if ((e = launched())) return e;
         if (allow_flash && flash_ok(bf16f, hd, H, KV, dq, dk, dv, dout, q, k, v))
-            return cuda_flash_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd);
+            return cuda_flash_bwd(s, dq, dk, dv, dout, q, k, v, lse, work, doc, B, T, H, KV, hd);
         NI_DISPATCH(hd, attn_dq_k<A, NI><<<gq, NW * 32, 0, s>>>((A *)dq, (const A *)dout, (const A *)q, (const A *)k,
                                                                 (const A *)v, lse, delta, doc, T, H, KV, hd));
         if ((e = launched())) return e;
@@ -330,13 +331,13 @@ static int attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *
 
 extern "C" int cuda_attention_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout,
                                   const void *q, const void *k, const void *v, const void *out, const float *lse,
-                                  float *delta, const int32_t *doc, int B, int T, int H, int KV, int hd) {
-    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, delta, doc, B, T, H, KV, hd, true);
+                                  void *work, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, work, doc, B, T, H, KV, hd, true);
 }
 
 extern "C" int cuda_attention_plain_bwd(ms_cuda_stream s, int bf16f, void *dq, void *dk, void *dv, const void *dout,
                                         const void *q, const void *k, const void *v, const void *out,
-                                        const float *lse, float *delta, const int32_t *doc, int B, int T, int H,
+                                        const float *lse, void *work, const int32_t *doc, int B, int T, int H,
                                         int KV, int hd) {
-    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, delta, doc, B, T, H, KV, hd, false);
+    return attention_bwd(s, bf16f, dq, dk, dv, dout, q, k, v, out, lse, work, doc, B, T, H, KV, hd, false);
 }

@@ -24,7 +24,8 @@
  *   (kernels/bench/NOTES.md). At hd 64 the operands a warp reuses on every tile
  *   (Q, dO in dq; K, V in dk/dv) stay in registers.
  * - on sm_90 cuda_flash_fwd / _bwd hand over to attention_wgmma.cu, the same
- *   algorithm on warpgroup MMA; these kernels serve sm_80 and sm_89.
+ *   algorithm on warpgroup MMA (its backward at hd 128 one fused kernel, as
+ *   repeatable); these kernels serve sm_80 and sm_89.
  * Limits: bf16 only (the fp32 backend keeps attention.cu's exact kernels),
  * hd in {64, 128}, row strides a multiple of 8 elements (16-byte cp.async).
  */
@@ -407,15 +408,17 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 /* The block shapes the engine runs (the workbench times the others): here,
  * warps per forward block, keys per forward tile, warps per dq and dk/dv block;
  * on sm_90, attention_wgmma.cu's keys per forward tile, forward blocks an SM,
- * warpgroups per dq block and per dk/dv block, dk/dv blocks an SM. */
+ * warpgroups per dq block (0: the fused backward, dq summed in the dk/dv
+ * kernel, where cuda_attention_fused_bwd says) and per dk/dv block, dk/dv
+ * blocks an SM. */
 #define FWD_WARPS 8
 #define FWD_KEYS 128
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
 #define WGMMA_FWD_KEYS 64
 #define WGMMA_FWD_BLOCKS_PER_SM 2
-#define WGMMA_DQ_WARPGROUPS(hd) ((hd) == 64 ? 1 : 2)
-#define WGMMA_DKDV_WARPGROUPS 1
+#define WGMMA_DQ_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 0 : (hd) == 64 ? 1 : 2)
+#define WGMMA_DKDV_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 2 : 1)
 #define WGMMA_DKDV_BLOCKS_PER_SM(hd) ((hd) == 64 ? 3 : 1)
 
 extern "C" int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
@@ -456,11 +459,12 @@ extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const voi
 }
 
 extern "C" int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
-                              const void *k, const void *v, const float *lse, const float *delta, const int32_t *doc,
-                              int B, int T, int H, int KV, int hd) {
+                              const void *k, const void *v, const float *lse, void *work, const int32_t *doc, int B,
+                              int T, int H, int KV, int hd) {
     if (cuda_flash_wgmma_ready())
-        return cuda_flash_wgmma_bwd(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd,
-                                    WGMMA_DQ_WARPGROUPS(hd), WGMMA_DKDV_WARPGROUPS,
+        return cuda_flash_wgmma_bwd(s, dq, dk, dv, dout, q, k, v, lse, work, doc, B, T, H, KV, hd,
+                                    WGMMA_DQ_WARPGROUPS(hd), WGMMA_DKDV_WARPGROUPS(hd),
                                     WGMMA_DKDV_BLOCKS_PER_SM(hd), 3);
-    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, delta, doc, B, T, H, KV, hd, DQ_WARPS(hd), DKDV_WARPS);
+    return cuda_flash_bwd_nw(s, dq, dk, dv, dout, q, k, v, lse, (const float *)work, doc, B, T, H, KV, hd,
+                             DQ_WARPS(hd), DKDV_WARPS);
 }

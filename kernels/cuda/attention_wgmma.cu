@@ -5,7 +5,10 @@
  * (wgmma, sm_90a). A block is one or two warpgroups of 128 threads, each
  * owning 64 rows (query rows, or keys in dk/dv); the other operand streams
  * through shared memory in tiles, two buffers deep (three for dq's K, whose
- * last matmul overlaps the next tile), loaded by cp.async. Block shapes and
+ * last matmul overlaps the next tile), loaded by cp.async. At head dim 128
+ * the engine runs a fourth kernel instead of the two backward ones: the fused
+ * backward, dk/dv and dq in one pass, each query tile's dq summed across key
+ * blocks in a fixed order by the TMA unit (wg_bwd_k below). Block shapes and
  * the choices measured against them: kernels/bench/NOTES.md.
  *
  * - Shared-memory tiles are stored as wgmma reads them with 128-byte
@@ -17,7 +20,8 @@
  *   O += P V, K in dQ += dS K, dO and Q in dV and dK).
  * - S, dP and their transposes come from two shared-memory operands; P and dS
  *   go from the accumulators straight into register A operands, as in the
- *   mma.sync kernels (flash.cuh's layout is wgmma's, warp by warp).
+ *   mma.sync kernels (flash.cuh's layout is wgmma's, warp by warp); the fused
+ *   backward's dQ = dS K reads dS^T and K from shared memory, both MN-major.
  * - Only the sm_90a build has the bodies (elsewhere they trap);
  *   cuda_flash_wgmma_ready says whether the running device can take them.
  */
@@ -103,25 +107,24 @@ __device__ __forceinline__ void settled(float (*d)[4]) {
 }
 
 /* D (64 x N per warpgroup, 16 x N per warp in flash.cuh's layout) += A B, k 16:
- * mma_ss with A and B K-major in shared memory (D = A B when !acc: the first
- * k step needs no zeroed accumulators), mma_rs with A in registers (one
- * 16 x 16 fragment per warp) and B MN-major. */
-template <int N>
-__device__ void mma_ss(float *d, uint64_t a, uint64_t b, int acc);
+ * mma_ss with A and B in shared memory, both K-major, or both MN-major when MN
+ * (D = A B when !acc: the first k step needs no zeroed accumulators), mma_rs
+ * with A in registers (one 16 x 16 fragment per warp) and B MN-major. */
 template <int N>
 __device__ void mma_rs(float *d, const uint32_t *a, uint64_t b);
 
-template <> __device__ __forceinline__ void mma_ss<64>(float *d, uint64_t a, uint64_t b, int acc) {
+template <int MN>
+__device__ __forceinline__ void mma_ss64(float *d, uint64_t a, uint64_t b, int acc) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        "}, %32, %33, p, 1, 1, %35, %35;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(a), "l"(b), "r"(acc));
+        : "l"(a), "l"(b), "r"(acc), "n"(MN));
 }
 template <> __device__ __forceinline__ void mma_rs<64>(float *d, const uint32_t *a, uint64_t b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -135,14 +138,15 @@ template <> __device__ __forceinline__ void mma_rs<64>(float *d, const uint32_t 
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
-template <> __device__ __forceinline__ void mma_ss<128>(float *d, uint64_t a, uint64_t b, int acc) {
+template <int MN>
+__device__ __forceinline__ void mma_ss128(float *d, uint64_t a, uint64_t b, int acc) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
         "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        "}, %64, %65, p, 1, 1, %67, %67;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -151,7 +155,7 @@ template <> __device__ __forceinline__ void mma_ss<128>(float *d, uint64_t a, ui
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(a), "l"(b), "r"(acc));
+        : "l"(a), "l"(b), "r"(acc), "n"(MN));
 }
 template <> __device__ __forceinline__ void mma_rs<128>(float *d, const uint32_t *a, uint64_t b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
@@ -170,6 +174,11 @@ template <> __device__ __forceinline__ void mma_rs<128>(float *d, const uint32_t
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+template <int N, int MN = 0>
+__device__ __forceinline__ void mma_ss(float *d, uint64_t a, uint64_t b, int acc) {
+    if constexpr (N == 64) mma_ss64<MN>(d, a, b, acc);
+    else mma_ss128<MN>(d, a, b, acc);
 }
 #endif
 
@@ -432,6 +441,224 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
 #endif
 }
 
+/* ---- backward, fused: dk, dv and dq in one pass --------------------------------- */
+
+#if WGMMA
+/* Named barriers of the fused backward (0 is __syncthreads'): the consumers'
+ * own, and per dQ buffer "full" (consumers arrive, the writer waits) and
+ * "empty" (the writer arrives, the consumers wait). */
+enum { BAR_CONSUMERS = 1, BAR_FULL = 2, BAR_EMPTY = 4 };
+__device__ __forceinline__ void bar_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void set_max_registers() {
+    if constexpr (N > 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+    else asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+/* a tile's counter: read with acquire, written with release semantics, at GPU scope */
+__device__ __forceinline__ int load_acquire(const int *p) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void store_release(int *p, int v) {
+    asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+/* global[0, bytes) += shared[0, bytes) in fp32 by the TMA unit, waited until written */
+__device__ __forceinline__ void bulk_add(float *g, const float *sh, int bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 "cp.async.bulk.commit_group;\n"
+                 "cp.async.bulk.wait_group 0;\n" ::"l"(g), "r"(sm(sh)), "r"(bytes) : "memory");
+}
+#endif
+
+/* 128 keys of one (b, kv head) a block, two consumer warpgroups of 64 keys
+ * each, and a warp that writes dQ; query tiles of 64 rows of every query head
+ * of the group, the last tile first. The consumers compute dK += dS^T Q,
+ * dV += P^T dO and the tile's dQ part = dS K over the block's keys (dS^T through
+ * shared memory, warpgroup w taking K's columns [64 w, 64 w + 64)), and leave
+ * the part in one of two fp32 buffers (DQ). The writer adds it to the tile's
+ * sums in acc by one TMA bulk reduction, in a fixed order: key block by key
+ * block under the tile's counter, so the bits of dq repeat run after run, and
+ * while it waits for the blocks before, the consumers go on with the next
+ * tile. A block waits only for blocks of lower key index of its kv head:
+ * launched before it (grid_longest_first), so resident or done; walking the
+ * tiles from the last, every block of a kv head reaches a tile at about the
+ * same time. A third warpgroup gives its registers to the consumers
+ * (setmaxnreg); one of its warps is the writer. */
+template <int HD>
+__global__ void __launch_bounds__(3 * WG, 1) wg_bwd_k(float *acc, int *count, bf16 *dk, bf16 *dv, const bf16 *dout,
+                                                   const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
+                                                   const float *delta, const int32_t *doc, int T, int H, int KV,
+                                                   float scale, float scale_log2) {
+#if WGMMA
+    constexpr int BK = 2 * 64, BQ = CUDA_ATTN_DQ_ROWS, NH = HD / 2, NC = 2 * WG; /* NH: dq's columns a warpgroup */
+    constexpr int PART = BQ * HD;                                                /* floats of a tile's dQ */
+    static_assert(NH == 64, "dq's wgmma shape: head dim 128");
+    extern __shared__ unsigned char raw[];
+    bf16 *Ks = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Vs = Ks + BK * HD,
+         *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD, *Ss = Gs + 2 * BQ * HD;
+    float *DQ = reinterpret_cast<float *>(Ss + BK * BQ);
+    __shared__ __align__(16) float Ls[2][BQ], Ds[2][BQ];
+    __shared__ __align__(16) int Fs[2][BQ];
+    int b = blockIdx.z, g = blockIdx.x, group = H / KV, kb = blockIdx.y;
+    int k0 = kb * BK; /* the most work first: early keys meet every later query (grid_longest_first) */
+    int qt_hi = (T - 1) / BQ, nq = qt_hi - k0 / BQ + 1, iters = nq * group;
+    /* iteration i: query head g * group + i % group, query tile qt_hi - i / group */
+    auto head = [&](int i) { return g * group + i % group; };
+    auto tile_of = [&](int i) { return ((int64_t)b * H + head(i)) * (qt_hi + 1) + qt_hi - i / group; };
+
+    if (threadIdx.x >= NC) { /* the third warpgroup: its first warp writes dQ, the others leave */
+        set_max_registers<24>();
+        if (threadIdx.x >= NC + 32) return;
+        for (int buf = 0; buf < 2 && buf < iters; buf++) bar_arrive(BAR_EMPTY + buf, NC + 32);
+        for (int i = 0; i < iters; i++) {
+            int buf = i & 1;
+            bar_sync(BAR_FULL + buf, NC + 32);
+            if (threadIdx.x == NC) {
+                int64_t tile = tile_of(i);
+                while (load_acquire(count + tile) < kb) {
+                }
+                asm volatile("fence.proxy.async.global;\n" ::: "memory");
+                bulk_add(acc + tile * PART, DQ + buf * PART, PART * 4);
+                asm volatile("fence.proxy.async.global;\n" ::: "memory");
+                __threadfence();
+                store_release(count + tile, kb + 1);
+            }
+            __syncwarp();
+            if (i + 2 < iters) bar_arrive(BAR_EMPTY + buf, NC + 32);
+        }
+        return;
+    }
+
+    set_max_registers<240>();
+    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, ti = threadIdx.x & 3;
+    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
+    int64_t koff = (int64_t)b * T * ldk + (int64_t)g * HD;
+    int ca = k0 + w * 16 + ((threadIdx.x & 31) >> 2); /* this thread's keys: ca, ca + 8 */
+    auto issue = [&](int i) {
+        int t0 = (qt_hi - i / group) * BQ;
+        int64_t qoff = (int64_t)b * T * ldq + (int64_t)head(i) * HD;
+        load_tile<HD, BQ, NC>(Qs + (i & 1) * BQ * HD, q + qoff, ldq, t0, T);
+        load_tile<HD, BQ, NC>(Gs + (i & 1) * BQ * HD, dout + qoff, ldq, t0, T);
+        load_query_values<BQ>(Ls[i & 1], Ds[i & 1], Fs[i & 1], lse, delta, doc, b, head(i), H, T, t0);
+    };
+    /* the consumers' barrier; shared-memory writes before it are visible to wgmma after */
+    auto consumers_ready = [] {
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        bar_sync(BAR_CONSUMERS, NC);
+    };
+    load_tile<HD, BK, NC>(Ks, k + koff, ldk, k0, T);
+    load_tile<HD, BK, NC>(Vs, v + koff, ldk, k0, T);
+    issue(0);
+    cp_commit();
+    uint64_t kd = desc_k(Ks + wg * 64 * 64), vd = desc_k(Vs + wg * 64 * 64); /* this warpgroup's keys */
+    uint64_t kn = desc_mn<BK>(Ks + wg * BK * 64), sd = desc_mn<BK>(Ss);    /* K's columns of this warpgroup; dS^T */
+    float ak[HD / 8][4], av[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) ak[n][e] = av[n][e] = 0.0f;
+
+    for (int i = 0; i < iters; i++) {
+        int buf = i & 1, t0 = (qt_hi - i / group) * BQ;
+        cp_wait<0>();
+        consumers_ready(); /* iteration i's tiles are in; every consumer is done with iteration i - 1 */
+        if (i + 1 < iters) {
+            issue(i + 1);
+            cp_commit();
+        }
+        const bf16 *Qt = Qs + buf * BQ * HD, *Gt = Gs + buf * BQ * HD;
+        uint64_t qm = desc_mn<BQ>(Qt), gm = desc_mn<BQ>(Gt), qd = desc_k(Qt), gd = desc_k(Gt);
+        float s[BQ / 8][4], dp[BQ / 8][4];
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) {
+            mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
+            mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
+        }
+        wg_commit();
+        wg_wait<0>();
+        settled<BQ>(s);
+        settled<BQ>(dp);
+        kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
+        kv_ds<BQ>(dp, s, Ds[buf]);
+        uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) {
+            acc_to_a(pa[ks], s, ks);
+            acc_to_a(da[ks], dp, ks);
+            /* dS^T into shared memory: keys ca - k0 (+ 8) as rows, the 16 queries of slab ks as columns */
+            int r = ca - k0, c = ks * 16 + 2 * ti;
+            *reinterpret_cast<uint32_t *>(Ss + at<BK>(r, c)) = da[ks][0];
+            *reinterpret_cast<uint32_t *>(Ss + at<BK>(r + 8, c)) = da[ks][1];
+            *reinterpret_cast<uint32_t *>(Ss + at<BK>(r, c + 8)) = da[ks][2];
+            *reinterpret_cast<uint32_t *>(Ss + at<BK>(r + 8, c + 8)) = da[ks][3];
+        }
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) {
+            mma_rs<HD>(&av[0][0], pa[ks], gm + mn_step(ks));
+            mma_rs<HD>(&ak[0][0], da[ks], qm + mn_step(ks));
+        }
+        wg_commit();
+        consumers_ready(); /* both warpgroups' dS^T is in */
+        wg_wait<0>();      /* dV and dK done: P and dS leave the registers to dQ's accumulators */
+        float dqa[NH / 8][4];
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++) mma_ss<NH, 1>(&dqa[0][0], sd + mn_step(ks), kn + mn_step(ks), ks > 0);
+        wg_commit();
+        wg_wait<0>();
+        settled<NH>(dqa);
+        /* the part into DQ[buf] once the writer is done with it, thread by thread in 8-byte pieces (the layout
+           scale_dq_k reads) */
+        bar_sync(BAR_EMPTY + buf, NC + 32);
+        float2 *part = reinterpret_cast<float2 *>(DQ + buf * PART) + threadIdx.x;
+#pragma unroll
+        for (int n = 0; n < NH / 8; n++) {
+            part[(2 * n) * NC] = make_float2(dqa[n][0], dqa[n][1]);
+            part[(2 * n + 1) * NC] = make_float2(dqa[n][2], dqa[n][3]);
+        }
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        bar_arrive(BAR_FULL + buf, NC + 32);
+    }
+    settled<HD>(av);
+    settled<HD>(ak);
+    store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
+    store_rows<HD>(dv + koff, ldk, av, ca, T, 1.0f, 1.0f);
+#else
+    __trap();
+#endif
+}
+
+/* dq from the tiles' fp32 sums (one block of 2 * WG threads a tile, in
+ * wg_bwd_k's layout: thread x's rows 16 (x / 32 % 4) + x % 32 / 4 (+ 8), its
+ * columns 64 (x / 128) + 8 n + 2 (x % 4) (+ 1)), times scale, in bf16. */
+template <int HD>
+__global__ void __launch_bounds__(2 * WG) scale_dq_k(bf16 *dq, const float *acc, int T, int H, float scale) {
+    constexpr int BQ = CUDA_ATTN_DQ_ROWS, NC = 2 * WG;
+    int64_t tile = blockIdx.x;
+    int tiles = (T + BQ - 1) / BQ, x = threadIdx.x, qt = (int)(tile % tiles);
+    int64_t bh = tile / tiles, b = bh / H, h = bh % H;
+    int r = qt * BQ + 16 * (x / 32 % 4) + x % 32 / 4, c = 64 * (x / WG) + 2 * (x % 4);
+    const float2 *part = reinterpret_cast<const float2 *>(acc + tile * BQ * HD) + x;
+    bf16 *row = dq + ((int64_t)b * T + r) * H * HD + h * HD + c;
+#pragma unroll
+    for (int n = 0; n < HD / 16; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float2 v = part[(2 * n + e) * NC];
+            if (r + 8 * e < T)
+                *reinterpret_cast<__nv_bfloat162 *>(row + (int64_t)8 * e * H * HD + 8 * n) =
+                    __floats2bfloat162_rn(v.x * scale, v.y * scale);
+        }
+}
+
 /* A kernel may take more than 48 KiB of dynamic shared memory only when asked. */
 /* The grid of a causal kernel over tiles of `tile` rows of T, per head and
  * sequence: heads along x and tiles along y, so that the blocks start (in
@@ -456,6 +683,29 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
     if (e) return e;
     kern<<<grid_longest_first(T, 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV,
                                                                 LOG2E / sqrtf((float)HD));
+    return launched();
+}
+
+/* The fused backward over the work cuda_attention_bwd_scratch sizes: D, the
+ * tiles' counters and fp32 sums of dq (both zeroed here), then dq from them. */
+template <int HD>
+int bwd_fused(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
+              const bf16 *v, const float *lse, void *work, const int32_t *doc, int B, int T, int H, int KV) {
+    constexpr int BK = 128, BQ = CUDA_ATTN_DQ_ROWS;
+    int64_t tiles = (int64_t)B * H * ((T + BQ - 1) / BQ);
+    const float *delta = (const float *)work;
+    int *count = (int *)((char *)work + cuda_align256(4 * (int64_t)B * H * T));
+    float *acc = (float *)((char *)count + cuda_align256(4 * tiles));
+    int e = (int)cudaMemsetAsync(count, 0, (char *)(acc + tiles * BQ * HD) - (char *)count, s);
+    if (e) return e;
+    int smem = (2 * BK + 4 * BQ) * HD * 2 + BK * BQ * 2 + 2 * BQ * HD * 4 + 1024;
+    auto kern = wg_bwd_k<HD>;
+    if ((e = launch_smem(kern, smem))) return e;
+    float scale = 1.0f / sqrtf((float)HD);
+    kern<<<grid_longest_first(T, BK, KV, B), 3 * WG, smem, s>>>(acc, count, dk, dv, dout, q, k, v, lse, delta, doc, T,
+                                                                H, KV, scale, scale * LOG2E);
+    if ((e = launched())) return e;
+    scale_dq_k<HD><<<(unsigned)tiles, 2 * WG, 0, s>>>(dq, acc, T, H, scale);
     return launched();
 }
 
@@ -516,15 +766,21 @@ extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, con
 }
 
 extern "C" int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
-                                    const void *k, const void *v, const float *lse, const float *delta,
-                                    const int32_t *doc, int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv,
-                                    int occ_kv, int parts) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_q != 1 && nwg_q != 2) || (nwg_kv != 1 && nwg_kv != 2) ||
-        (occ_kv != 1 && occ_kv != 3) || ((occ_kv == 3 || nwg_q == 1) && (hd != 64 || nwg_kv != 1)))
+                                    const void *k, const void *v, const float *lse, void *work, const int32_t *doc,
+                                    int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv, int occ_kv,
+                                    int parts) {
+    bool fused = nwg_q == 0;
+    if (!cuda_flash_supported(1, hd, H, KV) || (nwg_q != 1 && nwg_q != 2 && !fused) ||
+        (nwg_kv != 1 && nwg_kv != 2) || (occ_kv != 1 && occ_kv != 3) ||
+        ((occ_kv == 3 || nwg_q == 1) && (hd != 64 || nwg_kv != 1)) ||
+        (fused && (!cuda_attention_fused_bwd(hd) || nwg_kv != 2 || occ_kv != 1 || parts != 3)))
         return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
+    if (fused)
+        return bwd_fused<128>(s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q,
+                              (const bf16 *)k, (const bf16 *)v, lse, work, doc, B, T, H, KV);
 #define ARGS s, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout, (const bf16 *)q, (const bf16 *)k, \
-             (const bf16 *)v, lse, delta, doc, B, T, H, KV, parts
+             (const bf16 *)v, lse, (const float *)work, doc, B, T, H, KV, parts
     if (hd == 128) return nwg_kv == 1 ? bwd<128, 2, 1, 1>(ARGS) : bwd<128, 2, 2, 1>(ARGS);
     if (nwg_q == 1) return occ_kv == 3 ? bwd<64, 1, 1, 3>(ARGS) : bwd<64, 1, 1, 1>(ARGS);
     return occ_kv == 3 ? bwd<64, 2, 1, 3>(ARGS) : nwg_kv == 1 ? bwd<64, 2, 1, 1>(ARGS) : bwd<64, 2, 2, 1>(ARGS);

@@ -70,20 +70,31 @@ int cuda_attention_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const 
 /* D_t = dout_t . out_t into delta (B, H, T); cuda_attention_bwd runs it itself */
 int cuda_attention_delta(ms_cuda_stream s, int bf16, float *delta, const void *dout, const void *out, int B, int T,
                          int H, int hd);
-/* delta (B, H, T) fp32 scratch: D_t = dout_t . out_t */
+/* The backward's scratch `work`: delta (B, H, T) fp32, D_t = dout_t . out_t;
+ * then, where the fused backward runs (sm_90, hd 128: cuda_attention_fused_bwd),
+ * for each tile of CUDA_ATTN_DQ_ROWS query rows of each (b, h) a counter and
+ * the fp32 sums of its dq. */
+enum { CUDA_ATTN_DQ_ROWS = 64 };
+static inline int cuda_attention_fused_bwd(int hd) { return hd == 128; }
+static inline int64_t cuda_attention_bwd_scratch(int B, int T, int H, int hd) {
+    int64_t tiles = (int64_t)B * H * ((T + CUDA_ATTN_DQ_ROWS - 1) / CUDA_ATTN_DQ_ROWS);
+    return cuda_align256(4 * (int64_t)B * H * T) +
+           (cuda_attention_fused_bwd(hd) ? cuda_align256(4 * tiles) + 4 * tiles * CUDA_ATTN_DQ_ROWS * hd : 0);
+}
 int cuda_attention_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout, const void *q,
-                       const void *k, const void *v, const void *out, const float *lse, float *delta,
+                       const void *k, const void *v, const void *out, const float *lse, void *work,
                        const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 
 /* attention_flash.cu — the same on tensor cores: bf16, hd 64 or 128, 16-byte
  * aligned pointers (cuda_flash_supported says whether a call qualifies);
- * cuda_attention_* dispatch to it. delta as above, filled by the caller. */
+ * cuda_attention_* dispatch to it. work (or delta) as above, its delta filled
+ * by the caller. */
 int cuda_flash_supported(int bf16, int hd, int H, int KV);
 int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                    const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 int cuda_flash_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
-                   const void *v, const float *lse, const float *delta, const int32_t *doc_start, int B, int T, int H,
-                   int KV, int hd);
+                   const void *v, const float *lse, void *work, const int32_t *doc_start, int B, int T, int H, int KV,
+                   int hd);
 /* Block-shape variants for the workbench: nw warps (4 or 8, 16 rows each) per
  * forward block and keys (64 or 128) per forward tile; warps per dq and dk/dv block. */
 int cuda_flash_fwd_nw(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
@@ -98,20 +109,20 @@ int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void
  * or 2) per dq block, warpgroups (1 or 2) per dk/dv block, occ_kv (1 or 3)
  * dk/dv blocks an SM, where one-warpgroup dq blocks and 3 dk/dv blocks an SM
  * take head dim 64 and one-warpgroup dk/dv blocks; parts (1 dq, 2 dk/dv, 3
- * both). */
+ * both). No dq warpgroups (nwg_q 0) is the fused backward, dq summed in the
+ * dk/dv kernel: head dim 128, 2 warpgroups, 1 block an SM, both parts. */
 int cuda_flash_wgmma_ready(void);
 int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                          const int32_t *doc_start, int B, int T, int H, int KV, int hd, int keys, int occ);
 int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
-                         const void *k, const void *v, const float *lse, const float *delta,
-                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv,
-                         int occ_kv, int parts);
+                         const void *k, const void *v, const float *lse, void *work, const int32_t *doc_start,
+                         int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv, int occ_kv, int parts);
 /* The plain kernels of attention.cu whatever the inputs (the workbench compares). */
 int cuda_attention_plain_fwd(ms_cuda_stream s, int bf16, void *out, float *lse, const void *q, const void *k,
                              const void *v, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 int cuda_attention_plain_bwd(ms_cuda_stream s, int bf16, void *dq, void *dk, void *dv, const void *dout,
                              const void *q, const void *k, const void *v, const void *out, const float *lse,
-                             float *delta, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
+                             void *work, const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 
 /* swiglu.cu */
 int cuda_swiglu_fwd(ms_cuda_stream s, int bf16, void *h, const void *gate, const void *up, int64_t n);

@@ -179,7 +179,8 @@ TEST(engine_plan_counts_the_backend_scratch) {
         CHECK_OK(ms_plan_compute(&c, &gpu));
         CHECK(cpu.device_bytes.backend == 0);
         ms_device_shape s = {.rows = (int64_t)c.train.micro_batch * c.train.seq_len, .B = c.train.micro_batch,
-                             .T = c.train.seq_len, .heads = c.model.n_heads, .dim = c.model.dim};
+                             .T = c.train.seq_len, .heads = c.model.n_heads,
+                             .head_dim = c.model.dim / c.model.n_heads, .dim = c.model.dim};
         int64_t want = ms_cuda_scratch_bytes(NULL, &s);
         CHECK_MSG(gpu.device_bytes.backend == want, "backend %lld, expected %lld",
                   (long long)gpu.device_bytes.backend, (long long)want);
@@ -188,8 +189,9 @@ TEST(engine_plan_counts_the_backend_scratch) {
         int64_t sum = 0, n = (int64_t)(sizeof(ms_memory) / sizeof(int64_t)) - 1;
         for (int64_t k = 0; k < n; k++) sum += f[k];
         CHECK(f[n] == gpu.device_bytes.total && gpu.device_bytes.total == sum);
-        if (big) /* 65536 tokens of 4096: the embedding's sort and partials are the largest of the ops */
-            CHECK(ms_cuda_op_scratch_bytes(&s) == cuda_embedding_bwd_scratch(s.rows, s.dim));
+        if (big) /* 65536 tokens of 32 heads of 128: attention's fp32 sums of dq (1 GiB) are the largest of the ops */
+            CHECK(ms_cuda_op_scratch_bytes(&s) == cuda_attention_bwd_scratch(s.B, s.T, s.heads, s.head_dim) &&
+                  cuda_attention_bwd_scratch(s.B, s.T, s.heads, s.head_dim) > cuda_embedding_bwd_scratch(s.rows, s.dim));
         else /* fp32 elements take 4 bytes on both: the backend line is the whole difference */
             CHECK(gpu.device_bytes.total - cpu.device_bytes.total == want);
     }

@@ -28,7 +28,7 @@ typedef struct gpair {
 /* Both backends started; the GPU's backend scratch planned for GPAIR_SHAPE. */
 int gpair_open(gpair *p, int precision);   /* 0 or prints why */
 void gpair_close(gpair *p);
-#define GPAIR_SHAPE ((ms_device_shape){.rows = 1 << 17, .B = 4, .T = 2048, .heads = 32, .dim = 4096})
+#define GPAIR_SHAPE ((ms_device_shape){.rows = 1 << 17, .B = 4, .T = 2048, .heads = 32, .head_dim = 128, .dim = 4096})
 /* Reserve on d the backend scratch for calls up to shape s and hand it over,
  * as the engine does from its plan (nothing on a backend without scratch). */
 int gpu_scratch(ms_device *d, ms_device_shape s);   /* 0 or prints why */

@@ -78,7 +78,7 @@ gmodel *gmodel_new(ms_device *d, const gmodel_config *c, const float *init, unsi
     m->dh = ACT(m, N * F), m->dgate = ACT(m, N * F), m->dup = ACT(m, N * F);
     m->datt = ACT(m, N * QD), m->dk = ACT(m, N * KD), m->dv = ACT(m, N * KD);
     /* the backend's own scratch, for this batch, as the engine's plan gives it */
-    if (gpu_scratch(d, (ms_device_shape){.rows = N, .B = c->B, .T = c->T, .heads = c->H, .dim = c->D})) {
+    if (gpu_scratch(d, (ms_device_shape){.rows = N, .B = c->B, .T = c->T, .heads = c->H, .head_dim = c->D / c->H, .dim = c->D})) {
         free(m);
         return NULL;
     }

@@ -128,7 +128,7 @@ TEST(bench_ops_1b) {
     CHECK_OK(ms_device_init(&d, MS_DEVICE_CUDA, MS_PRECISION_BF16, 0));
     CHECK_OK(d.start(&d));
     int B = 1, T = 4096, H = 32, KV = 8, hd = 64 * 2;
-    CHECK(gpu_scratch(&d, (ms_device_shape){.rows = (int64_t)B * T, .B = B, .T = T, .heads = H, .dim = 2048}) == 0);
+    CHECK(gpu_scratch(&d, (ms_device_shape){.rows = (int64_t)B * T, .B = B, .T = T, .heads = H, .head_dim = hd, .dim = 2048}) == 0);
     long nq = (long)B * T * H * hd, nk = (long)B * T * KV * hd;
     void *q, *k, *v, *o, *dq, *dk, *dv, *lse, *x, *w, *y;
     CHECK_OK(d.reserve(&d, nq * 2, &q)); CHECK_OK(d.reserve(&d, nk * 2, &k)); CHECK_OK(d.reserve(&d, nk * 2, &v));
