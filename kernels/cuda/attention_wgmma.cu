@@ -351,6 +351,46 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dou
 
 /* ---- backward: dk, dv ------------------------------------------------------------ */
 
+#if WGMMA
+/* One query tile of a dk/dv pass, transposed, for a warpgroup's 64 keys (K
+ * and V K-major from kd, vd): S^T = K Q^T and dP^T = V dO^T from the tile's Q
+ * and dO (Qt, Gt), then P^T in s and dS^T in dp (flash.cuh's kv_p, kv_ds,
+ * from the tile's query values Ls, Ds, Fs). */
+template <int BK, int BQ, int HD>
+__device__ __forceinline__ void kv_scores(float (*s)[4], float (*dp)[4], uint64_t kd, uint64_t vd, const bf16 *Qt,
+                                          const bf16 *Gt, const float *Ls, const float *Ds, const int *Fs, int t0,
+                                          int ca, int T, bool masked, float scale_log2) {
+    uint64_t qd = desc_k(Qt), gd = desc_k(Gt);
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
+        mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
+    }
+    wg_commit();
+    wg_wait<0>();
+    settled<BQ>(s);
+    settled<BQ>(dp);
+    kv_p<BQ>(s, Ls, Fs, t0, ca, T, masked, scale_log2);
+    kv_ds<BQ>(dp, s, Ds);
+}
+
+/* dV += P^T dO and dK += dS^T Q from P^T and dS^T as A fragments, dO and Q
+ * MN-major from gm, qm: issued and committed, not waited for. */
+template <int BQ, int HD>
+__device__ __forceinline__ void kv_accumulate(float (*av)[4], float (*ak)[4], const uint32_t (*pa)[4],
+                                              const uint32_t (*da)[4], uint64_t gm, uint64_t qm) {
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < BQ / 16; ks++) {
+        mma_rs<HD>(&av[0][0], pa[ks], gm + mn_step(ks));
+        mma_rs<HD>(&ak[0][0], da[ks], qm + mn_step(ks));
+    }
+    wg_commit();
+}
+#endif
+
+
 /* 64 NWG keys of one (b, kv head) a block; query tiles of 64 rows of every
  * query head of the group. OCC blocks an SM (registers capped to fit). */
 template <int HD, int NWG, int OCC>
@@ -401,35 +441,17 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
             cp_commit();
         }
         const bf16 *Qt = Qs + buf * BQ * HD, *Gt = Gs + buf * BQ * HD;
-        uint64_t qm = desc_mn<BQ>(Qt), gm = desc_mn<BQ>(Gt);
         int t0 = (qt_lo + i % nq) * BQ;
         float s[BQ / 8][4], dp[BQ / 8][4];
-        wg_fence();
-        uint64_t qd = desc_k(Qt), gd = desc_k(Gt);
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) {
-            mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
-            mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
-        }
-        wg_commit();
-        wg_wait<0>();
-        settled<BQ>(s);
-        settled<BQ>(dp);
-        kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
-        kv_ds<BQ>(dp, s, Ds[buf]);
+        kv_scores<BK, BQ, HD>(s, dp, kd, vd, Qt, Gt, Ls[buf], Ds[buf], Fs[buf], t0, ca, T,
+                              doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
         uint32_t pa[BQ / 16][4], da[BQ / 16][4];
 #pragma unroll
         for (int ks = 0; ks < BQ / 16; ks++) {
             acc_to_a(pa[ks], s, ks);
             acc_to_a(da[ks], dp, ks);
         }
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < BQ / 16; ks++) {
-            mma_rs<HD>(&av[0][0], pa[ks], gm + mn_step(ks));
-            mma_rs<HD>(&ak[0][0], da[ks], qm + mn_step(ks));
-        }
-        wg_commit();
+        kv_accumulate<BQ, HD>(av, ak, pa, da, desc_mn<BQ>(Gt), desc_mn<BQ>(Qt));
         wg_wait<0>();
         settled<HD>(av);
         settled<HD>(ak);
@@ -573,20 +595,9 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_bwd_k(float *acc, int *count, bf
             cp_commit();
         }
         const bf16 *Qt = Qs + buf * BQ * HD, *Gt = Gs + buf * BQ * HD;
-        uint64_t qm = desc_mn<BQ>(Qt), gm = desc_mn<BQ>(Gt), qd = desc_k(Qt), gd = desc_k(Gt);
         float s[BQ / 8][4], dp[BQ / 8][4];
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) {
-            mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
-            mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
-        }
-        wg_commit();
-        wg_wait<0>();
-        settled<BQ>(s);
-        settled<BQ>(dp);
-        kv_p<BQ>(s, Ls[buf], Fs[buf], t0, ca, T, doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
-        kv_ds<BQ>(dp, s, Ds[buf]);
+        kv_scores<BK, BQ, HD>(s, dp, kd, vd, Qt, Gt, Ls[buf], Ds[buf], Fs[buf], t0, ca, T,
+                              doc || t0 < k0 + wg * 64 + 64 || t0 + BQ > T, scale_log2);
         uint32_t pa[BQ / 16][4], da[BQ / 16][4];
 #pragma unroll
         for (int ks = 0; ks < BQ / 16; ks++) {
@@ -599,13 +610,7 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_bwd_k(float *acc, int *count, bf
             *reinterpret_cast<uint32_t *>(Ss + at<BK>(r, c + 8)) = da[ks][2];
             *reinterpret_cast<uint32_t *>(Ss + at<BK>(r + 8, c + 8)) = da[ks][3];
         }
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < BQ / 16; ks++) {
-            mma_rs<HD>(&av[0][0], pa[ks], gm + mn_step(ks));
-            mma_rs<HD>(&ak[0][0], da[ks], qm + mn_step(ks));
-        }
-        wg_commit();
+        kv_accumulate<BQ, HD>(av, ak, pa, da, desc_mn<BQ>(Gt), desc_mn<BQ>(Qt));
         consumers_ready(); /* both warpgroups' dS^T is in */
         wg_wait<0>();      /* dV and dK done: P and dS leave the registers to dQ's accumulators */
         float dqa[NH / 8][4];
