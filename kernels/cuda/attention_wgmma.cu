@@ -388,6 +388,17 @@ __device__ __forceinline__ void kv_accumulate(float (*av)[4], float (*ak)[4], co
     }
     wg_commit();
 }
+
+/* dK (times scale) and dV of this thread's keys ca, ca + 8, once their last
+ * matmuls are waited for, into (T, ld) matrices. */
+template <int HD>
+__device__ __forceinline__ void kv_store(bf16 *dk, bf16 *dv, int64_t ld, float (*ak)[4], float (*av)[4], int ca, int T,
+                                         float scale) {
+    settled<HD>(av);
+    settled<HD>(ak);
+    store_rows<HD>(dk, ld, ak, ca, T, scale, scale);
+    store_rows<HD>(dv, ld, av, ca, T, 1.0f, 1.0f);
+}
 #endif
 
 
@@ -453,11 +464,8 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
         }
         kv_accumulate<BQ, HD>(av, ak, pa, da, desc_mn<BQ>(Gt), desc_mn<BQ>(Qt));
         wg_wait<0>();
-        settled<HD>(av);
-        settled<HD>(ak);
     }
-    store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
-    store_rows<HD>(dv + koff, ldk, av, ca, T, 1.0f, 1.0f);
+    kv_store<HD>(dk + koff, dv + koff, ldk, ak, av, ca, T, scale);
 #else
     __trap();
 #endif
@@ -632,10 +640,7 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_bwd_k(float *acc, int *count, bf
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         bar_arrive(BAR_FULL + buf, NC + 32);
     }
-    settled<HD>(av);
-    settled<HD>(ak);
-    store_rows<HD>(dk + koff, ldk, ak, ca, T, scale, scale);
-    store_rows<HD>(dv + koff, ldk, av, ca, T, 1.0f, 1.0f);
+    kv_store<HD>(dk + koff, dv + koff, ldk, ak, av, ca, T, scale);
 #else
     __trap();
 #endif
