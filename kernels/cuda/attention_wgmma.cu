@@ -696,8 +696,9 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
     return launched();
 }
 
-/* The fused backward over the work cuda_attention_bwd_scratch sizes: D, the
- * tiles' counters and fp32 sums of dq (both zeroed here), then dq from them. */
+/* The fused backward over the work cuda_attention_bwd_scratch sizes, carved in
+ * the order it counts: D, the tiles' counters and fp32 sums of dq (both
+ * zeroed here), then dq from them. */
 template <int HD>
 int bwd_fused(ms_cuda_stream s, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
               const bf16 *v, const float *lse, void *work, const int32_t *doc, int B, int T, int H, int KV) {
