@@ -64,4 +64,26 @@ static inline float bench_median_ms(cudaStream_t st, void (*launch)(void *ctx), 
     qsort(t, 10, sizeof(float), bench_cmp_float);
     return (t[4] + t[5]) / 2;
 }
+
+/* Milliseconds a launch of launch(ctx) takes on st when the GPU has run
+ * nothing else for hot_ms: the calls of hot_ms back to back, then as many
+ * again timed as one span. A short median runs at the top clock; a long run
+ * settles at the clock the power cap allows for this kernel, which is what a
+ * training step sees. */
+static inline float bench_sustained_ms(cudaStream_t st, void (*launch)(void *ctx), void *ctx, float hot_ms) {
+    float one = bench_median_ms(st, launch, ctx), ms;
+    int calls = one > 0 ? (int)(hot_ms / one) + 1 : 1;
+    cudaEvent_t ev[2];
+    CK(cudaEventCreate(&ev[0]));
+    CK(cudaEventCreate(&ev[1]));
+    for (int i = 0; i < calls; i++) launch(ctx);
+    CK(cudaEventRecord(ev[0], st));
+    for (int i = 0; i < calls; i++) launch(ctx);
+    CK(cudaEventRecord(ev[1], st));
+    CK(cudaEventSynchronize(ev[1]));
+    CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+    CK(cudaEventDestroy(ev[0]));
+    CK(cudaEventDestroy(ev[1]));
+    return ms / calls;
+}
 #endif

@@ -4,7 +4,7 @@
  * the Llama-3-8B step's shapes, and what fusing the q/k/v and gate/up
  * projections would gain.
  *
- *   build/bench-matmul [N]      N tokens a micro-batch (default 8192, T=8192)
+ *   build/bench-matmul [N [HOT_MS]]   N tokens a micro-batch (default 8192, T=8192)
  *
  * Each shape is the engine's own call (row-major y = x W^T, dx = dy W,
  * dW = dy^T x in fp32, the same cuBLASLt descriptors): the first heuristic
@@ -12,6 +12,12 @@
  * warm-ups) on random bf16 data. One "BENCH matmul" line a shape: TFLOP/s of
  * the first heuristic and of the fastest, and which. Then the step's matmul
  * time both ways, and separate against fused projections.
+ *
+ * With HOT_MS each algorithm is timed instead after HOT_MS of running alone
+ * (bench_sustained_ms), at the clock the GPU's power cap leaves it, as in a
+ * long step, and a "BENCH matmul-algo" line names each one's configuration
+ * (cuBLASLt's algorithm, tile, stages, cluster shape and split-k ids): which
+ * algorithm spends the fewest joules a FLOP, the ranking a capped step needs.
  */
 #include <cublasLt.h>
 #include <stdint.h>
@@ -69,9 +75,16 @@ static void *random_bf16(size_t n) {
     return d;
 }
 
-/* Times shape s at n tokens: *first and *best in ms (best over up to 16 heuristics). */
+static int algo_config(const cublasLtMatmulAlgo_t *a, cublasLtMatmulAlgoConfigAttributes_t what) {
+    int v = -1;
+    size_t written;
+    return cublasLtMatmulAlgoConfigGetAttribute(a, what, &v, sizeof v, &written) == CUBLAS_STATUS_SUCCESS ? v : -1;
+}
+
+/* Times shape s at n tokens: *first and *best in ms (best over up to 16
+ * heuristics; over 8, sustained for hot_ms each, when hot_ms > 0). */
 static void measure(cublasLtHandle_t lt, cudaStream_t st, void *ws, size_t ws_bytes, const shape *s, int64_t n,
-                    float *first, float *best, int *best_i, int *found) {
+                    float hot_ms, float *first, float *best, int *best_i, int *found) {
     /* column-major as cuda.c's gemm(): m x n' = op(A) op(B) */
     int ta = s->kind == FWD, tb = s->kind == DW;
     int64_t M = s->kind == FWD ? s->out : s->in, Nc = s->kind == DW ? s->out : n;
@@ -91,7 +104,7 @@ static void measure(cublasLtHandle_t lt, cudaStream_t st, void *ws, size_t ws_by
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                             sizeof ws_bytes));
     cublasLtMatmulHeuristicResult_t h[16];
-    LT(cublasLtMatmulAlgoGetHeuristic(lt, k.op, k.la, k.lb, k.lc, k.lc, pref, 16, h, found));
+    LT(cublasLtMatmulAlgoGetHeuristic(lt, k.op, k.la, k.lb, k.lc, k.lc, pref, hot_ms > 0 ? 8 : 16, h, found));
     k.a = random_bf16((size_t)(lda * (ta ? M : K)));
     k.b = random_bf16((size_t)(ldb * (tb ? K : Nc)));
     CK(cudaMalloc(&k.c, (size_t)(ldc * Nc * (ct == CUDA_R_32F ? 4 : 2))));
@@ -99,7 +112,13 @@ static void measure(cublasLtHandle_t lt, cudaStream_t st, void *ws, size_t ws_by
     *best = 1e30f, *best_i = 0;
     for (int i = 0; i < *found; i++) {
         k.algo = &h[i].algo;
-        float ms = bench_median_ms(st, launch, &k);
+        float ms = hot_ms > 0 ? bench_sustained_ms(st, launch, &k, hot_ms) : bench_median_ms(st, launch, &k);
+        if (hot_ms > 0)
+            printf("BENCH matmul-algo %-4s %-14s #%d algo %d tile %d stages %d cluster %d splitk %d: %.3f ms %.0f "
+                   "TFLOP/s\n", kind_name[s->kind], s->name, i, algo_config(k.algo, CUBLASLT_ALGO_CONFIG_ID),
+                   algo_config(k.algo, CUBLASLT_ALGO_CONFIG_TILE_ID), algo_config(k.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+                   algo_config(k.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
+                   algo_config(k.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM), ms, 2.0 * n * s->in * s->out / ms / 1e9);
         if (i == 0) *first = ms;
         if (ms < *best) *best = ms, *best_i = i;
     }
@@ -115,8 +134,9 @@ static void measure(cublasLtHandle_t lt, cudaStream_t st, void *ws, size_t ws_by
 
 int main(int argc, char **argv) {
     int64_t n = argc > 1 ? atoll(argv[1]) : 8192;
-    if (n < 1) {
-        fprintf(stderr, "usage: bench-matmul [N tokens, >= 1]\n");
+    float hot_ms = argc > 2 ? (float)atof(argv[2]) : 0.0f;
+    if (n < 1 || hot_ms < 0) {
+        fprintf(stderr, "usage: bench-matmul [N tokens, >= 1 [HOT_MS, >= 0]]\n");
         return 2;
     }
     enum { D = 4096, F = 14336, KVD = 1024, V = 128256, L = 32 };
@@ -147,7 +167,8 @@ int main(int argc, char **argv) {
         const shape *s = &shapes[i];
         float first = 0, best = 0;
         int best_i, found;
-        measure(lt, st, ws, ws_bytes, s, n, &first, &best, &best_i, &found);
+        if (hot_ms > 0 && s->proj == 2) continue; /* the step's own shapes only */
+        measure(lt, st, ws, ws_bytes, s, n, hot_ms, &first, &best, &best_i, &found);
         double flop = 2.0 * n * s->in * s->out;
         printf("BENCH matmul %-4s %-14s n %lld in %5d out %6d%s: heuristic 0 %.3f ms %.0f TFLOP/s, "
                "best of %d #%d %.3f ms %.0f TFLOP/s (%.1f%%)\n",
@@ -157,9 +178,10 @@ int main(int argc, char **argv) {
         if (s->proj == 1) sep[s->kind] += s->per_step / L * first;
         if (s->proj == 2) fused[s->kind] += first;
     }
-    printf("BENCH matmul step (%d blocks, one micro-batch of %lld tokens): %.1f ms with heuristic 0, %.1f ms with the "
-           "best (%.1f%% faster)\n", L, (long long)n, step_first, step_best, 100 * (step_first / step_best - 1));
-    for (int k = 0; k < 3; k++)
+    printf("BENCH matmul step (%d blocks, one micro-batch of %lld tokens%s): %.1f ms with heuristic 0, %.1f ms with the "
+           "best (%.1f%% faster)\n", L, (long long)n, hot_ms > 0 ? ", sustained" : "", step_first, step_best,
+           100 * (step_first / step_best - 1));
+    for (int k = 0; k < 3 && hot_ms == 0; k++)
         printf("BENCH matmul projections %s a block: q,k,v and gate,up separate %.3f ms, fused %.3f ms (%.1f%%)\n",
                kind_name[k], sep[k], fused[k], 100 * (sep[k] / fused[k] - 1));
     CK(cudaFree(ws));

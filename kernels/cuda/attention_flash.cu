@@ -415,8 +415,8 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 #define FWD_KEYS 128
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
-#define WGMMA_FWD_KEYS 64
-#define WGMMA_FWD_BLOCKS_PER_SM 2
+#define WGMMA_FWD_KEYS 128
+#define WGMMA_FWD_BLOCKS_PER_SM 0
 #define WGMMA_DQ_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 0 : (hd) == 64 ? 1 : 2)
 #define WGMMA_DKDV_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 2 : 1)
 #define WGMMA_DKDV_BLOCKS_PER_SM(hd) ((hd) == 64 ? 3 : 1)

@@ -49,15 +49,16 @@ __device__ __forceinline__ int at(int r, int c) {
     return (c >> 6) * (R * 64) + r * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7);
 }
 
-/* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile by NT threads;
- * rows at or past T are zero-filled. A thread copies the same 16-byte column
- * chunk of every (NT / (HD / 8))-th row: a multiple of 8 rows apart, so one
- * swizzled offset serves them all. */
+/* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile by NT threads
+ * (the block's first NT, or any NT in a row: thread x is thread x % NT of
+ * them); rows at or past T are zero-filled. A thread copies the same 16-byte
+ * column chunk of every (NT / (HD / 8))-th row: a multiple of 8 rows apart, so
+ * one swizzled offset serves them all. */
 template <int HD, int R, int NT>
 __device__ __forceinline__ void load_tile(bf16 *sh, const bf16 *g, int64_t ld, int r0, int T) {
     constexpr int CH = HD / 8, RP = NT / CH;
     static_assert(RP % 8 == 0 && R % RP == 0, "rows per pass");
-    int c = threadIdx.x % CH, r = threadIdx.x / CH;
+    int c = threadIdx.x % CH, r = threadIdx.x % NT / CH;
     bf16 *d = sh + at<R>(r, c * 8);
     const bf16 *src = g + (int64_t)(r0 + r) * ld + c * 8;
 #pragma unroll
@@ -180,6 +181,38 @@ __device__ __forceinline__ void mma_ss(float *d, uint64_t a, uint64_t b, int acc
     if constexpr (N == 64) mma_ss64<MN>(d, a, b, acc);
     else mma_ss128<MN>(d, a, b, acc);
 }
+
+/* Named barriers (bar.sync waits, bar.arrive does not) of n threads. */
+__device__ __forceinline__ void bar_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+/* This warpgroup's registers a thread: a producer gives some up, consumers take them. */
+template <int N>
+__device__ __forceinline__ void set_max_registers() {
+    if constexpr (N > 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+    else asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+/* Shared-memory barriers (mbarrier) that count arrivals: a phase completes at
+ * the count given at init, and its parity (0, 1, 0, ...) names it to a waiter. */
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(sm(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(sm(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity) {
+    uint32_t done;
+    do
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(sm(bar)), "r"(parity)
+                     : "memory");
+    while (!done);
+}
 #endif
 
 /* ---- forward ---------------------------------------------------------------- */
@@ -247,6 +280,160 @@ __global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, c
         wg_wait<0>();
         settled<HD>(o);
     }
+    finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
+                    la, lb);
+#else
+    __trap();
+#endif
+}
+
+/* ---- forward, warp-specialised ------------------------------------------------- */
+
+/* 128 query rows of one (b, h) a block, in three warpgroups: two consumers of
+ * 64 rows each and a producer; key and value tiles of 128 rows, each in ST
+ * stages of its own.
+ * - The producer loads Q with the first key tile, then each key (value) tile
+ *   into its next stage once both consumers are done with the tile before
+ *   there: the stage's "empty" barrier, one arrival a consumer warp. Its
+ *   threads copy by cp.async, wait for their own copies, make them visible to
+ *   wgmma and arrive on the stage's "full" barrier. Keys and values go apart:
+ *   a tile's keys are wanted an iteration before its values, and are done
+ *   with an iteration earlier. The producer gives its registers to the
+ *   consumers (setmaxnreg).
+ * - A consumer overlaps its softmax with the tensor cores twice, as
+ *   FlashAttention-3 does. Within the warpgroup, tile i - 1's O += P V runs
+ *   while tile i's scores go through the softmax. Across the two, with PP,
+ *   each issues its matmuls in turn (named barriers BAR_TURN + warpgroup), so
+ *   one's softmax falls in the other's matmuls. */
+template <int HD, int ST, bool PP>
+__global__ void __launch_bounds__(3 * WG, 1) wg_fwd_ws_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                                      const bf16 *v, const int32_t *doc, int T, int H, int KV,
+                                                      float scale_log2) {
+#if WGMMA
+    constexpr int BM = 2 * 64, KN = 128, NC = 2 * WG, BAR_TURN = 1;
+    enum { KEYS, VALUES };
+    extern __shared__ unsigned char raw[];
+    bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw);
+    bf16 *tiles[2] = {Qs + BM * HD, Qs + (BM + ST * KN) * HD}; /* [KEYS], [VALUES]: ST tiles each */
+    __shared__ __align__(8) uint64_t full[2][ST], empty[2][ST];
+    __shared__ int first_sh;
+    int b = blockIdx.z, h = blockIdx.x, g = h / (H / KV);
+    int q0 = (gridDim.y - 1 - blockIdx.y) * BM; /* the longest rows first (grid_longest_first) */
+    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
+    int lo = block_first(doc, b, T, q0, BM, &first_sh);
+    int kt_lo = lo / KN, n = (min(q0 + BM, T) - 1) / KN - kt_lo + 1; /* n key tiles from kt_lo */
+    auto tile = [&](int kind, int i) { return tiles[kind] + i % ST * KN * HD; };
+    if (threadIdx.x == 0)
+        for (int kind = 0; kind < 2; kind++)
+            for (int st = 0; st < ST; st++) mbar_init(&full[kind][st], WG), mbar_init(&empty[kind][st], NC / 32);
+    __syncthreads();
+
+    if (threadIdx.x >= NC) { /* the producer */
+        set_max_registers<56>();
+        const bf16 *src[2] = {k + (int64_t)b * T * ldk + (int64_t)g * HD, v + (int64_t)b * T * ldk + (int64_t)g * HD};
+        auto load = [&](int kind, int i) { /* issue tile i of keys or values */
+            if (i >= ST) mbar_wait(&empty[kind][i % ST], (i / ST - 1) & 1);
+            load_tile<HD, KN, WG>(tile(kind, i), src[kind], ldk, (kt_lo + i) * KN, T);
+            cp_commit();
+        };
+        auto landed = [&] { /* this thread's copies are in, and visible to wgmma */
+            cp_wait<0>();
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        };
+        /* Q with keys 0; values i - 1 are announced with keys i, as the consumers want them */
+        load_tile<HD, BM, WG>(Qs, q + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, q0, T);
+        for (int i = 0; i < n; i++) {
+            load(KEYS, i);
+            landed();
+            if (i > 0) mbar_arrive(&full[VALUES][(i - 1) % ST]);
+            mbar_arrive(&full[KEYS][i % ST]);
+            load(VALUES, i);
+        }
+        landed();
+        mbar_arrive(&full[VALUES][(n - 1) % ST]);
+        return;
+    }
+
+    set_max_registers<224>();
+    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
+    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
+    int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
+    float o[HD / 8][4], ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
+#pragma unroll
+    for (int c = 0; c < HD / 8; c++) o[c][0] = o[c][1] = o[c][2] = o[c][3] = 0.0f;
+    uint64_t qd = desc_k(Qs + wg * 64 * 64); /* this warpgroup's 64 rows of Q */
+    float s[KN / 8][4];
+    uint32_t p[KN / 16][4];
+    auto wait_full = [&](int kind, int i) { mbar_wait(&full[kind][i % ST], (i / ST) & 1); };
+    auto release = [&](int kind, int i) {
+        if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[kind][i % ST]);
+    };
+    /* this warpgroup's turn at the tensor cores, and the other's after it: n + 1
+       turns each (the first warpgroup starts; the second's last pass has no
+       turn left to give) */
+    auto turn = [&] {
+        if constexpr (PP) bar_sync(BAR_TURN + wg, NC);
+    };
+    auto pass = [&](bool last) {
+        if constexpr (PP)
+            if (!(last && wg == 1)) bar_arrive(BAR_TURN + (wg ^ 1), NC);
+    };
+    auto scores = [&](int i) { /* issue S = Q K_i^T */
+        uint64_t kd = desc_k(tile(KEYS, i));
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) mma_ss<KN>(&s[0][0], qd + k_step<BM>(ks), kd + k_step<KN>(ks), ks > 0);
+        wg_commit();
+    };
+    auto values = [&](int i) { /* issue O += P V_i */
+        uint64_t vd = desc_mn<KN>(tile(VALUES, i));
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < KN / 16; ks++) mma_rs<HD>(&o[0][0], p[ks], vd + mn_step(ks));
+        wg_commit();
+    };
+    /* tile i's scores, waited for, into probabilities; returns the factors of the rows' old sums */
+    auto softmax = [&](int i) {
+        settled<KN>(s);
+        release(KEYS, i);
+        int k0 = (kt_lo + i) * KN;
+        if (doc || k0 + KN - 1 > q0 + wg * 64) mask_rows<KN>(s, k0, ra, fa, fb);
+        return softmax_step<KN>(s, ma, mb, la, lb, scale_log2);
+    };
+    auto to_p = [&] { /* once the last O += P V is done with P's registers */
+#pragma unroll
+        for (int ks = 0; ks < KN / 16; ks++) acc_to_a(p[ks], s, ks);
+    };
+
+    if (PP && wg == 1) bar_arrive(BAR_TURN, NC); /* the first warpgroup goes first */
+    wait_full(KEYS, 0);
+    turn();
+    scores(0);
+    pass(false);
+    wg_wait<0>();
+    softmax(0);
+    to_p();
+    for (int i = 1; i < n; i++) {
+        wait_full(KEYS, i);
+        wait_full(VALUES, i - 1);
+        turn();
+        scores(i);
+        values(i - 1);
+        pass(false);
+        wg_wait<1>();
+        float2 c = softmax(i);
+        wg_wait<0>();
+        settled<HD>(o);
+        release(VALUES, i - 1);
+        scale_rows<HD>(o, c);
+        to_p();
+    }
+    wait_full(VALUES, n - 1);
+    turn();
+    values(n - 1);
+    pass(true);
+    wg_wait<0>();
+    settled<HD>(o);
     finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
                     la, lb);
 #else
@@ -478,17 +665,6 @@ __global__ void __launch_bounds__(NWG * WG, OCC) wg_dkdv_k(bf16 *dk, bf16 *dv, c
  * own, and per dQ buffer "full" (consumers arrive, the writer waits) and
  * "empty" (the writer arrives, the consumers wait). */
 enum { BAR_CONSUMERS = 1, BAR_FULL = 2, BAR_EMPTY = 4 };
-__device__ __forceinline__ void bar_sync(int id, int n) {
-    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
-__device__ __forceinline__ void bar_arrive(int id, int n) {
-    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
-template <int N>
-__device__ __forceinline__ void set_max_registers() {
-    if constexpr (N > 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
-    else asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
-}
 /* a tile's counter: read with acquire, written with release semantics, at GPU scope */
 __device__ __forceinline__ int load_acquire(const int *p) {
     int v;
@@ -696,6 +872,25 @@ int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, c
     return launched();
 }
 
+#ifndef WGMMA_FWD_PINGPONG
+#define WGMMA_FWD_PINGPONG 1
+#endif
+#ifndef WGMMA_FWD_STAGES
+#define WGMMA_FWD_STAGES 2
+#endif
+template <int HD>
+int fwd_ws(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
+           int B, int T, int H, int KV) {
+    constexpr int ST = WGMMA_FWD_STAGES;
+    int smem = (128 + 2 * ST * 128) * HD * 2 + 1024; /* Q, ST stages of K and of V */
+    auto kern = wg_fwd_ws_k<HD, ST, WGMMA_FWD_PINGPONG>;
+    int e = launch_smem(kern, smem);
+    if (e) return e;
+    kern<<<grid_longest_first(T, 128, H, B), 3 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV,
+                                                                LOG2E / sqrtf((float)HD));
+    return launched();
+}
+
 /* The fused backward over the work cuda_attention_bwd_scratch sizes, carved in
  * the order it counts: D, the tiles' counters and fp32 sums of dq (both
  * zeroed here), then dq from them. */
@@ -765,12 +960,14 @@ extern "C" int cuda_flash_wgmma_ready(void) {
 extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
                                     const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int keys,
                                     int occ) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128) || (occ != 1 && occ != 2) ||
-        (occ == 2 && keys == 128))
+    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128) || occ < 0 || occ > 2 ||
+        (occ == 0 && keys != 128) || (occ == 2 && keys != 64))
         return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
-#define PICK(HD) (keys == 128 ? fwd<HD, 128, 1>(ARGS) : occ == 1 ? fwd<HD, 64, 1>(ARGS) : fwd<HD, 64, 2>(ARGS))
+#define PICK(HD)                                                                                         \
+    (occ == 0 ? fwd_ws<HD>(ARGS) : keys == 128 ? fwd<HD, 128, 1>(ARGS) : occ == 1 ? fwd<HD, 64, 1>(ARGS) \
+                                                                      : fwd<HD, 64, 2>(ARGS))
     return hd == 64 ? PICK(64) : PICK(128);
 #undef PICK
 #undef ARGS

@@ -105,7 +105,8 @@ int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void
 /* attention_wgmma.cu — the same three kernels on warpgroup MMA, for sm_90
  * (H100, H200): cuda_flash_fwd / _bwd take them when cuda_flash_wgmma_ready()
  * says the current device can. Variants for the workbench: keys (64 or 128) per
- * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM; warpgroups (1
+ * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM, or occ 0 the
+ * warp-specialised forward (128 keys, a producer warpgroup); warpgroups (1
  * or 2) per dq block, warpgroups (1 or 2) per dk/dv block, occ_kv (1 or 3)
  * dk/dv blocks an SM, where one-warpgroup dq blocks and 3 dk/dv blocks an SM
  * take head dim 64 and one-warpgroup dk/dv blocks; parts (1 dq, 2 dk/dv, 3
