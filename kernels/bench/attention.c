@@ -27,18 +27,15 @@
 typedef struct shape { int B, T, H, KV, hd, docs; } shape;
 
 /* A kernel choice: the mma.sync kernels' warps per forward block (nw), keys per
- * forward tile, warps per dq and dk/dv block; or the wgmma kernels' keys per
- * forward tile, forward blocks an SM (occ; 0 the warp-specialised forward, 128
- * keys), warpgroups per dq block (dq: 1 at
- * head dim 64, or 2; 0 the fused backward, head dim 128), warpgroups per dk/dv
- * block (kv) and dk/dv blocks an SM (kv_occ: 1, or 3 at head dim 64 with one
+ * forward tile, warps per dq and dk/dv block; or the wgmma kernels' backward
+ * (their forward has one shape): warpgroups per dq block (dq: 1 at head dim
+ * 64, or 2; 0 the fused backward, head dim 128), warpgroups per dk/dv block
+ * (kv) and dk/dv blocks an SM (kv_occ: 1, or 3 at head dim 64 with one
  * warpgroup). */
-typedef struct variant { int wgmma, nw, keys, dq, kv, occ, kv_occ; } variant;
+typedef struct variant { int wgmma, nw, keys, dq, kv, kv_occ; } variant;
 static const variant variants[] = {
-    {0, 4, 64, 4, 4, 0, 0}, {0, 8, 64, 8, 4, 0, 0}, {0, 4, 128, 4, 8, 0, 0}, {0, 8, 128, 8, 8, 0, 0},
-    {1, 0, 64, 2, 1, 1, 1}, {1, 0, 128, 2, 1, 1, 1}, {1, 0, 64, 2, 2, 2, 1}, {1, 0, 64, 2, 1, 2, 3},
-    {1, 0, 64, 1, 1, 2, 3}, {1, 0, 64, 0, 2, 2, 1}, {1, 0, 128, 0, 2, 0, 1},
-    {1, 0, 128, 1, 1, 0, 3},
+    {0, 4, 64, 4, 4, 0}, {0, 8, 64, 8, 4, 0}, {0, 4, 128, 4, 8, 0}, {0, 8, 128, 8, 8, 0},
+    {1, 0, 0, 2, 1, 1},  {1, 0, 0, 2, 2, 1},  {1, 0, 0, 2, 1, 3},  {1, 0, 0, 1, 1, 3},  {1, 0, 0, 0, 2, 1},
 };
 
 
@@ -58,8 +55,7 @@ static void launch(const variant *x, int what, cudaStream_t st, bufs *u, shape s
     if (what == 0) {
         if (!x) CK(cuda_flash_fwd(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd));
         else if (x->wgmma)
-            CK(cuda_flash_wgmma_fwd(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd, x->keys,
-                                    x->occ));
+            CK(cuda_flash_wgmma_fwd(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd));
         else CK(cuda_flash_fwd_nw(ms, u->o[1], u->lse[1], u->q, u->k, u->v, u->doc, B, T, H, KV, hd, x->nw, x->keys));
     } else if (!x) {
         CK(cuda_attention_bwd(ms, 1, u->dq[1], u->dk[1], u->dv[1], u->dout, u->q, u->k, u->v, u->o[1], u->lse[1],
@@ -170,16 +166,11 @@ static int run(shape s) {
                         fmax(rel(u->dk[1], u->dk[0], nk, 1), rel(u->dv[1], u->dv[0], nk, 1)));
         bad |= !(w <= 1e-2);
         char what[192];
-        if (x->wgmma && x->occ == 0)
-            snprintf(what, sizeof what, "wgmma fwd warp-specialised, a producer and 2 warpgroups x %d keys | bwd "
-                     "fused, dq in the dk/dv kernel, %d warpgroups", x->keys, x->kv);
-        else if (x->wgmma && x->dq == 0)
-            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd fused, dq in "
-                     "the dk/dv kernel, %d warpgroups", x->keys, x->occ, x->kv);
+        if (x->wgmma && x->dq == 0)
+            snprintf(what, sizeof what, "wgmma fwd | bwd fused, dq in the dk/dv kernel, %d warpgroups", x->kv);
         else if (x->wgmma)
-            snprintf(what, sizeof what, "wgmma fwd 2 warpgroups x %d keys, %d block(s) an SM | bwd dq %d "
-                     "warpgroup(s), dk/dv %d warpgroup(s), %d block(s) an SM (dq %.3f ms, dk/dv %.3f ms)", x->keys,
-                     x->occ, x->dq, x->kv, x->kv_occ,
+            snprintf(what, sizeof what, "wgmma fwd | bwd dq %d warpgroup(s), dk/dv %d warpgroup(s), %d block(s) an "
+                     "SM (dq %.3f ms, dk/dv %.3f ms)", x->dq, x->kv, x->kv_occ,
                      timed(x, 2, st, u, s), timed(x, 3, st, u, s));
         else
             snprintf(what, sizeof what, "mma fwd %d warps x %d keys | bwd dq %d warps, dk/dv %d warps", x->nw,

@@ -407,16 +407,13 @@ extern "C" int cuda_flash_supported(int bf16f, int hd, int H, int KV) {
 
 /* The block shapes the engine runs (the workbench times the others): here,
  * warps per forward block, keys per forward tile, warps per dq and dk/dv block;
- * on sm_90, attention_wgmma.cu's keys per forward tile, forward blocks an SM,
- * warpgroups per dq block (0: the fused backward, dq summed in the dk/dv
- * kernel, where cuda_attention_fused_bwd says) and per dk/dv block, dk/dv
- * blocks an SM. */
+ * on sm_90, attention_wgmma.cu's warpgroups per dq block (0: the fused
+ * backward, dq summed in the dk/dv kernel, where cuda_attention_fused_bwd
+ * says) and per dk/dv block, dk/dv blocks an SM. */
 #define FWD_WARPS 8
 #define FWD_KEYS 128
 #define DQ_WARPS(hd) ((hd) == 64 ? 4 : 8)
 #define DKDV_WARPS 4
-#define WGMMA_FWD_KEYS 128
-#define WGMMA_FWD_BLOCKS_PER_SM 0
 #define WGMMA_DQ_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 0 : (hd) == 64 ? 1 : 2)
 #define WGMMA_DKDV_WARPGROUPS(hd) (cuda_attention_fused_bwd(hd) ? 2 : 1)
 #define WGMMA_DKDV_BLOCKS_PER_SM(hd) ((hd) == 64 ? 3 : 1)
@@ -453,8 +450,7 @@ extern "C" int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv,
 extern "C" int cuda_flash_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *doc, int B, int T, int H, int KV, int hd) {
     if (cuda_flash_wgmma_ready())
-        return cuda_flash_wgmma_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd, WGMMA_FWD_KEYS,
-                                    WGMMA_FWD_BLOCKS_PER_SM);
+        return cuda_flash_wgmma_fwd(s, out, lse, q, k, v, doc, B, T, H, KV, hd);
     return cuda_flash_fwd_nw(s, out, lse, q, k, v, doc, B, T, H, KV, hd, FWD_WARPS, FWD_KEYS);
 }
 

@@ -5,7 +5,9 @@
  * (wgmma, sm_90a). A block is one or two warpgroups of 128 threads, each
  * owning 64 rows (query rows, or keys in dk/dv); the other operand streams
  * through shared memory in tiles, two buffers deep (three for dq's K, whose
- * last matmul overlaps the next tile), loaded by cp.async. At head dim 128
+ * last matmul overlaps the next tile), loaded by cp.async. The forward's block
+ * has a third warpgroup that only loads, handing tiles over through
+ * shared-memory barriers (warp specialisation, wg_fwd_k below). At head dim 128
  * the engine runs a fourth kernel instead of the two backward ones: the fused
  * backward, dk/dv and dq in one pass, each query tile's dq summed across key
  * blocks in a fixed order by the TMA unit (wg_bwd_k below). Block shapes and
@@ -37,6 +39,7 @@ using namespace flash;
 #endif
 
 constexpr int WG = 128; /* threads in a warpgroup; each owns 64 rows */
+constexpr int FWD_STAGES = 2; /* the forward's tiles of keys (and of values) in flight; 3 measured no faster */
 
 /* a compile-time flag passed to a generic lambda */
 template <bool B>
@@ -215,83 +218,11 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity) {
 }
 #endif
 
-/* ---- forward ---------------------------------------------------------------- */
-
-/* 128 query rows of one (b, h) a block; key/value tiles of KN rows; OCC blocks
- * an SM (2 caps the registers at 128 a thread: the two blocks' barriers and
- * phases interleave). Pipelining O += P V against the next tile's scores, as
- * the dq kernel does, measured no faster here (kernels/bench/NOTES.md). */
-template <int HD, int KN, int OCC>
-__global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
-                                                       const bf16 *v, const int32_t *doc, int T, int H, int KV,
-                                                       float scale_log2) {
-#if WGMMA
-    constexpr int BM = 2 * 64;
-    extern __shared__ unsigned char raw[];
-    bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw), *Ks = Qs + BM * HD,
-         *Vs = Ks + 2 * KN * HD;
-    __shared__ int first_sh;
-    int b = blockIdx.z, h = blockIdx.x, g = h / (H / KV);
-    int q0 = (gridDim.y - 1 - blockIdx.y) * BM; /* the longest rows first (grid_longest_first) */
-    int wg = threadIdx.x / WG, w = threadIdx.x >> 5, gi = (threadIdx.x & 31) >> 2;
-    int64_t ldq = (int64_t)H * HD, ldk = (int64_t)KV * HD;
-    const bf16 *qb = q + (int64_t)b * T * ldq + (int64_t)h * HD;
-    const bf16 *kb = k + (int64_t)b * T * ldk + (int64_t)g * HD, *vb = v + (int64_t)b * T * ldk + (int64_t)g * HD;
-    int ra = q0 + w * 16 + gi, rb = ra + 8; /* this thread's rows */
-    int fa = doc && ra < T ? doc[(int64_t)b * T + ra] : 0, fb = doc && rb < T ? doc[(int64_t)b * T + rb] : 0;
-    int lo = block_first(doc, b, T, q0, BM, &first_sh);
-    int kt_lo = lo / KN, n = (min(q0 + BM, T) - 1) / KN - kt_lo + 1; /* n key tiles from kt_lo */
-
-    load_tile<HD, BM, 2 * WG>(Qs, qb, ldq, q0, T);
-    load_tile<HD, KN, 2 * WG>(Ks, kb, ldk, kt_lo * KN, T);
-    load_tile<HD, KN, 2 * WG>(Vs, vb, ldk, kt_lo * KN, T);
-    cp_commit();
-    float o[HD / 8][4], ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
-#pragma unroll
-    for (int c = 0; c < HD / 8; c++) o[c][0] = o[c][1] = o[c][2] = o[c][3] = 0.0f;
-    uint64_t qd = desc_k(Qs + wg * 64 * 64); /* this warpgroup's 64 rows of Q */
-
-    for (int i = 0; i < n; i++) {
-        cp_wait<0>();
-        tiles_ready(); /* tile i is in; every warp is done with tile i - 1 */
-        if (i + 1 < n) {
-            load_tile<HD, KN, 2 * WG>(Ks + (i + 1) % 2 * KN * HD, kb, ldk, (kt_lo + i + 1) * KN, T);
-            load_tile<HD, KN, 2 * WG>(Vs + (i + 1) % 2 * KN * HD, vb, ldk, (kt_lo + i + 1) * KN, T);
-            cp_commit();
-        }
-        uint64_t kd = desc_k(Ks + i % 2 * KN * HD), vd = desc_mn<KN>(Vs + i % 2 * KN * HD);
-        int k0 = (kt_lo + i) * KN;
-        float s[KN / 8][4];
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) mma_ss<KN>(&s[0][0], qd + k_step<BM>(ks), kd + k_step<KN>(ks), ks > 0);
-        wg_commit();
-        wg_wait<0>();
-        settled<KN>(s);
-        if (doc || k0 + KN - 1 > q0 + wg * 64) mask_rows<KN>(s, k0, ra, fa, fb);
-        scale_rows<HD>(o, softmax_step<KN>(s, ma, mb, la, lb, scale_log2));
-        uint32_t p[KN / 16][4];
-#pragma unroll
-        for (int ks = 0; ks < KN / 16; ks++) acc_to_a(p[ks], s, ks);
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < KN / 16; ks++) mma_rs<HD>(&o[0][0], p[ks], vd + mn_step(ks));
-        wg_commit();
-        wg_wait<0>();
-        settled<HD>(o);
-    }
-    finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
-                    la, lb);
-#else
-    __trap();
-#endif
-}
-
-/* ---- forward, warp-specialised ------------------------------------------------- */
+/* ---- forward ------------------------------------------------------------------ */
 
 /* 128 query rows of one (b, h) a block, in three warpgroups: two consumers of
- * 64 rows each and a producer; key and value tiles of 128 rows, each in ST
- * stages of its own.
+ * 64 rows each and a producer; key and value tiles of 128 rows, each in
+ * FWD_STAGES stages of its own.
  * - The producer loads Q with the first key tile, then each key (value) tile
  *   into its next stage once both consumers are done with the tile before
  *   there: the stage's "empty" barrier, one arrival a consumer warp. Its
@@ -300,17 +231,16 @@ __global__ void __launch_bounds__(2 * WG, OCC) wg_fwd_k(bf16 *out, float *lse, c
  *   a tile's keys are wanted an iteration before its values, and are done
  *   with an iteration earlier. The producer gives its registers to the
  *   consumers (setmaxnreg).
- * - A consumer overlaps its softmax with the tensor cores twice, as
- *   FlashAttention-3 does. Within the warpgroup, tile i - 1's O += P V runs
- *   while tile i's scores go through the softmax. Across the two, with PP,
- *   each issues its matmuls in turn (named barriers BAR_TURN + warpgroup), so
- *   one's softmax falls in the other's matmuls. */
-template <int HD, int ST, bool PP>
-__global__ void __launch_bounds__(3 * WG, 1) wg_fwd_ws_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+ * - A consumer overlaps its softmax with the tensor cores: tile i - 1's
+ *   O += P V runs while tile i's scores go through the softmax. (Taking turns
+ *   at the tensor cores across the two consumers, FlashAttention-3's
+ *   ping-pong, measured no faster here: kernels/bench/NOTES.md.) */
+template <int HD>
+__global__ void __launch_bounds__(3 * WG, 1) wg_fwd_k(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                                       const bf16 *v, const int32_t *doc, int T, int H, int KV,
                                                       float scale_log2) {
 #if WGMMA
-    constexpr int BM = 2 * 64, KN = 128, NC = 2 * WG, BAR_TURN = 1;
+    constexpr int BM = 2 * 64, KN = 128, ST = FWD_STAGES, NC = 2 * WG;
     enum { KEYS, VALUES };
     extern __shared__ unsigned char raw[];
     bf16 *Qs = reinterpret_cast<bf16 *>((sm(raw) + 1023 & ~1023u) - sm(raw) + raw);
@@ -368,16 +298,6 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_fwd_ws_k(bf16 *out, float *lse, 
     auto release = [&](int kind, int i) {
         if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[kind][i % ST]);
     };
-    /* this warpgroup's turn at the tensor cores, and the other's after it: n + 1
-       turns each (the first warpgroup starts; the second's last pass has no
-       turn left to give) */
-    auto turn = [&] {
-        if constexpr (PP) bar_sync(BAR_TURN + wg, NC);
-    };
-    auto pass = [&](bool last) {
-        if constexpr (PP)
-            if (!(last && wg == 1)) bar_arrive(BAR_TURN + (wg ^ 1), NC);
-    };
     auto scores = [&](int i) { /* issue S = Q K_i^T */
         uint64_t kd = desc_k(tile(KEYS, i));
         wg_fence();
@@ -405,21 +325,16 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_fwd_ws_k(bf16 *out, float *lse, 
         for (int ks = 0; ks < KN / 16; ks++) acc_to_a(p[ks], s, ks);
     };
 
-    if (PP && wg == 1) bar_arrive(BAR_TURN, NC); /* the first warpgroup goes first */
     wait_full(KEYS, 0);
-    turn();
     scores(0);
-    pass(false);
     wg_wait<0>();
     softmax(0);
     to_p();
     for (int i = 1; i < n; i++) {
         wait_full(KEYS, i);
         wait_full(VALUES, i - 1);
-        turn();
         scores(i);
         values(i - 1);
-        pass(false);
         wg_wait<1>();
         float2 c = softmax(i);
         wg_wait<0>();
@@ -429,9 +344,7 @@ __global__ void __launch_bounds__(3 * WG, 1) wg_fwd_ws_k(bf16 *out, float *lse, 
         to_p();
     }
     wait_full(VALUES, n - 1);
-    turn();
     values(n - 1);
-    pass(true);
     wg_wait<0>();
     settled<HD>(o);
     finish_rows<HD>(out + (int64_t)b * T * ldq + (int64_t)h * HD, ldq, lse + ((int64_t)b * H + h) * T, o, ra, T, ma, mb,
@@ -860,30 +773,12 @@ int launch_smem(K kernel, int bytes) {
     return (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-template <int HD, int KN, int OCC>
+/* The forward: Q and FWD_STAGES tiles each of K and V in shared memory. */
+template <int HD>
 int fwd(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
         int B, int T, int H, int KV) {
-    int smem = (128 + 4 * KN) * HD * 2 + 1024;
-    auto kern = wg_fwd_k<HD, KN, OCC>;
-    int e = launch_smem(kern, smem);
-    if (e) return e;
-    kern<<<grid_longest_first(T, 128, H, B), 2 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV,
-                                                                LOG2E / sqrtf((float)HD));
-    return launched();
-}
-
-#ifndef WGMMA_FWD_PINGPONG
-#define WGMMA_FWD_PINGPONG 1
-#endif
-#ifndef WGMMA_FWD_STAGES
-#define WGMMA_FWD_STAGES 2
-#endif
-template <int HD>
-int fwd_ws(ms_cuda_stream s, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *doc,
-           int B, int T, int H, int KV) {
-    constexpr int ST = WGMMA_FWD_STAGES;
-    int smem = (128 + 2 * ST * 128) * HD * 2 + 1024; /* Q, ST stages of K and of V */
-    auto kern = wg_fwd_ws_k<HD, ST, WGMMA_FWD_PINGPONG>;
+    int smem = (128 + 2 * FWD_STAGES * 128) * HD * 2 + 1024;
+    auto kern = wg_fwd_k<HD>;
     int e = launch_smem(kern, smem);
     if (e) return e;
     kern<<<grid_longest_first(T, 128, H, B), 3 * WG, smem, s>>>(out, lse, q, k, v, doc, T, H, KV,
@@ -958,18 +853,11 @@ extern "C" int cuda_flash_wgmma_ready(void) {
 }
 
 extern "C" int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k,
-                                    const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd, int keys,
-                                    int occ) {
-    if (!cuda_flash_supported(1, hd, H, KV) || (keys != 64 && keys != 128) || occ < 0 || occ > 2 ||
-        (occ == 0 && keys != 128) || (occ == 2 && keys != 64))
-        return (int)cudaErrorInvalidValue;
+                                    const void *v, const int32_t *doc, int B, int T, int H, int KV, int hd) {
+    if (!cuda_flash_supported(1, hd, H, KV)) return (int)cudaErrorInvalidValue;
     if (B == 0 || T == 0) return 0;
 #define ARGS s, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, doc, B, T, H, KV
-#define PICK(HD)                                                                                         \
-    (occ == 0 ? fwd_ws<HD>(ARGS) : keys == 128 ? fwd<HD, 128, 1>(ARGS) : occ == 1 ? fwd<HD, 64, 1>(ARGS) \
-                                                                      : fwd<HD, 64, 2>(ARGS))
-    return hd == 64 ? PICK(64) : PICK(128);
-#undef PICK
+    return hd == 64 ? fwd<64>(ARGS) : fwd<128>(ARGS);
 #undef ARGS
 }
 

@@ -104,17 +104,16 @@ int cuda_flash_bwd_nw(ms_cuda_stream s, void *dq, void *dk, void *dv, const void
                       int B, int T, int H, int KV, int hd, int nw_dq, int nw_kv);
 /* attention_wgmma.cu — the same three kernels on warpgroup MMA, for sm_90
  * (H100, H200): cuda_flash_fwd / _bwd take them when cuda_flash_wgmma_ready()
- * says the current device can. Variants for the workbench: keys (64 or 128) per
- * forward tile, occ (1, or 2 at 64 keys) forward blocks an SM, or occ 0 the
- * warp-specialised forward (128 keys, a producer warpgroup); warpgroups (1
- * or 2) per dq block, warpgroups (1 or 2) per dk/dv block, occ_kv (1 or 3)
- * dk/dv blocks an SM, where one-warpgroup dq blocks and 3 dk/dv blocks an SM
- * take head dim 64 and one-warpgroup dk/dv blocks; parts (1 dq, 2 dk/dv, 3
- * both). No dq warpgroups (nwg_q 0) is the fused backward, dq summed in the
- * dk/dv kernel: head dim 128, 2 warpgroups, 1 block an SM, both parts. */
+ * says the current device can. Variants of the backward for the workbench:
+ * warpgroups (1 or 2) per dq block, warpgroups (1 or 2) per dk/dv block,
+ * occ_kv (1 or 3) dk/dv blocks an SM, where one-warpgroup dq blocks and 3
+ * dk/dv blocks an SM take head dim 64 and one-warpgroup dk/dv blocks; parts
+ * (1 dq, 2 dk/dv, 3 both). No dq warpgroups (nwg_q 0) is the fused backward,
+ * dq summed in the dk/dv kernel: head dim 128, 2 warpgroups, 1 block an SM,
+ * both parts. */
 int cuda_flash_wgmma_ready(void);
 int cuda_flash_wgmma_fwd(ms_cuda_stream s, void *out, float *lse, const void *q, const void *k, const void *v,
-                         const int32_t *doc_start, int B, int T, int H, int KV, int hd, int keys, int occ);
+                         const int32_t *doc_start, int B, int T, int H, int KV, int hd);
 int cuda_flash_wgmma_bwd(ms_cuda_stream s, void *dq, void *dk, void *dv, const void *dout, const void *q,
                          const void *k, const void *v, const float *lse, void *work, const int32_t *doc_start,
                          int B, int T, int H, int KV, int hd, int nwg_q, int nwg_kv, int occ_kv, int parts);
