@@ -53,10 +53,10 @@ __device__ __forceinline__ int at(int r, int c) {
 }
 
 /* Rows [r0, r0 + R) of a (T, ld) bf16 matrix into an R-row tile by NT threads
- * (the block's first NT, or any NT in a row: thread x is thread x % NT of
- * them); rows at or past T are zero-filled. A thread copies the same 16-byte
- * column chunk of every (NT / (HD / 8))-th row: a multiple of 8 rows apart, so
- * one swizzled offset serves them all. */
+ * (the block's first NT, or any NT from a multiple of NT on: thread x is the
+ * (x % NT)-th); rows at or past T are zero-filled. A thread copies the same
+ * 16-byte column chunk of every (NT / (HD / 8))-th row: a multiple of 8 rows
+ * apart, so one swizzled offset serves them all. */
 template <int HD, int R, int NT>
 __device__ __forceinline__ void load_tile(bf16 *sh, const bf16 *g, int64_t ld, int r0, int T) {
     constexpr int CH = HD / 8, RP = NT / CH;
