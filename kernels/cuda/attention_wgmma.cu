@@ -185,6 +185,21 @@ __device__ __forceinline__ void mma_ss(float *d, uint64_t a, uint64_t b, int acc
     else mma_ss128<MN>(d, a, b, acc);
 }
 
+/* Issue a backward tile's two score matmuls over the head dim, committed as one
+ * group and not waited for: s = A B^T and dp = A' B'^T, the A operands the
+ * rows from a and a2 of RA-row tiles, the B operands RB-row tiles, all K-major. */
+template <int RA, int RB, int HD>
+__device__ __forceinline__ void score_pair(float (*s)[4], float (*dp)[4], uint64_t a, uint64_t b, uint64_t a2,
+                                           uint64_t b2) {
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        mma_ss<RB>(&s[0][0], a + k_step<RA>(ks), b + k_step<RB>(ks), ks > 0);
+        mma_ss<RB>(&dp[0][0], a2 + k_step<RA>(ks), b2 + k_step<RB>(ks), ks > 0);
+    }
+    wg_commit();
+}
+
 /* Named barriers (bar.sync waits, bar.arrive does not) of n threads. */
 __device__ __forceinline__ void bar_sync(int id, int n) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
@@ -415,13 +430,7 @@ __global__ void __launch_bounds__(NWG * WG, 1) wg_dq_k(bf16 *dq, const bf16 *dou
         uint64_t kd = desc_k(Ks + i % KB * BN * HD), vd = desc_k(Vs + i % 2 * BN * HD);
         int k0 = (kt_lo + i) * BN;
         float s[BN / 8][4], dp[BN / 8][4];
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) {
-            mma_ss<BN>(&s[0][0], qd + k_step<BM>(ks), kd + k_step<BN>(ks), ks > 0);
-            mma_ss<BN>(&dp[0][0], gd + k_step<BM>(ks), vd + k_step<BN>(ks), ks > 0);
-        }
-        wg_commit();
+        score_pair<BM, BN, HD>(s, dp, qd, kd, gd, vd);
         if constexpr (decltype(overlap)::value) {
             dqk(i - 1);
             wg_wait<1>();
@@ -460,14 +469,7 @@ template <int BK, int BQ, int HD>
 __device__ __forceinline__ void kv_scores(float (*s)[4], float (*dp)[4], uint64_t kd, uint64_t vd, const bf16 *Qt,
                                           const bf16 *Gt, const float *Ls, const float *Ds, const int *Fs, int t0,
                                           int ca, int T, bool masked, float scale_log2) {
-    uint64_t qd = desc_k(Qt), gd = desc_k(Gt);
-    wg_fence();
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) {
-        mma_ss<BQ>(&s[0][0], kd + k_step<BK>(ks), qd + k_step<BQ>(ks), ks > 0);
-        mma_ss<BQ>(&dp[0][0], vd + k_step<BK>(ks), gd + k_step<BQ>(ks), ks > 0);
-    }
-    wg_commit();
+    score_pair<BK, BQ, HD>(s, dp, kd, desc_k(Qt), vd, desc_k(Gt));
     wg_wait<0>();
     settled<BQ>(s);
     settled<BQ>(dp);
